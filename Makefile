@@ -1,0 +1,34 @@
+# The two commands of the README:
+#   make report   build the virtualenv, get the data if needed, run the notebooks into reports/$(PROFILE)/
+#   make test     build the virtualenv, run the whole test suite (package + notebooks with nbval)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= cpu
+PYTEST_ARGS ?=
+
+.PHONY: report test venv data clean-venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[lite0,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (aslnb)" >/dev/null
+	touch $@
+
+# Uses $$ASLNB_DATA when set; otherwise downloads the sample into the user cache (needs internet).
+data: venv
+	@if [ -n "$$ASLNB_DATA" ]; then echo "data: using ASLNB_DATA=$$ASLNB_DATA"; \
+	else $(VENV)/bin/aslnb data fetch --per-class 200; fi
+
+report: venv data
+	$(VENV)/bin/aslnb report --profile $(PROFILE)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,36 @@
+"""aslnb: ASL alphabet recognition by transfer learning, as a notebook course.
+
+The notebooks and the ``aslnb`` command call the same functions:
+:func:`train`, :func:`evaluate`, :func:`predict` and the data layer in
+:mod:`aslnb.data`.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import AslnbError, DataError, DownloadError, ModelError, ParameterError, RunDirError  # noqa: E402
+
+
+def train(*args, **kwargs):
+    """See :func:`aslnb.train.train`."""
+    from .train import train as _train
+
+    return _train(*args, **kwargs)
+
+
+def evaluate(*args, **kwargs):
+    """See :func:`aslnb.evaluate.evaluate`."""
+    from .evaluate import evaluate as _evaluate
+
+    return _evaluate(*args, **kwargs)
+
+
+def predict(*args, **kwargs):
+    """See :func:`aslnb.predict.predict`."""
+    from .predict import predict as _predict
+
+    return _predict(*args, **kwargs)
+
+
+__all__ = ["AslnbError", "DataError", "DownloadError", "ModelError", "ParameterError", "RunDirError",
+           "__version__", "evaluate", "predict", "train"]

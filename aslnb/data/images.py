@@ -1,0 +1,106 @@
+"""Reading one image file the same way everywhere (training, evaluation, predict).
+
+Every image goes through :func:`load_image`: Pillow opens it (JPEG, PNG, BMP,
+WebP, ...), EXIF orientation is applied, any mode (grayscale, RGBA, palette,
+CMYK, 16-bit) is converted to 8-bit RGB, and it is resized to ``size x size``
+with bilinear filtering (aspect ratio not kept, as in
+``keras.utils.image_dataset_from_directory``). The result is ``uint8``, values
+0..255: the model applies its own preprocessing.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# Pillow refuses images above ~179 Mpx as decompression bombs; 6000x4000 is 24 Mpx.
+Image.MAX_IMAGE_PIXELS = 200_000_000
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """True when the file name has an image extension (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (0, 0, 0))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / hi)).astype(np.uint8))
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
+    """Decode ``path`` to an RGB ``uint8`` array of shape (size, size, 3).
+
+    Raises :class:`DataError` naming the file when it cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img = _to_rgb(img)
+            if size is not None and img.size != (size, size):
+                img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+            arr = np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise DataError(
+            f"{path}: not a readable image ({exc.__class__.__name__}: {exc}); "
+            "delete or replace it (`aslnb data verify DIR` lists all such files)"
+        ) from None
+    if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - _to_rgb guarantees this
+        raise DataError(f"{path}: decoded to shape {arr.shape}, expected an RGB image")
+    return arr
+
+
+def check_image(path: str | os.PathLike) -> str | None:
+    """Fully decode ``path``; return None when fine, else the reason it is bad."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _check_image_unguarded(path)
+
+
+def _check_image_unguarded(path: str | os.PathLike) -> str | None:
+    """:func:`check_image` without touching the warning filters.
+
+    ``warnings.catch_warnings`` swaps process-global state and is not thread-safe:
+    entered from several worker threads at once it can leave every warning
+    ignored afterwards. Worker threads call this; the caller silences warnings once.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.size[0] < 1 or img.size[1] < 1:
+                return "image has zero size"
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        return f"{exc.__class__.__name__}: {exc}"
+    return None
+
+
+def load_images(paths: list[str] | np.ndarray, size: int, workers: int | None = None) -> np.ndarray:
+    """Decode many files in parallel threads into one ``uint8`` array (N, size, size, 3)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def work(i: int) -> None:
+        out[i] = load_image(paths[i], size)
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+        list(pool.map(work, range(len(paths))))
+    return out

@@ -1,0 +1,212 @@
+"""Scan a class-per-folder image dataset: classes, files, counts, problems.
+
+The layout is the one ``keras.utils.image_dataset_from_directory`` expects::
+
+    root/A/A1.jpg, root/A/A2.jpg, ..., root/space/space17.jpg
+
+Class names are the sub-folder names sorted with Python's ``sorted`` (so
+``A``..``Z`` come before ``del``, ``nothing``, ``space``, as in Keras); the label
+id of a class is its index in that list.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError
+from .images import _check_image_unguarded, is_image_name
+
+FRAME_RE = re.compile(r"^(?P<prefix>.*?)(?P<frame>\d+)$")
+
+
+@dataclass
+class ImageFolder:
+    """The files of a dataset and their integer labels."""
+
+    root: Path
+    class_names: list[str]
+    files: np.ndarray  # str paths
+    labels: np.ndarray  # int64 label ids into class_names
+    problems: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def counts(self) -> dict[str, int]:
+        """Images per class, every class listed (0 for empty ones)."""
+        c = Counter(self.labels.tolist())
+        return {name: int(c.get(i, 0)) for i, name in enumerate(self.class_names)}
+
+    def subset(self, index: np.ndarray) -> "ImageFolder":
+        """The same dataset restricted to ``index`` (positions or a boolean mask)."""
+        return ImageFolder(self.root, list(self.class_names), self.files[index], self.labels[index], [])
+
+    def fingerprint(self) -> str:
+        """sha256 over class names, relative file names and sizes: changes when the data does."""
+        h = hashlib.sha256()
+        h.update("\n".join(self.class_names).encode())
+        for f, lab in zip(self.files, self.labels):
+            p = Path(f)
+            try:
+                size = p.stat().st_size
+            except OSError:
+                size = -1
+            h.update(f"{lab}:{p.parent.name}/{p.name}:{size}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def frame_number(path: str | os.PathLike) -> int | None:
+    """The video frame number in a file name (``A1008.jpg`` -> 1008), or None."""
+    m = FRAME_RE.match(Path(path).stem)
+    return int(m.group("frame")) if m else None
+
+
+def scan_folder(
+    root: str | os.PathLike,
+    *,
+    class_names: list[str] | None = None,
+    allow_empty_classes: bool = False,
+) -> ImageFolder:
+    """List the images of a class-per-folder dataset (no decoding).
+
+    ``class_names`` fixes the label ids (for evaluation data that must match a
+    model's classes); folders not in it are reported as problems. Raises
+    :class:`DataError` for a missing folder, a folder with no class sub-folders,
+    or an empty class folder (unless ``allow_empty_classes``).
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: folder does not exist; check --data / ASLNB_DATA")
+    if not root.is_dir():
+        raise DataError(f"{root}: is a file, expected a folder with one sub-folder per class")
+    subdirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        loose = [p.name for p in root.iterdir() if p.is_file() and is_image_name(p)]
+        hint = f" (it holds {len(loose)} loose images: move them into one folder per class)" if loose else ""
+        raise DataError(f"{root}: no class sub-folders found{hint}; expected root/<class>/<image>.jpg")
+    problems: list[str] = []
+    names = list(class_names) if class_names is not None else subdirs
+    if class_names is not None:
+        for extra in sorted(set(subdirs) - set(names)):
+            problems.append(f"{root / extra}: class '{extra}' is not one of the model's classes; ignored")
+    files: list[str] = []
+    labels: list[int] = []
+    empty: list[str] = []
+    for idx, name in enumerate(names):
+        folder = root / name
+        if not folder.is_dir():
+            problems.append(f"{folder}: class '{name}' has no folder here")
+            continue
+        entries = sorted(folder.iterdir(), key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
+        imgs = [p for p in entries if p.is_file() and not p.name.startswith(".") and is_image_name(p)]
+        for p in entries:
+            if p.is_file() and not p.name.startswith(".") and not is_image_name(p):
+                problems.append(f"{p}: not an image file name; ignored")
+        if not imgs:
+            empty.append(str(folder))
+        files.extend(str(p) for p in imgs)
+        labels.extend([idx] * len(imgs))
+    if empty and not allow_empty_classes:
+        raise DataError(
+            f"{empty[0]}: class folder holds no images"
+            + (f" (and {len(empty) - 1} more empty class folders)" if len(empty) > 1 else "")
+            + "; add images or remove the folder"
+        )
+    problems.extend(f"{e}: class folder holds no images" for e in empty)
+    if not files:
+        raise DataError(f"{root}: no image files found in its class folders")
+    return ImageFolder(root, names, np.array(files), np.array(labels, dtype=np.int64), problems)
+
+
+def find_bad_images(paths, workers: int = 4, progress: bool = False) -> dict[str, str]:
+    """Decode every file; return ``{path: reason}`` for the ones that fail."""
+    paths = [str(p) for p in paths]  # plain str: np.str_ would show as np.str_('...') in reasons
+    it = paths
+    # Silence Pillow's warnings once, here in the calling thread: catch_warnings is
+    # not thread-safe, so the workers must not enter it (see _check_image_unguarded).
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+        warnings.simplefilter("ignore")
+        results = pool.map(_check_image_unguarded, it)
+        if progress:
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=len(paths), desc="verify", unit="img")
+        return {p: r for p, r in zip(paths, results) if r is not None}
+
+
+def drop_bad_images(folder: ImageFolder, *, warn: bool = True) -> ImageFolder:
+    """Decode every file once and drop the unreadable ones, warning with each name.
+
+    This is the documented behaviour for training and evaluation: a corrupt file
+    is skipped with a warning naming it (``aslnb data verify`` lists them all).
+    """
+    bad = find_bad_images(folder.files)
+    if not bad:
+        return folder
+    keep = np.array([f not in bad for f in folder.files])
+    for path, reason in bad.items():
+        msg = f"{path}: skipped, not a readable image ({reason}); run `aslnb data verify` and delete or replace it"
+        folder.problems.append(msg)
+        if warn:
+            warnings.warn(msg, stacklevel=2)
+    out = folder.subset(keep)
+    out.problems = folder.problems
+    if len(out) == 0:
+        raise DataError(f"{folder.root}: none of its {len(folder)} image files could be decoded")
+    return out
+
+
+@dataclass
+class DataInfo:
+    """What ``aslnb data info`` reports."""
+
+    root: str
+    class_names: list[str]
+    counts: dict[str, int]
+    n_images: int
+    sizes: dict[str, int]
+    modes: dict[str, int]
+    formats: dict[str, int]
+    problems: list[str]
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def dataset_info(root: str | os.PathLike, sample: int | None = None) -> DataInfo:
+    """Classes, counts, image sizes/modes/formats (headers only) and problems."""
+    folder = scan_folder(root, allow_empty_classes=True)
+    files = folder.files if sample is None else folder.files[:: max(1, len(folder.files) // sample)]
+    sizes: Counter = Counter()
+    modes: Counter = Counter()
+    formats: Counter = Counter()
+    problems = list(folder.problems)
+
+    def header(p: str):
+        try:
+            with Image.open(p) as im:
+                return f"{im.size[0]}x{im.size[1]}", im.mode, im.format or "?"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return None, None, f"{p}: cannot open ({exc.__class__.__name__}: {exc})"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for size, mode, fmt in pool.map(header, files):
+            if size is None:
+                problems.append(fmt)
+            else:
+                sizes[size] += 1
+                modes[mode] += 1
+                formats[fmt] += 1
+    return DataInfo(
+        str(folder.root), folder.class_names, folder.counts(), len(folder), dict(sizes.most_common()),
+        dict(modes.most_common()), dict(formats.most_common()), problems,
+    )

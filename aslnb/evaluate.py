@@ -1,0 +1,138 @@
+"""Evaluation: accuracy, top-3, per-class precision/recall/F1, confusion matrix.
+
+``evaluate(run_dir, data)`` rebuilds the run's split from its config (same
+method, fractions and seed), scores the held-out test split and, when given,
+an external set (only the classes it shares with the training set; which ones
+is recorded), and writes everything to ``metrics.json``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.external import load_external
+from .data.pipeline import make_dataset
+from .data.scan import ImageFolder, drop_bad_images, scan_folder
+from .data.splits import split_folder
+from .runinfo import write_json
+from .runs import load_run
+from .settings import resolve_data_dir, resolve_external_dir
+
+
+def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labels: list[int] | None = None,
+          top_pairs: int = 10) -> dict[str, Any]:
+    """Metrics of predicted ``probs`` (N, K) against ``y_true`` (N,).
+
+    ``labels`` restricts the per-class report and confusion matrix to those
+    class ids (the shared classes of an external set); predictions of other
+    classes still count as wrong.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_pred = probs.argmax(1)
+    k = probs.shape[1]
+    labels = list(range(k)) if labels is None else sorted(labels)
+    top3 = np.argsort(-probs, axis=1)[:, :3]
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(k)))
+    cm_sub = cm[np.ix_(labels, labels)]
+    row = cm[labels].sum(1, keepdims=True)
+    norm = np.divide(cm_sub, row, out=np.zeros(cm_sub.shape, dtype=float), where=row > 0)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    per_class = {class_names[c]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                 for i, c in enumerate(labels)}
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    pairs = []
+    for flat in np.argsort(-off, axis=None)[:top_pairs]:
+        t, q = np.unravel_index(flat, off.shape)
+        if off[t, q] == 0:
+            break
+        pairs.append({"true": class_names[t], "predicted": class_names[q], "count": int(off[t, q])})
+    eps = 1e-7
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], eps, 1.0))))
+    return {
+        "n_images": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()),
+        "top3_accuracy": float((top3 == y_true[:, None]).any(1).mean()),
+        "loss": loss,
+        "macro_f1": float(np.mean(f)) if len(f) else 0.0,
+        "per_class": per_class,
+        "confusion_labels": [class_names[c] for c in labels],
+        "confusion_matrix": cm_sub.tolist(),
+        "confusion_matrix_normalized": np.round(norm, 6).tolist(),
+        "most_confused": pairs,
+    }
+
+
+def predict_folder(model, folder: ImageFolder, image_size: int, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities for every file of ``folder``, in file order."""
+    ds = make_dataset(folder, image_size, batch_size, with_labels=False)
+    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+
+
+def evaluate(
+    run_dir: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    *,
+    external: str | os.PathLike | None = None,
+    subset: str = "test",
+    verbose: int = 1,
+    model=None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Score a run on its held-out ``subset`` (and ``external``); write ``metrics.json``."""
+    run_dir = Path(run_dir)
+    loaded, class_names, cfg = load_run(run_dir) if model is None else (model, *_names_cfg(run_dir))
+    params = cfg["params"]
+    size = int(params["image_size"])
+    data_dir = resolve_data_dir(data)
+    folder = drop_bad_images(scan_folder(data_dir, class_names=class_names, allow_empty_classes=True))
+    from .train import limit_folder
+
+    folder = limit_folder(folder, params.get("limit_per_class"))
+    split = split_folder(folder, params["split"], val_fraction=params["val_fraction"],
+                         test_fraction=params["test_fraction"], seed=params["seed"])
+    part = {"test": split.test, "val": split.val, "train": split.train}[subset]
+    if len(part) == 0:
+        part, subset = split.val, "val"
+    t0 = time.perf_counter()
+    probs = predict_folder(loaded, part, size, int(params["batch_size"]))
+    seconds = time.perf_counter() - t0
+    metrics: dict[str, Any] = {
+        "run": str(run_dir),
+        "data": str(data_dir),
+        "split": {**split.describe(), "evaluated": subset},
+        "backbone": params["backbone"],
+        "weights": params["weights"],
+        "image_size": size,
+        "held_out": score(part.labels, probs, class_names),
+        "predict_images_per_second": round(len(part) / seconds, 2),
+    }
+    if cfg["data"].get("fingerprint") and data_dir != Path(cfg["data"]["root"]):
+        metrics["note"] = f"evaluated on {data_dir}, trained on {cfg['data']['root']}"
+    ext_dir = resolve_external_dir(external)
+    if ext_dir is not None:
+        ext = load_external(ext_dir, class_names)
+        ext_folder = drop_bad_images(ext.folder)
+        eprobs = predict_folder(loaded, ext_folder, size, int(params["batch_size"]))
+        shared = [class_names.index(c) for c in ext.shared_classes]
+        metrics["external"] = {**ext.describe(), "shared_classes": ext.shared_classes,
+                               **score(ext_folder.labels, eprobs, class_names, labels=shared)}
+    if verbose:
+        line = f"{subset} accuracy {metrics['held_out']['accuracy']:.4f} (top-3 {metrics['held_out']['top3_accuracy']:.4f}) on {len(part)} images"
+        if "external" in metrics:
+            line += f"; external accuracy {metrics['external']['accuracy']:.4f} on {metrics['external']['n_images']} images"
+        print(line, flush=True)
+    if write:
+        write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _names_cfg(run_dir: Path):
+    from .runs import load_config, load_labels
+
+    return load_labels(run_dir), load_config(run_dir)

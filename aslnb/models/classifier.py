@@ -1,0 +1,158 @@
+"""The study's classifier: a pretrained backbone, frozen early stages, a ReLU FC head.
+
+``input (raw RGB 0..255) -> preprocessing layer -> backbone -> global average
+pooling -> Dense(ReLU) [-> Dropout] ... -> Dense(softmax, float32)``.
+
+Frozen stages have ``trainable=False``. With pretrained weights every
+BatchNormalization layer is frozen too (Keras 3 runs a non-trainable BN layer
+in inference mode), so fine-tuning never destroys the ImageNet statistics.
+With random weights (``weights="none"``) BN layers of trainable stages train.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from ..errors import ModelError, ParameterError
+from .backbones import BackboneSpec, get_backbone
+
+FREEZE_CHOICES_DOC = "'none', 'all', or a stage name (e.g. conv4 for resnet50)"
+
+
+@dataclass
+class Classifier:
+    """The full model plus the parts the trainer needs."""
+
+    model: keras.Model
+    backbone: keras.Model
+    spec: BackboneSpec
+    head_layers: list[keras.layers.Layer]
+    preprocess: keras.layers.Layer | None
+    freeze_until: str
+    pretrained: bool
+
+    def boundary_layer(self) -> str | None:
+        """Name of the last frozen backbone layer (the feature-cache point), or None."""
+        return boundary_layer(self.backbone, self.spec, self.freeze_until)
+
+    def param_counts(self) -> dict[str, int]:
+        trainable = sum(int(keras.ops.size(w)) for w in self.model.trainable_weights)
+        frozen = sum(int(keras.ops.size(w)) for w in self.model.non_trainable_weights)
+        return {"trainable": trainable, "non_trainable": frozen, "total": trainable + frozen}
+
+
+def frozen_stages(spec: BackboneSpec, freeze_until: str) -> tuple[str, ...]:
+    """The stages ``freeze_until`` freezes."""
+    if freeze_until == "none":
+        return ()
+    if freeze_until == "all":
+        return spec.stages
+    if freeze_until not in spec.stages:
+        raise ParameterError(
+            f"freeze_until={freeze_until!r}: unknown for {spec.name}; use {FREEZE_CHOICES_DOC}: "
+            f"{', '.join(('none', 'all') + spec.stages)}"
+        )
+    return spec.stages[: spec.stages.index(freeze_until) + 1]
+
+
+def boundary_layer(backbone: keras.Model, spec: BackboneSpec, freeze_until: str) -> str | None:
+    stages = frozen_stages(spec, freeze_until)
+    if not stages:
+        return None
+    last = None
+    for layer in backbone.layers:
+        if spec.stage_of(layer.name) in stages:
+            last = layer.name
+    return last
+
+
+def apply_freeze(backbone: keras.Model, spec: BackboneSpec, freeze_until: str, *, freeze_bn: bool) -> None:
+    """Set ``trainable`` per layer: frozen stages off, BN off when ``freeze_bn``."""
+    stages = set(frozen_stages(spec, freeze_until))
+    backbone.trainable = True
+    for layer in backbone.layers:
+        frozen = spec.stage_of(layer.name) in stages
+        if isinstance(layer, keras.layers.BatchNormalization) and freeze_bn:
+            frozen = True
+        layer.trainable = not frozen
+
+
+def build_classifier(
+    num_classes: int,
+    image_size: int = 224,
+    *,
+    backbone: str = "resnet50",
+    weights: str | None = "imagenet",
+    freeze_until: str = "conv4",
+    head_units: tuple[int, ...] | list[int] = (256,),
+    dropout: float = 0.0,
+    augment: bool = False,
+    seed: int = 0,
+) -> Classifier:
+    """Build the classifier; see the module docstring for the architecture."""
+    spec = get_backbone(backbone)
+    if image_size < spec.min_size:
+        raise ParameterError(f"image_size={image_size}: {backbone} needs at least {spec.min_size} px")
+    if not 0 <= dropout < 1:
+        raise ParameterError(f"dropout={dropout}: must be in [0, 1)")
+    if num_classes < 2:
+        raise ParameterError(f"num_classes={num_classes}: need at least 2 classes")
+    frozen_stages(spec, freeze_until)  # validates the name
+    pretrained = weights not in (None, "none")
+    base = spec.build((image_size, image_size, 3), weights)
+    apply_freeze(base, spec, freeze_until, freeze_bn=pretrained)
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    if augment:
+        x = keras.layers.RandomRotation(0.05, seed=seed, name="aug_rotate")(x)
+        x = keras.layers.RandomZoom(0.1, seed=seed, name="aug_zoom")(x)
+        x = keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed, name="aug_brightness")(x)
+    pre = spec.preprocess()
+    if pre is not None:
+        x = pre(x)
+    # BN in inference mode when pretrained: training=False on the nested call.
+    x = base(x, training=False) if pretrained else base(x)
+    head: list[keras.layers.Layer] = [keras.layers.GlobalAveragePooling2D(name="head_pool")]
+    for i, units in enumerate(head_units, 1):
+        if int(units) < 1:
+            raise ParameterError(f"head_units={list(head_units)}: sizes must be positive integers")
+        head.append(keras.layers.Dense(int(units), activation="relu", name=f"head_dense_{i}"))
+        if dropout:
+            head.append(keras.layers.Dropout(dropout, seed=seed + i, name=f"head_dropout_{i}"))
+    head.append(keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions"))
+    for layer in head:
+        x = layer(x)
+    model = keras.Model(inputs, x, name=f"asl_{backbone}")
+    return Classifier(model, base, spec, head, pre, freeze_until, pretrained)
+
+
+def split_at_boundary(clf: Classifier) -> tuple[keras.Model, keras.Model]:
+    """``(frozen_part, trainable_part)`` sharing the classifier's layers.
+
+    ``frozen_part``: raw image -> activations at the freeze boundary.
+    ``trainable_part``: those activations -> class probabilities. Training the
+    second trains the full model (same layer objects).
+    """
+    name = clf.boundary_layer()
+    if name is None:
+        raise ModelError("nothing is frozen (freeze_until='none'): there is no boundary to cache features at")
+    base = clf.backbone
+    cut = base.get_layer(name).output
+    inputs = keras.Input(clf.model.input_shape[1:], name="image")
+    x = clf.preprocess(inputs) if clf.preprocess is not None else inputs
+    lower = keras.Model(base.input, cut)
+    frozen = keras.Model(inputs, lower(x, training=False), name="frozen_part")
+    if name == base.layers[-1].name:
+        upper = None
+    else:
+        upper = keras.Model(cut, base.output)
+    feat_in = keras.Input(tuple(cut.shape[1:]), name="features")
+    y = feat_in
+    if upper is not None:
+        y = upper(y, training=False) if clf.pretrained else upper(y)
+    for layer in clf.head_layers:
+        y = layer(y)
+    trainable = keras.Model(feat_in, y, name="trainable_part")
+    return frozen, trainable

@@ -1,0 +1,85 @@
+"""Reading a run directory back: config, labels, and the model in safe mode."""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from .errors import ModelError, RunDirError
+from .runinfo import FORMAT_VERSION, read_json
+
+
+def load_labels(run_dir: str | os.PathLike) -> list[str]:
+    run_dir = Path(run_dir)
+    path = run_dir / "labels.json"
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing; {run_dir} is not a finished run directory (train one with `aslnb train`)")
+    try:
+        return list(read_json(path)["class_names"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path}: unreadable label map ({exc}); retrain or restore the file") from None
+
+
+def load_config(run_dir: str | os.PathLike) -> dict:
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing; {run_dir} is not a run directory (train one with `aslnb train`)")
+    try:
+        cfg = read_json(path)
+    except ValueError as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc})") from None
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise RunDirError(
+            f"{path}: run format {cfg.get('format_version')!r}, this aslnb reads {FORMAT_VERSION}; retrain with this version"
+        )
+    return cfg
+
+
+def load_model(path: str | os.PathLike, class_names: list[str] | None = None):
+    """Load a ``.keras`` file in Keras safe mode (no code from the file is run).
+
+    Refuses, with one clear line: a missing or corrupt file, a file with
+    ``Lambda`` layers or unknown classes (safe mode), and a model whose output
+    size differs from ``class_names``.
+    """
+    import keras
+
+    from . import models  # noqa: F401 - registers the custom layers
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing; train a model first (`aslnb train --out {path.parent}`)")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a Keras model file (corrupt or truncated); retrain or restore it")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except ValueError as exc:
+        text = str(exc)
+        if "safe_mode" in text or "Lambda" in text or "lambda" in text:
+            raise ModelError(
+                f"{path}: refused, it contains code (a Lambda layer) that safe mode will not run; only load models "
+                "you trained yourself with aslnb"
+            ) from None
+        raise ModelError(f"{path}: cannot be loaded ({text.splitlines()[0][:300]})") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt archives raise many kinds
+        raise ModelError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}); "
+                         "the file is corrupt or from an incompatible version: retrain") from None
+    if class_names is not None:
+        n_out = model.output_shape[-1]
+        if n_out != len(class_names):
+            raise ModelError(
+                f"{path}: predicts {n_out} classes but labels.json lists {len(class_names)}; the run directory mixes "
+                "files from different runs"
+            )
+    return model
+
+
+def load_run(run_dir: str | os.PathLike):
+    """``(model, class_names, config)`` of a finished run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory; train one with `aslnb train --out {run_dir}`")
+    cfg = load_config(run_dir)
+    names = load_labels(run_dir)
+    return load_model(run_dir / "model.keras", names), names, cfg

@@ -1,0 +1,435 @@
+"""Training: the study's recipe, with a run directory that records everything.
+
+``train(data, out, **params)`` (and ``aslnb train``) scans and splits the data,
+builds the classifier, trains it (phase ``head``: frozen early stages; optional
+phase ``fine_tune``: one more stage unfrozen at a low learning rate), then
+evaluates it on the held-out test split. The run directory gets
+``model.keras``, ``config.json``, ``labels.json``, ``history.json``,
+``metrics.json`` and ``checkpoints/``.
+
+Resuming: after every epoch the trainable variables, the optimizer state and
+the epoch's log are checkpointed; the data order of epoch ``e`` depends only on
+``(seed, phase, e)``. A run that was killed continues from its last finished
+epoch when the same command is run again, and ends with the same numbers as an
+uninterrupted run (on the same machine).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.scan import ImageFolder, drop_bad_images, scan_folder
+from .data.splits import Split, split_folder
+from .errors import ParameterError, RunDirError
+from .runinfo import FORMAT_VERSION, device_name, read_json, versions, write_json
+from .settings import resolve_data_dir, resolve_external_dir
+
+RUN_FILES = ("model.keras", "config.json", "labels.json", "history.json", "metrics.json")
+
+
+@dataclass
+class TrainConfig:
+    """Every training parameter; the defaults are the study's recipe."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    image_size: int = 224
+    backbone: str = "resnet50"
+    weights: str = "imagenet"
+    freeze_until: str = "conv4"
+    head_units: list[int] = field(default_factory=lambda: [256])
+    dropout: float = 0.0
+    learning_rate: float = 1e-3
+    split: str = "blocked"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+    fine_tune_epochs: int = 0
+    fine_tune_until: str | None = None
+    fine_tune_lr: float = 1e-5
+    augment: bool = False
+    cache_features: str = "auto"
+    limit_per_class: int | None = None
+    deterministic: bool = True
+
+    @classmethod
+    def from_params(cls, **params: Any) -> "TrainConfig":
+        """Build from keyword parameters, refusing unknown names and wrong types."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ParameterError(
+                f"unknown training parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
+        cfg = cls(**{k: v for k, v in params.items() if v is not None or k in ("fine_tune_until", "limit_per_class")})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ParameterError(msg)
+
+        for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool), f"{name}={v!r}: must be an integer")
+        need(self.epochs >= 1, f"epochs={self.epochs}: must be at least 1")
+        need(self.batch_size >= 1, f"batch_size={self.batch_size}: must be at least 1")
+        need(self.fine_tune_epochs >= 0, f"fine_tune_epochs={self.fine_tune_epochs}: must be >= 0")
+        for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{name}={v!r}: must be a number")
+        need(self.learning_rate > 0 and self.fine_tune_lr > 0, "learning rates must be positive")
+        need(self.cache_features in ("auto", "on", "off"), f"cache_features={self.cache_features!r}: use auto, on or off")
+        need(isinstance(self.weights, str), f"weights={self.weights!r}: use 'imagenet', 'none' or a file path")
+        self.head_units = [int(u) for u in (self.head_units or [])]
+        need(self.limit_per_class is None or (isinstance(self.limit_per_class, int) and self.limit_per_class >= 4),
+             f"limit_per_class={self.limit_per_class!r}: must be an integer >= 4 or None")
+        need(self.val_fraction > 0, "val_fraction must be > 0: training reports validation accuracy per epoch")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights not in ("none", "")
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    config: dict
+    history: dict
+    metrics: dict
+
+
+def _verbose(verbose: int | str) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
+def _log(msg: str, verbose: int) -> None:
+    if verbose:
+        print(msg, flush=True)
+
+
+def limit_folder(folder: ImageFolder, per_class: int | None) -> ImageFolder:
+    """Keep ``per_class`` files per class, spread evenly over each class's frames."""
+    if not per_class:
+        return folder
+    keep = []
+    for lab in range(len(folder.class_names)):
+        idx = np.flatnonzero(folder.labels == lab)
+        if len(idx) > per_class:
+            idx = idx[np.linspace(0, len(idx) - 1, per_class).round().astype(int)]
+        keep.extend(idx.tolist())
+    out = folder.subset(np.array(sorted(keep)))
+    out.problems = folder.problems
+    return out
+
+
+def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
+    """Scan, drop undecodable files (with a warning each), limit, split."""
+    folder = drop_bad_images(scan_folder(data_dir))
+    folder = limit_folder(folder, cfg.limit_per_class)
+    return split_folder(folder, cfg.split, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                        seed=cfg.seed)
+
+
+def _prepare_run_dir(out: Path, params: dict, overwrite: bool) -> bool:
+    """Create ``out``; return True when it holds an interrupted run to resume."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is a file; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if overwrite:
+            for name in (*RUN_FILES, "checkpoints"):
+                p = out / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+        elif (out / "model.keras").exists():
+            raise RunDirError(f"{out}: already holds a finished run; pass --overwrite to replace it or choose another --out")
+        elif (out / "config.json").exists():
+            old = read_json(out / "config.json").get("params")
+            if old != params:
+                raise RunDirError(
+                    f"{out}: holds an interrupted run with other parameters; rerun with the same ones to resume, "
+                    "or pass --overwrite"
+                )
+            return True
+        else:
+            raise RunDirError(f"{out}: folder is not empty and is not a run directory; choose another --out or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+class _Checkpointer:
+    """Per-epoch checkpoints of one phase: variables, optimizer state, epoch logs."""
+
+    def __init__(self, folder: Path, phase: str):
+        self.folder = folder
+        self.phase = phase
+        folder.mkdir(parents=True, exist_ok=True)
+        self.state = folder / f"{phase}.state.npz"
+        self.log = folder / f"{phase}.epochs.json"
+
+    def load(self, model) -> tuple[int, list[dict]]:
+        if not self.state.exists() or not self.log.exists():
+            return 0, []
+        logs = read_json(self.log)
+        with np.load(self.state) as z:
+            mvars = [z[f"m{i}"] for i in range(int(z["n_model"]))]
+            ovars = [z[f"o{i}"] for i in range(int(z["n_opt"]))]
+        if len(mvars) != len(model.variables):
+            raise RunDirError(f"{self.state}: checkpoint does not match the model; pass --overwrite to start again")
+        for v, a in zip(model.variables, mvars):
+            v.assign(a)
+        opt = model.optimizer
+        if not opt.built:
+            opt.build(model.trainable_variables)
+        for v, a in zip(opt.variables, ovars):
+            v.assign(a)
+        return len(logs), logs
+
+    def save(self, model, logs: list[dict]) -> None:
+        import keras
+
+        arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+        arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)})
+        arrays["n_model"] = np.array(len(model.variables))
+        arrays["n_opt"] = np.array(len(model.optimizer.variables))
+        tmp = self.folder / f".{self.phase}.state.part.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.state)
+        write_json(self.log, logs)
+
+
+def _compile(model, lr: float) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss="categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=3, name="top3_accuracy")],
+    )
+
+
+def _fit_phase(phase: str, phase_index: int, model, train_x, train_y, val_data, epochs: int, lr: float,
+               cfg: TrainConfig, ckpt: _Checkpointer, verbose: int, make_images=None) -> list[dict]:
+    """Run ``epochs`` epochs of one phase, one ``fit`` call per epoch, checkpointing each."""
+    _compile(model, lr)
+    start, logs = ckpt.load(model)
+    if start:
+        _log(f"[{phase}] resuming after epoch {start} from {ckpt.state}", verbose)
+    n = len(train_y)
+    for epoch in range(start, epochs):
+        perm = np.random.default_rng([cfg.seed, phase_index, epoch]).permutation(n)
+        if verbose == 1:
+            print(f"[{phase}] epoch {epoch + 1}/{epochs}", flush=True)
+        t0 = time.perf_counter()
+        if make_images is None:
+            h = model.fit(train_x[perm], train_y[perm], batch_size=cfg.batch_size, epochs=epoch + 1,
+                          initial_epoch=epoch, shuffle=False, validation_data=val_data,
+                          verbose=1 if verbose == 1 else 0)
+        else:
+            h = model.fit(make_images(perm), epochs=epoch + 1, initial_epoch=epoch, validation_data=val_data,
+                          verbose=1 if verbose == 1 else 0)
+        seconds = time.perf_counter() - t0
+        rec = {"phase": phase, "epoch": epoch + 1, **{k: float(v[-1]) for k, v in h.history.items()},
+               "seconds": round(seconds, 3), "images_per_second": round(n / seconds, 2)}
+        logs.append(rec)
+        ckpt.save(model, logs)
+        if verbose == 2:
+            _log(f"[{phase}] epoch {epoch + 1}/{epochs}  loss {rec['loss']:.4f}  acc {rec['accuracy']:.4f}  "
+                 f"val_loss {rec.get('val_loss', float('nan')):.4f}  val_acc {rec.get('val_accuracy', float('nan')):.4f}  "
+                 f"{seconds:.1f}s  {rec['images_per_second']:.1f} img/s", verbose)
+    return logs
+
+
+def _one_hot(labels: np.ndarray, k: int) -> np.ndarray:
+    return np.eye(k, dtype=np.float32)[labels]
+
+
+def train(
+    data: str | os.PathLike | None = None,
+    out: str | os.PathLike = "runs/latest",
+    *,
+    external: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    verbose: int | str = "auto",
+    feature_cache_dir: str | os.PathLike | None = None,
+    evaluate_after: bool = True,
+    **params: Any,
+) -> RunResult:
+    """Train the classifier on ``data`` into run directory ``out``; see the module docstring.
+
+    ``params`` are the fields of :class:`TrainConfig` (unknown names are refused).
+    """
+    import keras
+
+    cfg = TrainConfig.from_params(**params)
+    verbose = _verbose(verbose)
+    data_dir = resolve_data_dir(data)
+    ext_dir = resolve_external_dir(external)
+    out = Path(out)
+    resuming = _prepare_run_dir(out, asdict(cfg), overwrite)
+
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+    split = prepare_split(data_dir, cfg)
+    class_names = split.train.class_names
+    k = len(class_names)
+    notes: list[str] = []
+    if not cfg.pretrained and cfg.freeze_until != "none":
+        notes.append(
+            f"weights 'none': the backbone is randomly initialised, so freezing it up to {cfg.freeze_until} keeps "
+            "random features fixed; this is a no-pretraining baseline, not transfer learning"
+        )
+    for note in notes:
+        _log(f"note: {note}", verbose)
+
+    from .models import build_classifier, split_at_boundary, weights_source
+
+    clf = build_classifier(k, cfg.image_size, backbone=cfg.backbone, weights=cfg.weights,
+                           freeze_until=cfg.freeze_until, head_units=cfg.head_units, dropout=cfg.dropout,
+                           augment=cfg.augment, seed=cfg.seed)
+    boundary = clf.boundary_layer()
+    if cfg.cache_features == "on" and (boundary is None or cfg.augment):
+        raise ParameterError("cache_features='on' needs a frozen boundary (freeze_until != 'none') and augment off")
+    use_cache = cfg.cache_features != "off" and boundary is not None and not cfg.augment
+    if cfg.augment and cfg.cache_features == "auto":
+        _log("feature cache bypassed: augmentation runs before the backbone, so features differ every epoch", verbose)
+    if cfg.fine_tune_epochs:
+        stages = clf.spec.stages
+        if cfg.freeze_until == "none":
+            raise ParameterError("fine_tune_epochs > 0 needs frozen stages to unfreeze (freeze_until != 'none')")
+        ft_until = cfg.fine_tune_until or (
+            stages[-2] if cfg.freeze_until == "all" else
+            (stages[stages.index(cfg.freeze_until) - 1] if stages.index(cfg.freeze_until) > 0 else "none"))
+    else:
+        ft_until = None
+
+    config = {
+        "format_version": FORMAT_VERSION,
+        "params": asdict(cfg),
+        "data": {"root": str(data_dir), "fingerprint": _fingerprint(split),
+                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")), "class_names": class_names,
+                 "problems": split.train.problems[:50]},
+        "external": str(ext_dir) if ext_dir else None,
+        "split": split.describe(),
+        "weights_source": weights_source(cfg.backbone, cfg.weights),
+        "pretrained": cfg.pretrained,
+        "freeze": {"until": cfg.freeze_until, "boundary_layer": boundary, "fine_tune_until": ft_until},
+        "feature_cache": {"used": use_cache, "boundary": boundary if use_cache else None},
+        "param_counts": clf.param_counts(),
+        "device": device_name(),
+        "versions": versions(),
+        "notes": notes,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if resuming:
+        config["started"] = read_json(out / "config.json").get("started", config["started"])
+    write_json(out / "config.json", config)
+    write_json(out / "labels.json", {"class_names": class_names, "label_ids": {c: i for i, c in enumerate(class_names)}})
+    _log(f"data {data_dir}: split {split.describe()}; backbone {cfg.backbone}, weights {config['weights_source']}, "
+         f"frozen until {cfg.freeze_until}; feature cache {'on' if use_cache else 'off'}; device {config['device']}",
+         verbose)
+
+    ytr = _one_hot(split.train.labels, k)
+    yva = _one_hot(split.val.labels, k)
+    ckdir = out / "checkpoints"
+    phases = [("head", cfg.freeze_until, cfg.epochs, cfg.learning_rate)]
+    if cfg.fine_tune_epochs:
+        phases.append(("fine_tune", ft_until, cfg.fine_tune_epochs, cfg.fine_tune_lr))
+    all_logs: list[dict] = []
+    feature_seconds = 0.0
+    for i, (phase, until, epochs, lr) in enumerate(phases):
+        if i > 0:
+            from .models import apply_freeze
+
+            apply_freeze(clf.backbone, clf.spec, until, freeze_bn=clf.pretrained)
+            clf.freeze_until = until
+        ckpt = _Checkpointer(ckdir, phase)
+        if use_cache and clf.boundary_layer() is not None:
+            frozen, trainable = split_at_boundary(clf)
+            t0 = time.perf_counter()
+            ftr = _extract(frozen, split.train, cfg, feature_cache_dir)
+            fva = _extract(frozen, split.val, cfg, feature_cache_dir)
+            feature_seconds += time.perf_counter() - t0
+            _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} images "
+                 f"in {time.perf_counter() - t0:.1f}s", verbose)
+            logs = _fit_phase(phase, i, trainable, ftr, ytr, (fva, yva), epochs, lr, cfg, ckpt, verbose)
+        else:
+            from .data.pipeline import make_dataset
+
+            val_ds = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=k)
+
+            def images(perm, _split=split):
+                return make_dataset((_split.train.files[perm], _split.train.labels[perm]), cfg.image_size,
+                                    cfg.batch_size, num_classes=k)
+
+            logs = _fit_phase(phase, i, clf.model, None, ytr, val_ds, epochs, lr, cfg, ckpt, verbose,
+                              make_images=images)
+        all_logs.extend(logs)
+
+    history = {"epochs": all_logs, "phases": [p[0] for p in phases],
+               "feature_extraction_seconds": round(feature_seconds, 3),
+               "train_seconds": round(sum(r["seconds"] for r in all_logs), 3)}
+    write_json(out / "history.json", history)
+    save_model_atomic(clf.model, out / "model.keras")
+    config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(out / "config.json", config)
+    metrics: dict = {}
+    if evaluate_after:
+        from .evaluate import evaluate
+
+        metrics = evaluate(out, data_dir, external=ext_dir, verbose=verbose, model=clf.model)
+    return RunResult(out, config, history, metrics)
+
+
+def _fingerprint(split: Split) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (split.train, split.val, split.test):
+        h.update(part.fingerprint().encode())
+    return h.hexdigest()[:16]
+
+
+def _extract(frozen, folder: ImageFolder, cfg: TrainConfig, cache_dir) -> np.ndarray:
+    from .features import extract_features
+
+    return extract_features(frozen, folder, cfg.image_size, batch_size=cfg.batch_size, cache_dir=cache_dir)
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Save to a temporary file next to ``path``, then rename: a full disk never
+    destroys the previous model."""
+    tmp = path.with_name(f".{path.stem}.part.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RunDirError(f"{path}: could not save the model ({exc.strerror or exc}); the previous file, if any, "
+                          "is untouched; free some disk space and rerun the same command to resume") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def warn_once(msg: str) -> None:
+    warnings.warn(msg, stacklevel=2)

@@ -1,0 +1,228 @@
+"""Scanning the sample, dataset_info, fingerprints, and the tf.data pipeline."""
+from __future__ import annotations
+
+import re
+import shutil
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aslnb.data import dataset_info, frame_number, load_image, make_dataset, scan_folder
+from aslnb.data.images import IMAGE_EXTENSIONS
+
+
+def disk_classes(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def disk_images(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+
+
+@pytest.fixture(scope="module")
+def sample(sample_dir):
+    return scan_folder(sample_dir)
+
+
+# --------------------------------------------------------------------------- scan
+
+
+def test_classes_in_sorted_order(sample, sample_dir):
+    expected = disk_classes(sample_dir)
+    assert sample.class_names == expected
+    # sorted(): upper-case letters sort before lower-case names, as in Keras.
+    assert sample.class_names == list(string.ascii_uppercase) + ["del", "nothing", "space"]
+    assert len(sample.class_names) == 29
+
+
+def test_counts_match_disk(sample, sample_dir):
+    on_disk = {c: len(disk_images(sample_dir / c)) for c in disk_classes(sample_dir)}
+    assert sample.counts() == on_disk
+    assert set(on_disk.values()) == {200}
+    assert len(sample) == sum(on_disk.values()) == 29 * 200
+
+
+def test_labels_match_folder_names(sample, sample_dir):
+    assert sample.labels.dtype == np.int64
+    assert len(sample.files) == len(sample.labels)
+    for f, lab in zip(sample.files, sample.labels):
+        assert Path(f).parent.name == sample.class_names[lab]
+    all_on_disk = {str(p) for c in disk_classes(sample_dir) for p in disk_images(sample_dir / c)}
+    assert len(set(sample.files.tolist())) == len(sample.files)  # no duplicates
+    assert set(sample.files.tolist()) == all_on_disk
+    assert sample.problems == []
+
+
+def test_frame_numbers_from_names(sample):
+    assert frame_number("A1008.jpg") == 1008
+    assert frame_number("/x/del/del101.jpg") == 101
+    assert frame_number("space17.jpeg") == 17
+    assert frame_number("img_a.jpg") is None
+    assert frame_number("hand1_a_bot_seg_1_cropped.jpeg") is None
+    for f in sample.files:
+        stem = Path(f).stem
+        digits = re.search(r"(\d+)$", stem)
+        assert digits is not None, f
+        assert frame_number(f) == int(digits.group(1))
+
+
+def test_subset_keeps_classes(sample):
+    idx = np.flatnonzero(sample.labels == 3)[:5]
+    sub = sample.subset(idx)
+    assert sub.class_names == sample.class_names
+    assert len(sub) == 5
+    assert (sub.labels == 3).all()
+    assert sub.counts()["D"] == 5 and sum(sub.counts().values()) == 5
+
+
+def test_fingerprint_tracks_file_changes(tmp_dataset):
+    root = tmp_dataset({"A": 4, "B": 4})
+    fp0 = scan_folder(root).fingerprint()
+    assert scan_folder(root).fingerprint() == fp0  # deterministic
+    a_files = sorted((root / "A").iterdir())
+
+    added = root / "A" / "A99999.jpg"
+    shutil.copyfile(a_files[0], added)
+    fp_added = scan_folder(root).fingerprint()
+    assert fp_added != fp0
+
+    added.unlink()
+    assert scan_folder(root).fingerprint() == fp0  # back to the same data
+
+    a_files[1].unlink()
+    fp_removed = scan_folder(root).fingerprint()
+    assert fp_removed not in (fp0, fp_added)
+
+    # same names, different content size
+    with open(a_files[2], "ab") as fh:
+        fh.write(b"\0" * 10)
+    assert scan_folder(root).fingerprint() != fp_removed
+
+
+def test_symlinked_dataset_scans_like_copy(tmp_dataset):
+    copied = scan_folder(tmp_dataset({"A": 3, "nothing": 3}))
+    linked = scan_folder(tmp_dataset({"A": 3, "nothing": 3}, link=True))
+    assert [Path(f).name for f in copied.files] == [Path(f).name for f in linked.files]
+    assert linked.fingerprint() == copied.fingerprint()
+
+
+# --------------------------------------------------------------------------- dataset_info
+
+
+def test_dataset_info_sample(sample_dir):
+    info = dataset_info(sample_dir)
+    n = sum(len(disk_images(sample_dir / c)) for c in disk_classes(sample_dir))
+    assert n == 5800
+    assert info.n_images == n
+    assert info.class_names == disk_classes(sample_dir)
+    assert info.counts == {c: 200 for c in info.class_names}
+    assert info.sizes == {"200x200": n}
+    assert info.modes == {"RGB": n}
+    assert info.formats == {"JPEG": n}
+    assert info.problems == []
+    d = info.as_dict()
+    assert d["n_images"] == n and d["root"] == str(sample_dir)
+
+
+def test_dataset_info_sampled_headers(sample_dir):
+    info = dataset_info(sample_dir, sample=100)
+    assert info.n_images == 5800  # counts are never sampled
+    looked_at = sum(info.sizes.values())
+    assert 100 <= looked_at < 200
+    assert sum(info.modes.values()) == sum(info.formats.values()) == looked_at
+
+
+# --------------------------------------------------------------------------- pipeline
+
+S = 32
+
+
+@pytest.fixture(scope="module")
+def small_folder(sample_dir, tmp_path_factory):
+    """4 classes x 10 real images = 40 files, symlinked into a tmp tree."""
+    root = tmp_path_factory.mktemp("pipe")
+    for c in ("B", "K", "del", "space"):
+        (root / c).mkdir()
+        files = sorted(disk_images(sample_dir / c))
+        for p in files[::20][:10]:
+            (root / c / p.name).symlink_to(p)
+    folder = scan_folder(root)
+    assert len(folder) == 40
+    return folder
+
+
+def collect(ds):
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    return xs, ys
+
+
+def test_make_dataset_batches(small_folder):
+    ds = make_dataset(small_folder, S, batch_size=16)
+    xs, ys = collect(ds)
+    assert [x.shape for x in xs] == [(16, S, S, 3), (16, S, S, 3), (8, S, S, 3)]
+    images = np.concatenate(xs)
+    labels = np.concatenate(ys)
+    assert images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 255
+    assert images.max() > 1.5  # 0..255, not rescaled to 0..1
+    # one-hot, in file order
+    assert labels.shape == (40, len(small_folder.class_names))
+    assert np.array_equal(labels.sum(axis=1), np.ones(40))
+    assert set(np.unique(labels)) <= {0.0, 1.0}
+    assert np.array_equal(labels.argmax(axis=1), small_folder.labels)
+    # pixels are exactly what load_image gives, in file order
+    for i, f in enumerate(small_folder.files):
+        np.testing.assert_array_equal(images[i], load_image(f, S).astype(np.float32))
+
+
+def test_make_dataset_order_is_deterministic_without_shuffle(small_folder):
+    ds = make_dataset(small_folder, S, batch_size=7)
+    a, la = collect(ds)
+    b, lb = collect(ds)  # second epoch
+    c, lc = collect(make_dataset(small_folder, S, batch_size=7))
+    for x1, x2, x3 in zip(a, b, c):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(x1, x3)
+    np.testing.assert_array_equal(np.concatenate(la), np.concatenate(lc))
+
+
+def test_make_dataset_shuffle_is_seeded(small_folder):
+    files = small_folder.files
+    ids = np.arange(len(files))
+
+    def order(seed, cache=False):
+        ds = make_dataset((files, ids), S, batch_size=40, shuffle=True, seed=seed, one_hot=False, cache=cache)
+        (x,), (y,) = collect(ds)
+        return x, y
+
+    x0, y0 = order(0)
+    _, y0b = order(0)
+    _, y1 = order(1)
+    assert sorted(y0.tolist()) == ids.tolist()  # a permutation, nothing lost or repeated
+    assert not np.array_equal(y0, ids)  # actually shuffled
+    np.testing.assert_array_equal(y0, y0b)  # same seed, same order
+    assert not np.array_equal(y0, y1)  # other seed, other order
+    for img, i in zip(x0, y0):  # labels still travel with their images
+        np.testing.assert_array_equal(img, load_image(files[i], S).astype(np.float32))
+    _, yc = order(0, cache=True)
+    assert sorted(yc.tolist()) == ids.tolist()
+
+
+def test_make_dataset_without_labels(small_folder):
+    ds = make_dataset(small_folder, S, batch_size=40, with_labels=False)
+    batches = [b.numpy() for b in ds]
+    assert len(batches) == 1 and batches[0].shape == (40, S, S, 3)
+
+
+def test_make_dataset_one_hot_needs_num_classes(small_folder):
+    with pytest.raises(ValueError):
+        make_dataset((small_folder.files, small_folder.labels), S)
+    ds = make_dataset((small_folder.files, small_folder.labels), S, batch_size=40, num_classes=29)
+    (_,), (y,) = collect(ds)
+    assert y.shape == (40, 29)
+    np.testing.assert_array_equal(y.argmax(axis=1), small_folder.labels)

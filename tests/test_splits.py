@@ -1,0 +1,222 @@
+"""Blocked and random train/val/test splits."""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aslnb.data import DEFAULT_GAP, ImageFolder, Split, scan_folder, split_folder
+from aslnb.errors import ParameterError
+
+
+def frame_of(path) -> int:
+    """The frame number, parsed independently of the package."""
+    return int(re.search(r"(\d+)$", Path(path).stem).group(1))
+
+
+def parts(split: Split) -> dict[str, ImageFolder]:
+    return {"train": split.train, "val": split.val, "test": split.test}
+
+
+def per_class(folder: ImageFolder, lab: int) -> list[str]:
+    return folder.files[folder.labels == lab].tolist()
+
+
+def check_partition(split: Split, full: ImageFolder, *, everything: bool) -> None:
+    """Disjoint parts, labels carried over, union within (or equal to) the full set."""
+    label_of = dict(zip(full.files.tolist(), full.labels.tolist()))
+    sets = {k: set(v.files.tolist()) for k, v in parts(split).items()}
+    for k, v in parts(split).items():
+        assert v.class_names == full.class_names
+        assert len(sets[k]) == len(v)  # no duplicates
+        for f, lab in zip(v.files.tolist(), v.labels.tolist()):
+            assert label_of[f] == lab
+    assert not sets["train"] & sets["val"]
+    assert not sets["train"] & sets["test"]
+    assert not sets["val"] & sets["test"]
+    union = sets["train"] | sets["val"] | sets["test"]
+    assert union <= set(label_of)
+    assert len(full) - len(union) == split.dropped
+    assert split.sizes() == {"train": len(split.train), "val": len(split.val), "test": len(split.test),
+                             "dropped": split.dropped}
+    if everything:
+        assert union == set(label_of)
+
+
+@pytest.fixture(scope="module")
+def sample(sample_dir):
+    return scan_folder(sample_dir)
+
+
+@pytest.fixture(scope="module")
+def blocked(sample):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every sample file has a frame number: no fallback warning
+        return split_folder(sample, "blocked", seed=0)
+
+
+# --------------------------------------------------------------------------- blocked
+
+
+@pytest.mark.parametrize("gap", [DEFAULT_GAP, 60])
+def test_blocked_guard_band(sample, gap):
+    split = split_folder(sample, "blocked", seed=0, gap=gap)
+    assert split.method == "blocked"
+    for lab, name in enumerate(sample.class_names):
+        train = np.array([frame_of(f) for f in per_class(split.train, lab)])
+        held = np.array([frame_of(f) for f in per_class(split.val, lab) + per_class(split.test, lab)])
+        assert len(train) and len(held)
+        nearest = np.abs(train[:, None] - held[None, :]).min(axis=1)
+        assert nearest.min() > gap, f"class {name}: a training frame is within {gap} of a held-out frame"
+    # sample frames lie ~15 apart, so a guard band of >= 20 must drop some
+    assert split.dropped > 0
+    check_partition(split, sample, everything=False)
+
+
+def test_blocked_gap_zero_drops_nothing(sample):
+    split = split_folder(sample, "blocked", seed=0, gap=0)
+    assert split.dropped == 0
+    check_partition(split, sample, everything=True)
+
+
+def test_blocked_default_is_blocked(sample, blocked):
+    default = split_folder(sample, seed=0)
+    assert default.method == "blocked"
+    for k in ("train", "val", "test"):
+        np.testing.assert_array_equal(parts(default)[k].files, parts(blocked)[k].files)
+
+
+def test_blocked_partition(sample, blocked):
+    check_partition(blocked, sample, everything=False)
+    assert blocked.describe() == {"method": "blocked", "seed": 0, **blocked.sizes()}
+
+
+@pytest.mark.parametrize(
+    "val_fraction, test_fraction, n_blocks",
+    [(0.1, 0.2, 20), (0.1, 0.3, 10), (0.0, 0.25, 8), (0.2, 0.0, 5)],
+)
+def test_blocked_sizes_are_whole_blocks(sample, val_fraction, test_fraction, n_blocks):
+    split = split_folder(sample, "blocked", val_fraction=val_fraction, test_fraction=test_fraction,
+                         seed=3, n_blocks=n_blocks)
+    for lab, name in enumerate(sample.class_names):
+        frames = sorted(frame_of(f) for f in per_class(sample, lab))
+        n = len(frames)
+        block = math.ceil(n / n_blocks)
+        position = {fr: i for i, fr in enumerate(frames)}
+        for part, fraction in (("val", val_fraction), ("test", test_fraction)):
+            held = [frame_of(f) for f in per_class(parts(split)[part], lab)]
+            assert abs(len(held) - fraction * n) <= block, (name, part, len(held))
+            if n % n_blocks == 0:  # equal blocks: held-out frames fill whole blocks
+                blocks_hit = {position[fr] // block for fr in held}
+                assert len(blocks_hit) == round(fraction * n_blocks), (name, part)
+                assert len(held) == len(blocks_hit) * block, (name, part)
+
+
+def test_blocked_same_seed_same_split(sample, blocked):
+    again = split_folder(sample, "blocked", seed=0)
+    for k in ("train", "val", "test"):
+        np.testing.assert_array_equal(parts(again)[k].files, parts(blocked)[k].files)
+        np.testing.assert_array_equal(parts(again)[k].labels, parts(blocked)[k].labels)
+    assert again.dropped == blocked.dropped
+
+
+def test_blocked_other_seed_other_blocks(sample, blocked):
+    other = split_folder(sample, "blocked", seed=1)
+    assert other.seed == 1
+    differ = 0
+    for lab in range(len(sample.class_names)):
+        h0 = set(per_class(blocked.val, lab) + per_class(blocked.test, lab))
+        h1 = set(per_class(other.val, lab) + per_class(other.test, lab))
+        differ += h0 != h1
+    # ~1 in 580,000 that one class gets the same blocks back; demand most differ
+    assert differ >= len(sample.class_names) - 2
+    check_partition(other, sample, everything=False)
+
+
+def test_blocked_falls_back_to_random_without_frame_numbers(tmp_dataset):
+    root = tmp_dataset({"A": 10, "B": 10})
+    for cls in ("A", "B"):
+        for i, p in enumerate(sorted((root / cls).iterdir())):
+            p.rename(p.with_name(f"img_{'abcdefghij'[i]}.jpg"))
+    folder = scan_folder(root)
+    assert len(folder) == 20
+    with pytest.warns(UserWarning, match="no frame number") as record:
+        split = split_folder(folder, "blocked", val_fraction=0.1, test_fraction=0.2, seed=0)
+    message = str(record[0].message)
+    assert "img_" in message and "20 files" in message
+    check_partition(split, folder, everything=True)  # random fallback drops nothing
+    assert split.dropped == 0
+    for lab in range(2):
+        assert len(per_class(split.val, lab)) == 1
+        assert len(per_class(split.test, lab)) == 2
+
+
+def test_blocked_class_too_small(tmp_dataset):
+    folder = scan_folder(tmp_dataset({"A": 2, "B": 5}))
+    with pytest.raises(ParameterError, match="random") as err:
+        split_folder(folder, "blocked", val_fraction=0.1, test_fraction=0.2)
+    assert "\n" not in str(err.value)
+    split = split_folder(folder, "random", val_fraction=0.1, test_fraction=0.2)
+    check_partition(split, folder, everything=True)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize("method", ["blocked", "random"])
+@pytest.mark.parametrize(
+    "val_fraction, test_fraction",
+    [(-0.1, 0.2), (0.1, -0.01), (1.0, 0.0), (0.1, 1.5), (0.5, 0.5), (0.6, 0.6), ("0.1", 0.2), (None, 0.2),
+     (float("nan"), 0.2)],
+)
+def test_bad_fractions(sample, method, val_fraction, test_fraction):
+    with pytest.raises(ParameterError, match="fraction") as err:
+        split_folder(sample, method, val_fraction=val_fraction, test_fraction=test_fraction)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method", ["kfold", "Blocked", "", None])
+def test_unknown_method(sample, method):
+    with pytest.raises(ParameterError) as err:
+        split_folder(sample, method)
+    msg = str(err.value)
+    assert "blocked" in msg and "random" in msg and "\n" not in msg
+
+
+# --------------------------------------------------------------------------- random
+
+
+@pytest.mark.parametrize("val_fraction, test_fraction", [(0.1, 0.2), (0.15, 0.15), (0.0, 0.3), (0.33, 0.0)])
+def test_random_is_stratified(sample, val_fraction, test_fraction):
+    split = split_folder(sample, "random", val_fraction=val_fraction, test_fraction=test_fraction, seed=5)
+    assert split.method == "random"
+    assert split.dropped == 0
+    check_partition(split, sample, everything=True)
+    for lab, name in enumerate(sample.class_names):
+        n = int((sample.labels == lab).sum())
+        for part, fraction in (("val", val_fraction), ("test", test_fraction)):
+            got = len(per_class(parts(split)[part], lab))
+            assert abs(got - fraction * n) <= 1, (name, part, got)
+
+
+def test_random_is_seeded(sample):
+    a = split_folder(sample, "random", seed=11)
+    b = split_folder(sample, "random", seed=11)
+    c = split_folder(sample, "random", seed=12)
+    for k in ("train", "val", "test"):
+        np.testing.assert_array_equal(parts(a)[k].files, parts(b)[k].files)
+    assert set(a.test.files.tolist()) != set(c.test.files.tolist())
+    assert set(a.val.files.tolist()) != set(c.val.files.tolist())
+
+
+def test_random_mixes_frames(sample):
+    """A random split does hold out near neighbours of training frames (why blocked exists)."""
+    split = split_folder(sample, "random", seed=0)
+    lab = 0
+    train = np.array([frame_of(f) for f in per_class(split.train, lab)])
+    test = np.array([frame_of(f) for f in per_class(split.test, lab)])
+    assert np.abs(train[:, None] - test[None, :]).min() <= DEFAULT_GAP
