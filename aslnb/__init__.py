@@ -8,6 +8,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# TensorFlow's C++ log lines (e.g. harmless tf.data attribute notices) go to stderr
+# and clutter notebooks; users can still set TF_CPP_MIN_LOG_LEVEL themselves.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from .errors import AslnbError, DataError, DownloadError, ModelError, ParameterError, RunDirError  # noqa: E402
 
 

