@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--augment", action="store_true", help="random rotation/zoom/brightness (bypasses the feature cache)")
     tr.add_argument("--cache-features", choices=("auto", "on", "off"), default="auto")
     tr.add_argument("--limit-per-class", type=int, help="use at most N images per class (quick runs)")
+    tr.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="float32",
+                    help="feature-extraction precision (auto: bfloat16 on a GPU or a CPU with native bf16, else float32; default float32)")
     tr.add_argument("--feature-cache-dir", help="keep extracted features on disk here and reuse them")
     tr.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
 
@@ -165,7 +167,7 @@ def _cmd_train(args) -> int:
         learning_rate=args.learning_rate, split=args.split, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, seed=args.seed, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_until=args.fine_tune_until, fine_tune_lr=args.fine_tune_lr, augment=args.augment,
-        cache_features=args.cache_features, limit_per_class=args.limit_per_class,
+        cache_features=args.cache_features, limit_per_class=args.limit_per_class, precision=args.precision,
     )
     print(f"run written to {res.run_dir}")
     return 0

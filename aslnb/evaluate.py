@@ -4,6 +4,10 @@
 method, fractions and seed), scores the held-out test split and, when given,
 an external set (only the classes it shares with the training set; which ones
 is recorded), and writes everything to ``metrics.json``.
+
+``metrics.json`` holds only results that are a function of the model and the
+data (no timings, no timestamps), so two runs of the same command can be
+compared byte for byte; how long prediction took goes to ``timing.json``.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labe
 
     ``labels`` restricts the per-class report and confusion matrix to those
     class ids (the shared classes of an external set); predictions of other
-    classes still count as wrong.
+    classes still count as wrong, and per row they are counted in
+    ``predicted_outside_labels`` (so matrix row + that = the class's images).
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -54,6 +59,11 @@ def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labe
         pairs.append({"true": class_names[t], "predicted": class_names[q], "count": int(off[t, q])})
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], eps, 1.0))))
+    out_extra: dict[str, Any] = {}
+    if len(labels) < k:
+        # predictions of classes outside ``labels`` (e.g. 'del' on an external set): not in the square
+        # matrix, so they are counted here; each row of the matrix plus this is the class's image count
+        out_extra["predicted_outside_labels"] = (cm[labels].sum(1) - cm_sub.sum(1)).tolist()
     return {
         "n_images": int(len(y_true)),
         "accuracy": float((y_pred == y_true).mean()),
@@ -65,6 +75,7 @@ def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labe
         "confusion_matrix": cm_sub.tolist(),
         "confusion_matrix_normalized": np.round(norm, 6).tolist(),
         "most_confused": pairs,
+        **out_extra,
     }
 
 
@@ -110,15 +121,19 @@ def evaluate(
         "weights": params["weights"],
         "image_size": size,
         "held_out": score(part.labels, probs, class_names),
-        "predict_images_per_second": round(len(part) / seconds, 2),
     }
+    timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": subset,
+                              "predict_seconds": round(seconds, 3),
+                              "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
     if cfg["data"].get("fingerprint") and data_dir != Path(cfg["data"]["root"]):
         metrics["note"] = f"evaluated on {data_dir}, trained on {cfg['data']['root']}"
     ext_dir = resolve_external_dir(external)
     if ext_dir is not None:
         ext = load_external(ext_dir, class_names)
         ext_folder = drop_bad_images(ext.folder)
+        t0 = time.perf_counter()
         eprobs = predict_folder(loaded, ext_folder, size, int(params["batch_size"]))
+        timing["external_predict_seconds"] = round(time.perf_counter() - t0, 3)
         shared = [class_names.index(c) for c in ext.shared_classes]
         metrics["external"] = {**ext.describe(), "shared_classes": ext.shared_classes,
                                **score(ext_folder.labels, eprobs, class_names, labels=shared)}
@@ -129,6 +144,7 @@ def evaluate(
         print(line, flush=True)
     if write:
         write_json(run_dir / "metrics.json", metrics)
+        write_json(run_dir / "timing.json", timing)
     return metrics
 
 

@@ -5,8 +5,17 @@ runs before it, the activations at S are the same every epoch. They are
 computed once per image (batched, through the model's own preprocessing) and
 the trainable part is trained on them, which is what the original recognizer
 did with its "bottlenecks". The key of a cache file hashes everything the
-activations depend on: the data fingerprint, the image size, the frozen
-weights themselves and the boundary layer, so a stale cache is never reused.
+activations depend on: the data (file names, sizes and modification times),
+the image size, the frozen weights themselves, the boundary layer and the
+precision, so a stale cache is never reused.
+
+Precision: ``float32`` runs the frozen part as built. ``bfloat16`` runs a copy
+of it under the Keras dtype policy ``mixed_bfloat16`` (bf16 matmuls and
+convolutions, float32 weights and BatchNormalization statistics) and returns
+float32 features; the trainable head and its softmax are never touched and stay
+float32. ``auto`` picks bfloat16 only where it is fast: on a GPU, or on a CPU
+whose ``/proc/cpuinfo`` flags show native bf16 arithmetic (``avx512_bf16`` or
+``amx_bf16``); everywhere else float32 (bf16 is then emulated and gains nothing).
 """
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
+import weakref
 from pathlib import Path
 
 import keras
@@ -21,6 +31,53 @@ import numpy as np
 
 from .data.pipeline import make_dataset
 from .data.scan import ImageFolder
+from .errors import ParameterError
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (or of the given text); empty when unreadable."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU computes bf16 natively (AVX512_BF16 or AMX-BF16)."""
+    return bool(cpu_flags(cpuinfo) & set(BF16_CPU_FLAGS))
+
+
+def _gpu_visible() -> bool:
+    try:
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    except Exception:  # noqa: BLE001 - other backends / no TF: treat as CPU
+        return False
+
+
+def resolve_precision(precision: str = "auto", *, cpuinfo: str | None = None, gpu: bool | None = None) -> str:
+    """``'float32'`` or ``'bfloat16'`` for ``precision`` in ``auto|float32|bfloat16``.
+
+    ``auto``: bfloat16 on a GPU or on a CPU with native bf16 (see the module
+    docstring), else float32. ``cpuinfo``/``gpu`` override the detection (tests).
+    """
+    p = str(precision).lower().replace("bf16", "bfloat16").replace("fp32", "float32")
+    if p not in PRECISIONS:
+        raise ParameterError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
+    if p != "auto":
+        return p
+    if gpu is None:
+        gpu = _gpu_visible()
+    return "bfloat16" if gpu or cpu_has_native_bf16(cpuinfo) else "float32"
 
 
 def weights_digest(model: keras.Model) -> str:
@@ -33,18 +90,101 @@ def weights_digest(model: keras.Model) -> str:
     return h.hexdigest()[:16]
 
 
+def _files_digest(folder: ImageFolder) -> str:
+    """sha256 over every file's path, size and modification time (content edits of the same size too)."""
+    h = hashlib.sha256()
+    for f in folder.files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}\0missing\n".encode())
+    return h.hexdigest()[:16]
+
+
 def cache_key(folder: ImageFolder, image_size: int, frozen: keras.Model, precision: str = "float32") -> str:
-    """Key of the features of ``folder`` through ``frozen`` at ``image_size``."""
+    """Key of the features of ``folder`` through ``frozen`` at ``image_size`` in ``precision``.
+
+    ``precision`` is resolved first, so ``auto`` shares the file of what it resolves to.
+    """
     parts = {
         "data": folder.fingerprint(),
-        "files": hashlib.sha256("\n".join(map(str, folder.files)).encode()).hexdigest()[:16],
+        "files": _files_digest(folder),
+        "labels": hashlib.sha256(np.asarray(folder.labels, dtype=np.int64).tobytes()).hexdigest()[:16],
         "image_size": int(image_size),
         "weights": weights_digest(frozen),
         "boundary": frozen.output.name if hasattr(frozen.output, "name") else str(frozen.output_shape),
         "output_shape": list(frozen.output_shape[1:]),
-        "precision": precision,
+        "precision": resolve_precision(precision),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+# bf16 copies of frozen models, reused across calls (train extracts train and
+# val with the same frozen part); weights are re-copied on every use.
+_BF16_COPIES: "weakref.WeakKeyDictionary[keras.Model, keras.Model]" = weakref.WeakKeyDictionary()
+
+
+def _bf16_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    cfg = layer.get_config()
+    cfg["dtype"] = keras.DTypePolicy("mixed_bfloat16")
+    return layer.__class__.from_config(cfg)
+
+
+def with_precision(model: keras.Model, precision: str) -> keras.Model:
+    """``model`` itself for float32; for bfloat16 a copy under ``mixed_bfloat16`` holding its current weights.
+
+    The copy (every layer, nested models too, cloned with the policy
+    ``mixed_bfloat16``) computes in bf16 and keeps float32 variables; its output
+    is bf16, so callers cast to float32 (:func:`extract_features` does).
+    """
+    precision = resolve_precision(precision)
+    if precision == "float32":
+        return model
+    copy = _BF16_COPIES.get(model)
+    if copy is None:
+        try:
+            copy = keras.models.clone_model(model, clone_function=_bf16_layer, recursive=True)
+        except Exception as exc:  # noqa: BLE001 - subclassed models cannot be cloned
+            raise ParameterError(
+                f"precision='bfloat16': cannot copy model {model.name!r} under mixed_bfloat16 "
+                f"({exc.__class__.__name__}: {exc}); use precision='float32'"
+            ) from None
+        _BF16_COPIES[model] = copy
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _compute(model: keras.Model, folder: ImageFolder, image_size: int, batch_size: int, verbose: int) -> np.ndarray:
+    ds = make_dataset(folder, image_size, batch_size, with_labels=False)
+    return np.asarray(model.predict(ds, verbose=verbose), dtype=np.float32)
+
+
+def _load_cached(path: Path, n: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # truncated or foreign file: recompute and replace it
+        return None
+    if arr.ndim < 1 or arr.shape[0] != n or arr.dtype != np.float32:
+        return None
+    return arr
+
+
+def _save_atomic(path: Path, arr: np.ndarray) -> None:
+    """Write to a temporary ``.npy.part`` file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:  # also on KeyboardInterrupt: no partial file is left behind
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def extract_features(
@@ -57,30 +197,22 @@ def extract_features(
     precision: str = "float32",
     verbose: int = 0,
 ) -> np.ndarray:
-    """Activations of ``frozen`` for every image of ``folder`` (file order kept).
+    """float32 activations of ``frozen`` for every image of ``folder`` (file order kept).
 
-    With ``cache_dir`` the array is stored as ``<key>.npy`` and reused when the
-    key matches; written atomically, so an interrupted run leaves no bad file.
+    ``precision``: ``float32``, ``bfloat16`` or ``auto`` (see the module
+    docstring). With ``cache_dir`` the array is stored as
+    ``features-<key>.npy`` and reused when the key matches; it is written
+    atomically, so an interrupted run leaves no partial file, and an
+    unreadable file is recomputed.
     """
+    precision = resolve_precision(precision)
     path = None
     if cache_dir is not None:
-        cache_dir = Path(cache_dir)
-        path = cache_dir / f"features-{cache_key(folder, image_size, frozen, precision)}.npy"
-        if path.is_file():
-            arr = np.load(path, mmap_mode=None)
-            if arr.shape[0] == len(folder):
-                return arr
-    ds = make_dataset(folder, image_size, batch_size, with_labels=False)
-    feats = frozen.predict(ds, verbose=verbose)
-    feats = np.asarray(feats, dtype=np.float32)
+        path = Path(cache_dir) / f"features-{cache_key(folder, image_size, frozen, precision)}.npy"
+        cached = _load_cached(path, len(folder))
+        if cached is not None:
+            return cached
+    feats = _compute(with_precision(frozen, precision), folder, image_size, batch_size, verbose)
     if path is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npy.part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, feats)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        _save_atomic(path, feats)
     return feats

@@ -11,6 +11,8 @@ notebooks cannot disagree.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -89,6 +91,11 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
     if missing:
         raise ParameterError(f"parameter(s) {', '.join(missing)} not defined: run the parameters cell first")
     _check_types(given, spec)
+    if "BACKBONE" in given:
+        from .models.backbones import BACKBONES
+
+        if given["BACKBONE"] not in BACKBONES:
+            raise ParameterError(f"parameter BACKBONE={given['BACKBONE']!r}: choose one of {', '.join(BACKBONES)}")
     settings = get_profile(given["PROFILE"])
     for key, pname in (("weights", "WEIGHTS"), ("image_size", "IMAGE_SIZE"), ("epochs", "EPOCHS"),
                        ("fine_tune_epochs", "FINE_TUNE_EPOCHS")):
@@ -173,3 +180,98 @@ def record(run: NotebookRun, key: str, value: Any, *, show: bool = True) -> Any:
 def default_profile() -> str:
     """``$ASLNB_PROFILE`` or ``cpu``: what a parameters cell uses when papermill passes nothing."""
     return os.environ.get("ASLNB_PROFILE", "cpu")
+
+
+def default_run_dir(run: NotebookRun, backbone: str = "resnet50") -> Path:
+    """Where notebook 04 saves (and 05 looks for) the run of ``backbone``.
+
+    ``<REPORT_DIR>/runs/<profile>-<backbone>`` in a report, else
+    ``runs/<profile>-<backbone>`` next to the notebook (git-ignored).
+    """
+    base = (run.report_dir / "runs") if run.report_dir else Path("runs")
+    return base / f"{run.params['PROFILE']}-{backbone}"
+
+
+def feature_cache_dir() -> Path:
+    """The shared feature cache (``<aslnb cache>/features``): 03, 04 and 05 reuse each other's features."""
+    from .settings import cache_dir
+
+    return cache_dir() / "features"
+
+
+def train_kwargs(run: NotebookRun, backbone: str = "resnet50") -> dict[str, Any]:
+    """The :func:`aslnb.train.train` parameters of this notebook run (profile + overrides).
+
+    WEIGHTS applies to the notebook's own BACKBONE (04) or to ResNet50 (05); the other
+    backbone keeps its default (EfficientNet-Lite0: its offline ImageNet weights).
+    """
+    from .profiles import train_params
+
+    own = backbone == run.params.get("BACKBONE", "resnet50")
+    return train_params(run.settings, backbone, seed=run.params["SEED"], weights=run.params["WEIGHTS"] if own else None)
+
+
+def train_run(run: NotebookRun, backbone: str = "resnet50", run_dir: str | os.PathLike | None = None,
+              *, verbose: int = 2):
+    """Train ``backbone`` with this run's settings into ``run_dir`` (replacing what is there)."""
+    from .train import train
+
+    out = Path(run_dir) if run_dir else default_run_dir(run, backbone)
+    # The run scores the external set too when the profile uses all of it; with a per-class
+    # limit (smoke) notebook 05 scores a limited external set itself.
+    external = run.external_dir if run.settings.get("external_limit") is None else None
+    with _external_env(external):
+        return train(run.data_dir, out, external=external, overwrite=True, verbose=verbose,
+                     feature_cache_dir=feature_cache_dir(), **train_kwargs(run, backbone))
+
+
+@contextlib.contextmanager
+def _external_env(external: Path | None):
+    """Hide ``$ASLNB_EXTERNAL_DATA`` while ``external`` is None (train() falls back to it)."""
+    from .settings import EXTERNAL_ENV
+
+    saved = os.environ.pop(EXTERNAL_ENV, None) if external is None else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[EXTERNAL_ENV] = saved
+
+
+def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str = "resnet50") -> bool:
+    """True when ``run_dir`` holds a finished run trained with exactly this run's settings and data."""
+    from .runinfo import read_json
+    from .train import TrainConfig
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.keras").is_file() or not (run_dir / "metrics.json").is_file():
+        return False
+    try:
+        cfg = read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        return False
+    want = dataclasses.asdict(TrainConfig.from_params(**train_kwargs(run, backbone)))
+    return cfg.get("params") == want and Path(cfg.get("data", {}).get("root", "")) == run.data_dir
+
+
+def ensure_run(run: NotebookRun, backbone: str = "resnet50", run_dir: str | os.PathLike | None = None,
+               *, train_if_missing: bool = True) -> Path | None:
+    """The run folder of ``backbone``: reused when it matches this run's settings, else trained now
+    (when ``train_if_missing``; otherwise None).
+
+    An explicit ``run_dir`` (the RUN_DIR parameter) holding a finished run is used as it is,
+    whatever its settings: it is never retrained over.
+    """
+    out = Path(run_dir) if run_dir else default_run_dir(run, backbone)
+    if run_dir and (out / "model.keras").is_file():
+        print(f"{backbone}: using the run in {out} as given (RUN_DIR)")
+        return out
+    if run_matches(run, out, backbone):
+        print(f"{backbone}: reusing the run in {out}")
+        return out
+    if not train_if_missing:
+        print(f"{backbone}: no matching run in {out}; skipped (run notebook 04 with BACKBONE={backbone!r})")
+        return None
+    print(f"{backbone}: no matching run in {out}; training it now with the profile's settings")
+    train_run(run, backbone, out)
+    return out

@@ -33,6 +33,7 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
     """``[{"file", "label", "prob", "top_k": [[label, prob], ...]}]`` for each image."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    files = collect_images(list(paths))  # a wrong path fails before the model is loaded
     if model is None:
         model, names, cfg = load_run(run_dir)
     else:
@@ -40,13 +41,12 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
 
         names, cfg = load_labels(run_dir), load_config(run_dir)
     size = int(cfg["params"]["image_size"])
-    files = collect_images(list(paths))
     top_k = max(1, min(int(top_k), len(names)))
     results: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         batch = np.stack([load_image(f, size) for f in chunk]).astype(np.float32)
-        probs = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
+        probs = np.asarray(model.predict_on_batch(batch), dtype=np.float64)
         for f, p in zip(chunk, probs):
             order = np.argsort(-p)[:top_k]
             results.append({"file": str(f), "label": names[order[0]], "prob": float(p[order[0]]),

@@ -38,3 +38,38 @@ def profile(name: str) -> dict[str, Any]:
     if name not in PROFILES:
         raise ParameterError(f"profile={name!r}: unknown, choose one of {', '.join(PROFILES)}")
     return {k: (list(v) if isinstance(v, list) else v) for k, v in PROFILES[name].items()}
+
+
+# ResNet50's freeze points and their EfficientNet-Lite0 counterparts (same share of the net frozen).
+_FREEZE_EQUIV = {"efficientnet_lite0": {"conv1": "stem", "conv2": "block2", "conv3": "block4", "conv4": "block6",
+                                        "conv5": "head"}}
+
+
+def freeze_for(backbone: str, freeze_until: str) -> str:
+    """The profile's ``freeze_until`` (named after ResNet50 stages) for ``backbone``."""
+    return _FREEZE_EQUIV.get(backbone, {}).get(freeze_until, freeze_until)
+
+
+def train_params(settings: dict[str, Any], backbone: str = "resnet50", *, seed: int = 0,
+                 weights: str | None = None) -> dict[str, Any]:
+    """The :func:`aslnb.train.train` keyword parameters of a profile's settings.
+
+    Notebooks 04 and 05 both call this, so 05 retrains exactly what 04 trained
+    when it runs on its own, and recognises a run of 04 as reusable. ``weights``
+    (the WEIGHTS parameter) overrides the profile; without it ResNet50 uses the
+    profile's weights and EfficientNet-Lite0 its offline ImageNet weights.
+    """
+    if weights is None:
+        weights = settings["weights"] if backbone == "resnet50" else "imagenet"
+    return {
+        "backbone": backbone,
+        "weights": weights,
+        "image_size": int(settings["image_size"]),
+        "epochs": int(settings["epochs"]),
+        "batch_size": int(settings["batch_size"]),
+        "freeze_until": freeze_for(backbone, settings["freeze_until"]),
+        "head_units": list(settings["head_units"]),
+        "limit_per_class": settings["limit_per_class"],
+        "fine_tune_epochs": int(settings.get("fine_tune_epochs") or 0),
+        "seed": int(seed),
+    }

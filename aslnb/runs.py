@@ -1,6 +1,7 @@
 """Reading a run directory back: config, labels, and the model in safe mode."""
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -45,25 +46,32 @@ def load_model(path: str | os.PathLike, class_names: list[str] | None = None):
     """
     import keras
 
-    from . import models  # noqa: F401 - registers the custom layers
+    from . import models  # noqa: F401 - registers the custom layers (CaffePreprocess)
+    from .models import efficientnet_lite  # noqa: F401 - registers EfficientNetLitePreprocess
 
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"{path}: missing; train a model first (`aslnb train --out {path.parent}`)")
     if not zipfile.is_zipfile(path):
         raise ModelError(f"{path}: not a Keras model file (corrupt or truncated); retrain or restore it")
+    refused = ModelError(
+        f"{path}: refused by Keras safe mode, it contains code (a Lambda layer or a serialized function) that "
+        "would run on loading; only load models you trained yourself with aslnb"
+    )
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except ValueError as exc:
-        text = str(exc)
-        if "safe_mode" in text or "Lambda" in text or "lambda" in text:
-            raise ModelError(
-                f"{path}: refused, it contains code (a Lambda layer) that safe mode will not run; only load models "
-                "you trained yourself with aslnb"
-            ) from None
-        raise ModelError(f"{path}: cannot be loaded ({text.splitlines()[0][:300]})") from None
     except Exception as exc:  # noqa: BLE001 - corrupt archives raise many kinds
-        raise ModelError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}); "
+        chain = []
+        e: BaseException | None = exc
+        while e is not None and len(chain) < 10:
+            chain.append(str(e))
+            e = e.__cause__ or e.__context__
+        # Safe mode's own error is sometimes wrapped (a Lambda inside a Sequential comes out as a
+        # TypeError "could not be deserialized"), so the archive's config is checked as well.
+        if any("safe_mode" in t or "Lambda" in t or "lambda" in t for t in chain) or _holds_code(path):
+            raise refused from None
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ModelError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {first}); "
                          "the file is corrupt or from an incompatible version: retrain") from None
     if class_names is not None:
         n_out = model.output_shape[-1]
@@ -73,6 +81,30 @@ def load_model(path: str | os.PathLike, class_names: list[str] | None = None):
                 "files from different runs"
             )
     return model
+
+
+def _holds_code(path: Path) -> bool:
+    """True when the archive's ``config.json`` has a Lambda layer or a serialized Python function."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            text = zf.read("config.json").decode("utf-8", "replace")
+    except (KeyError, OSError, zipfile.BadZipFile, RuntimeError):
+        return False  # left to Keras, which reports what is wrong
+    try:
+        config = json.loads(text)
+    except ValueError:
+        return False
+
+    def walk(node) -> bool:
+        if isinstance(node, dict):
+            if node.get("class_name") in ("Lambda", "function", "__lambda__") or "__lambda__" in node:
+                return True
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+
+    return walk(config)
 
 
 def load_run(run_dir: str | os.PathLike):

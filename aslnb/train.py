@@ -5,17 +5,45 @@ builds the classifier, trains it (phase ``head``: frozen early stages; optional
 phase ``fine_tune``: one more stage unfrozen at a low learning rate), then
 evaluates it on the held-out test split. The run directory gets
 ``model.keras``, ``config.json``, ``labels.json``, ``history.json``,
-``metrics.json`` and ``checkpoints/``.
+``metrics.json``, ``timing.json`` and ``checkpoints/``. ``config.json`` gets
+its ``finished`` timestamp last, after the evaluation: a directory without it
+is an interrupted run.
 
-Resuming: after every epoch the trainable variables, the optimizer state and
-the epoch's log are checkpointed; the data order of epoch ``e`` depends only on
-``(seed, phase, e)``. A run that was killed continues from its last finished
-epoch when the same command is run again, and ends with the same numbers as an
-uninterrupted run (on the same machine).
+Run directories: a finished run is never overwritten without ``overwrite=True``
+(``--overwrite``); an interrupted run is resumed only by the same parameters
+(other parameters are refused); a folder that is not a run directory is refused.
+
+Resuming: after every epoch the model's variables, the optimizer state and
+the epoch logs are checkpointed together in one file, written to a temporary
+name, fsynced and renamed (``checkpoints/<phase>.state.npz``; the readable
+``<phase>.epochs.json`` is a copy written after it). The data order of epoch
+``e`` depends only on ``(seed, phase, e)``. A run that was killed continues
+from its last finished epoch when the same command is run again, and ends with
+the same numbers as an uninterrupted run (tested: history and metrics equal,
+except the timing fields).
+
+Determinism, on the same machine, same library versions, same command:
+
+* deterministic: the split, the initial weights (``keras.utils.set_random_seed``
+  before the model is built), the data order of every epoch, the feature
+  cache, the training arithmetic (TensorFlow op determinism is switched on
+  when ``deterministic=True``, the default) and so the whole of
+  ``metrics.json`` and every loss/accuracy in ``history.json``;
+* not deterministic: timings (``seconds``, ``images_per_second``,
+  ``feature_extraction_seconds``, ``train_seconds`` in ``history.json``; all of
+  ``timing.json``) and the ``started``/``finished`` timestamps in
+  ``config.json``. ``metrics.json`` holds no timing on purpose.
+* across machines (another CPU, a GPU, other thread counts or library
+  versions) results differ in the last bits, so numbers agree only to a
+  tolerance. ``precision='bfloat16'`` features are deterministic too, but
+  differ from the float32 ones (bf16 keeps 8 mantissa bits), so a bf16 run is
+  compared with a float32 run only to a tolerance.
+* the other Keras backends (torch) are not made deterministic here.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -33,7 +61,8 @@ from .errors import ParameterError, RunDirError
 from .runinfo import FORMAT_VERSION, device_name, read_json, versions, write_json
 from .settings import resolve_data_dir, resolve_external_dir
 
-RUN_FILES = ("model.keras", "config.json", "labels.json", "history.json", "metrics.json")
+RUN_FILES = ("model.keras", "config.json", "labels.json", "history.json", "metrics.json", "timing.json")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -60,6 +89,7 @@ class TrainConfig:
     cache_features: str = "auto"
     limit_per_class: int | None = None
     deterministic: bool = True
+    precision: str = "float32"
 
     @classmethod
     def from_params(cls, **params: Any) -> "TrainConfig":
@@ -90,6 +120,8 @@ class TrainConfig:
             need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{name}={v!r}: must be a number")
         need(self.learning_rate > 0 and self.fine_tune_lr > 0, "learning rates must be positive")
         need(self.cache_features in ("auto", "on", "off"), f"cache_features={self.cache_features!r}: use auto, on or off")
+        need(self.precision in PRECISIONS,
+             f"precision={self.precision!r}: use {', '.join(PRECISIONS)} (bfloat16: feature extraction only)")
         need(isinstance(self.weights, str), f"weights={self.weights!r}: use 'imagenet', 'none' or a file path")
         self.head_units = [int(u) for u in (self.head_units or [])]
         need(self.limit_per_class is None or (isinstance(self.limit_per_class, int) and self.limit_per_class >= 4),
@@ -109,6 +141,7 @@ class RunResult:
     config: dict
     history: dict
     metrics: dict
+    model: Any = field(default=None, repr=False, compare=False)
 
 
 def _verbose(verbose: int | str) -> int:
@@ -157,10 +190,13 @@ def _prepare_run_dir(out: Path, params: dict, overwrite: bool) -> bool:
                     shutil.rmtree(p)
                 elif p.exists():
                     p.unlink()
-        elif (out / "model.keras").exists():
+        elif (out / "config.json").exists() and _finished(out):
             raise RunDirError(f"{out}: already holds a finished run; pass --overwrite to replace it or choose another --out")
         elif (out / "config.json").exists():
-            old = read_json(out / "config.json").get("params")
+            try:
+                old = read_json(out / "config.json").get("params")
+            except ValueError:
+                old = None
             if old != params:
                 raise RunDirError(
                     f"{out}: holds an interrupted run with other parameters; rerun with the same ones to resume, "
@@ -171,6 +207,18 @@ def _prepare_run_dir(out: Path, params: dict, overwrite: bool) -> bool:
             raise RunDirError(f"{out}: folder is not empty and is not a run directory; choose another --out or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     return False
+
+
+def _finished(out: Path) -> bool:
+    """A run is finished once ``config.json`` records it (written last, after the evaluation).
+
+    A run killed after ``model.keras`` was saved but before that (during the
+    evaluation) counts as interrupted: rerunning it skips the trained epochs.
+    """
+    try:
+        return "finished" in read_json(out / "config.json")
+    except (OSError, ValueError):
+        return (out / "model.keras").exists()
 
 
 class _Checkpointer:
@@ -184,12 +232,19 @@ class _Checkpointer:
         self.log = folder / f"{phase}.epochs.json"
 
     def load(self, model) -> tuple[int, list[dict]]:
-        if not self.state.exists() or not self.log.exists():
+        if not self.state.exists():
             return 0, []
-        logs = read_json(self.log)
-        with np.load(self.state) as z:
-            mvars = [z[f"m{i}"] for i in range(int(z["n_model"]))]
-            ovars = [z[f"o{i}"] for i in range(int(z["n_opt"]))]
+        try:
+            with np.load(self.state) as z:
+                # The epoch logs live inside the same file as the variables (one atomic
+                # rename), so a kill between two writes can never pair state and log of
+                # different epochs; ``<phase>.epochs.json`` is a readable copy.
+                logs = json.loads(str(z["logs"]))
+                mvars = [z[f"m{i}"] for i in range(int(z["n_model"]))]
+                ovars = [z[f"o{i}"] for i in range(int(z["n_opt"]))]
+        except (OSError, ValueError, KeyError) as exc:
+            raise RunDirError(f"{self.state}: unreadable checkpoint ({exc.__class__.__name__}); pass --overwrite to "
+                              "start again") from None
         if len(mvars) != len(model.variables):
             raise RunDirError(f"{self.state}: checkpoint does not match the model; pass --overwrite to start again")
         for v, a in zip(model.variables, mvars):
@@ -208,8 +263,12 @@ class _Checkpointer:
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)})
         arrays["n_model"] = np.array(len(model.variables))
         arrays["n_opt"] = np.array(len(model.optimizer.variables))
+        arrays["logs"] = np.array(json.dumps(logs))
         tmp = self.folder / f".{self.phase}.state.part.npz"
-        np.savez(tmp, **arrays)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.state)
         write_json(self.log, logs)
 
@@ -282,6 +341,11 @@ def train(
     data_dir = resolve_data_dir(data)
     ext_dir = resolve_external_dir(external)
     out = Path(out)
+    from .models import check_weights, frozen_stages, get_backbone
+
+    # Fail fast, before the data is scanned or the run directory is touched:
+    frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
+    check_weights(cfg.backbone, cfg.weights)  # offline without cached ImageNet weights, a missing file
     resuming = _prepare_run_dir(out, asdict(cfg), overwrite)
 
     keras.utils.set_random_seed(cfg.seed)
@@ -322,6 +386,14 @@ def train(
             (stages[stages.index(cfg.freeze_until) - 1] if stages.index(cfg.freeze_until) > 0 else "none"))
     else:
         ft_until = None
+    feature_precision = resolve_precision(cfg.precision) if use_cache else None
+    if use_cache and feature_precision != "float32":
+        notes.append(f"features extracted in {feature_precision} (precision={cfg.precision}); the head trains in float32")
+        _log(f"note: {notes[-1]}", verbose)
+    elif not use_cache and cfg.precision == "bfloat16":
+        notes.append("precision='bfloat16' applies to cached feature extraction only; this run has no feature "
+                     "cache, so everything ran in float32")
+        _log(f"note: {notes[-1]}", verbose)
 
     config = {
         "format_version": FORMAT_VERSION,
@@ -335,6 +407,7 @@ def train(
         "pretrained": cfg.pretrained,
         "freeze": {"until": cfg.freeze_until, "boundary_layer": boundary, "fine_tune_until": ft_until},
         "feature_cache": {"used": use_cache, "boundary": boundary if use_cache else None},
+        "precision": {"requested": cfg.precision, "features": feature_precision, "training": "float32"},
         "param_counts": clf.param_counts(),
         "device": device_name(),
         "versions": versions(),
@@ -367,8 +440,8 @@ def train(
         if use_cache and clf.boundary_layer() is not None:
             frozen, trainable = split_at_boundary(clf)
             t0 = time.perf_counter()
-            ftr = _extract(frozen, split.train, cfg, feature_cache_dir)
-            fva = _extract(frozen, split.val, cfg, feature_cache_dir)
+            ftr = _extract(frozen, split.train, cfg, feature_cache_dir, feature_precision)
+            fva = _extract(frozen, split.val, cfg, feature_cache_dir, feature_precision)
             feature_seconds += time.perf_counter() - t0
             _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} images "
                  f"in {time.perf_counter() - t0:.1f}s", verbose)
@@ -386,19 +459,26 @@ def train(
                               make_images=images)
         all_logs.extend(logs)
 
-    history = {"epochs": all_logs, "phases": [p[0] for p in phases],
+    marks, first = [], 1
+    for i, rec in enumerate(all_logs, 1):
+        rec["global_epoch"] = i
+    for phase, until, epochs, lr in phases:
+        marks.append({"phase": phase, "first_epoch": first, "last_epoch": first + epochs - 1,
+                      "freeze_until": until, "learning_rate": lr})
+        first += epochs
+    history = {"epochs": all_logs, "phases": [p[0] for p in phases], "phase_marks": marks,
                "feature_extraction_seconds": round(feature_seconds, 3),
                "train_seconds": round(sum(r["seconds"] for r in all_logs), 3)}
     write_json(out / "history.json", history)
     save_model_atomic(clf.model, out / "model.keras")
-    config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_json(out / "config.json", config)
     metrics: dict = {}
     if evaluate_after:
         from .evaluate import evaluate
 
         metrics = evaluate(out, data_dir, external=ext_dir, verbose=verbose, model=clf.model)
-    return RunResult(out, config, history, metrics)
+    config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(out / "config.json", config)
+    return RunResult(out, config, history, metrics, model=clf.model)
 
 
 def _fingerprint(split: Split) -> str:
@@ -410,10 +490,28 @@ def _fingerprint(split: Split) -> str:
     return h.hexdigest()[:16]
 
 
-def _extract(frozen, folder: ImageFolder, cfg: TrainConfig, cache_dir) -> np.ndarray:
+def resolve_precision(precision: str) -> str:
+    """The feature-extraction precision ``precision`` stands for on this machine.
+
+    Delegates to :func:`aslnb.features.resolve_precision` (``'auto'``: bfloat16 on a
+    GPU or a CPU with native bf16, else float32), so what ``config.json`` records
+    is what the feature extraction really used.
+    """
+    from . import features
+
+    resolver = getattr(features, "resolve_precision", None)
+    if callable(resolver):
+        return str(resolver(precision))
+    if precision != "auto":
+        return precision
+    return "bfloat16" if device_name().startswith("GPU") else "float32"
+
+
+def _extract(frozen, folder: ImageFolder, cfg: TrainConfig, cache_dir, precision: str | None = None) -> np.ndarray:
     from .features import extract_features
 
-    return extract_features(frozen, folder, cfg.image_size, batch_size=cfg.batch_size, cache_dir=cache_dir)
+    return extract_features(frozen, folder, cfg.image_size, batch_size=cfg.batch_size, cache_dir=cache_dir,
+                            precision=precision or "float32")
 
 
 def save_model_atomic(model, path: Path) -> None:

@@ -74,3 +74,90 @@ def tmp_dataset(tmp_path, sample_dir):
         return root
 
     return make
+
+
+# --------------------------------------------------------------------------
+# Fixtures of the model / training / CLI / reliability tests.
+#
+# ``tiny_train``   the parameters of a tiny real training run (32 px, 12 images per
+#                  class, head only on cached features, random weights, 3 epochs).
+# ``tiny_run``     that run, trained once per session in-process (RunResult, with
+#                  ``.log``: what it printed); treat its directory as read-only.
+# ``aslnb_cli``    run ``python -m aslnb ARGS...`` in a subprocess -> CompletedProcess.
+# ``closed_port``  a local TCP port nothing listens on.
+# ``offline``      monkeypatches the environment so that downloads fail for real:
+#                  proxies pointing at ``closed_port``, ``KERAS_HOME`` in tmp_path.
+# --------------------------------------------------------------------------
+import contextlib
+import io
+import socket
+import subprocess
+import sys
+
+TINY_TRAIN = dict(epochs=3, batch_size=16, image_size=32, weights="none", freeze_until="all",
+                  limit_per_class=12, seed=0)
+
+
+def train_cli_args(params: dict) -> list[str]:
+    """``--name value`` CLI flags of training parameters (lists comma-joined)."""
+    out: list[str] = []
+    for name, value in params.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            if value:
+                out.append(flag)
+            continue
+        out += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_train() -> dict:
+    return dict(TINY_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, sample_dir):
+    from aslnb.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("ASLNB_EXTERNAL_DATA", raising=False)
+        with contextlib.redirect_stdout(buf):
+            res = train(sample_dir, out, verbose=2, **TINY_TRAIN)
+    res.log = buf.getvalue()
+    return res
+
+
+@pytest.fixture(scope="session")
+def aslnb_cli():
+    def run(*args, env: dict | None = None, drop_env=("ASLNB_EXTERNAL_DATA",), timeout=600, cwd=None):
+        full = dict(os.environ)
+        for name in drop_env:
+            full.pop(name, None)
+        full.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        full.update(env or {})
+        return subprocess.run([sys.executable, "-m", "aslnb", *map(str, args)], capture_output=True, text=True,
+                              env=full, timeout=timeout, cwd=cwd)
+
+    return run
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path, closed_port) -> dict:
+    proxy = f"http://127.0.0.1:{closed_port}"
+    env = {"KERAS_HOME": str(tmp_path / "keras_home"), "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy,
+           "https_proxy": proxy, "http_proxy": proxy}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    return env

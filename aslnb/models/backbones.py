@@ -8,8 +8,6 @@ ResNet50 and trains ``conv5`` and the head.
 from __future__ import annotations
 
 import os
-import socket
-import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,6 +19,8 @@ from ..settings import keras_home
 from .layers import CaffePreprocess
 
 RESNET50_NOTOP = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+RESNET50_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + RESNET50_NOTOP
+RESNET50_NOTOP_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
 
 @dataclass(frozen=True)
@@ -45,26 +45,76 @@ def _weights_file(weights: str) -> Path:
     return p
 
 
-def _build_resnet50(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
-    if weights in (None, "none"):
-        return keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
-    if weights == "imagenet":
-        cached = keras_home() / "models" / RESNET50_NOTOP
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text.splitlines()[0][:200]}" if text else exc.__class__.__name__
+
+
+def _load_weights_checked(model: keras.Model, path: Path, what: str) -> None:
+    """``model.load_weights(path)``, any failure as one :class:`ModelError` line naming ``path``."""
+    import warnings
+
+    problem = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # a mismatched file warns once per layer, then loads partly or raises
         try:
-            return keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=input_shape)
-        except (OSError, urllib.error.URLError, socket.error, ValueError, Exception) as exc:  # noqa: BLE001
-            if cached.is_file():
-                raise ModelError(f"{cached}: cannot load the ResNet50 ImageNet weights ({exc}); delete it to download again") from None
-            raise ModelError(
-                f"ResNet50 ImageNet weights are not cached and cannot be downloaded ({exc.__class__.__name__}): "
-                f"copy {RESNET50_NOTOP} into {cached.parent}/ (KERAS_HOME), or use --weights none"
-            ) from None
-    path = _weights_file(weights)
-    model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
+            model.load_weights(path)
+        except Exception as exc:  # noqa: BLE001 - h5py/Keras raise OSError, ValueError, KeyError...
+            problem = _first_line(exc)
+    if problem is None:
+        partial = [w for w in caught if "freshly-initialized" in str(w.message) or "could not be loaded" in str(w.message)]
+        if partial:
+            problem = " ".join(str(partial[0].message).split())[:200]
+    if problem is not None:
+        raise ModelError(f"{path}: not {what} weights ({problem}); give a file saved from the same backbone "
+                         "with save_weights, 'imagenet' or 'none'")
+
+
+def resnet50_imagenet_path(download: bool = True) -> Path:
+    """``$KERAS_HOME/models/`` + :data:`RESNET50_NOTOP`, downloaded by Keras when missing.
+
+    The cache folder is read from the environment at call time (not when Keras
+    was imported). Offline and not cached: a :class:`ModelError` saying the two
+    ways on (copy the file there, or ``--weights none``).
+    """
+    folder = keras_home() / "models"
+    cached = folder / RESNET50_NOTOP
+    if cached.is_file() or not download:
+        return cached
+
+    def offline(reason: str) -> ModelError:
+        return ModelError(
+            f"ResNet50 ImageNet weights are not cached in {folder} and cannot be downloaded ({reason[:160]}): "
+            f"copy {RESNET50_NOTOP} into {folder}/ (KERAS_HOME), or train without them with --weights none"
+        )
+
+    # Probe first (urllib, like Keras: proxies are honoured), so that offline nothing but our line is printed.
+    import urllib.request
+
     try:
-        model.load_weights(path)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path}: not ResNet50 (no top) weights ({exc.__class__.__name__}: {exc})") from None
+        urllib.request.urlopen(urllib.request.Request(RESNET50_ORIGIN, method="HEAD"), timeout=15).close()
+    except Exception as exc:  # noqa: BLE001 - URLError, timeouts, HTTP errors
+        raise offline(_first_line(exc)) from None
+    try:
+        got = keras.utils.get_file(RESNET50_NOTOP, RESNET50_ORIGIN, cache_subdir="models",
+                                   cache_dir=str(keras_home()), file_hash=RESNET50_NOTOP_MD5)
+    except Exception as exc:  # noqa: BLE001 - get_file wraps URLError/OSError in a bare Exception
+        raise offline(_first_line(exc)) from None
+    return Path(got)
+
+
+def _build_resnet50(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
+    if weights in (None, "none"):
+        return model
+    if weights == "imagenet":
+        path = resnet50_imagenet_path()
+        try:
+            _load_weights_checked(model, path, "ResNet50 ImageNet (no top)")
+        except ModelError as exc:
+            raise ModelError(f"{exc}; delete {path} to download it again") from None
+        return model
+    _load_weights_checked(model, _weights_file(weights), "ResNet50 (no top)")
     return model
 
 
@@ -100,6 +150,25 @@ def get_backbone(name: str) -> BackboneSpec:
 
 
 BACKBONES = ("resnet50", "efficientnet_lite0")
+
+
+def check_weights(backbone: str, weights: str | None) -> Path | None:
+    """Make sure the weights ``weights`` of ``backbone`` are at hand, before any work is done.
+
+    ``'imagenet'``: the cached file (downloaded or converted now if needed; offline
+    and missing: :class:`ModelError` saying what to do); a path: it must exist;
+    ``'none'``: nothing. Returns the weights file, or None.
+    """
+    get_backbone(backbone)
+    if weights in (None, "none", ""):
+        return None
+    if weights == "imagenet":
+        if backbone == "resnet50":
+            return resnet50_imagenet_path()
+        from .efficientnet_lite import imagenet_weights_path
+
+        return imagenet_weights_path()
+    return _weights_file(weights)
 
 
 def weights_source(backbone: str, weights: str | None) -> str:

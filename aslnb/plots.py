@@ -1,0 +1,189 @@
+"""Figures of the notebooks: every one has a title and labelled axes, and returns the Figure.
+
+Save them with :func:`aslnb.notebook.save_fig` (which stamps what produced them).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+GOOD, BAD = "tab:green", "tab:red"
+SUBSET_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:red", "dropped": "0.8"}
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, title: str, ncols: int = 8,
+               colors: Sequence[str] | None = None, size: float = 1.5):
+    """A grid of images with a title each (coloured when ``colors`` is given: green right, red wrong).
+
+    Drawn as one mosaic in a single axes (fast even for 40 images), titles above each tile.
+    """
+    plt = _plt()
+    n = max(1, len(images))
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    h = max(int(im.shape[0]) for im in images) if len(images) else 8
+    w = max(int(im.shape[1]) for im in images) if len(images) else 8
+    pad_x, pad_top = max(2, w // 16), max(6, h // 4)  # room between tiles and for the titles
+    cell_w, cell_h = w + pad_x, h + pad_top
+    canvas = np.full((nrows * cell_h, ncols * cell_w, 3), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        y, x = r * cell_h + pad_top, c * cell_w
+        canvas[y:y + img.shape[0], x:x + img.shape[1]] = img[..., :3]
+    fig, ax = plt.subplots(figsize=(size * ncols, size * nrows * cell_h / cell_w + 0.5))
+    ax.imshow(canvas, interpolation="nearest")
+    for i, t in enumerate(titles):
+        r, c = divmod(i, ncols)
+        ax.text(c * cell_w + w / 2, r * cell_h + pad_top - 1, t, ha="center", va="bottom", fontsize=7,
+                color=colors[i] if colors else "black", clip_on=True)
+    ax.set_axis_off()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def histograms(df, columns: Sequence[str], *, title: str, xlabels: Sequence[str]):
+    """One histogram per column of ``df`` side by side."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.2), squeeze=False)
+    for ax, col, xl in zip(axes.flat, columns, xlabels):
+        ax.hist(df[col], bins=30, color="tab:blue", alpha=0.8)
+        ax.set_xlabel(xl)
+        ax.set_ylabel("number of images")
+        ax.set_title(col)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def frame_pair(a: np.ndarray, b: np.ndarray, titles: tuple[str, str], *, title: str):
+    """Two neighbouring frames and their absolute pixel difference."""
+    plt = _plt()
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+    for ax, img, t in zip(axes, (a, b), titles):
+        ax.imshow(img)
+        ax.set_title(t, fontsize=9)
+        ax.axis("off")
+    im = axes[2].imshow(diff, cmap="magma", vmin=0, vmax=255)
+    axes[2].set_title(f"|difference| (mean {diff.mean():.1f} grey levels)", fontsize=9)
+    axes[2].axis("off")
+    fig.colorbar(im, ax=axes[2], fraction=0.046, label="grey levels")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def split_map(folder, assignments: dict[str, np.ndarray], *, title: str):
+    """Per split method: which frame numbers of each class went to train/val/test/dropped."""
+    from .data.scan import frame_number
+
+    plt = _plt()
+    frames = np.array([frame_number(f) or 0 for f in folder.files])
+    k = len(folder.class_names)
+    fig, axes = plt.subplots(1, len(assignments), figsize=(6.5 * len(assignments), 0.22 * k + 1.8), squeeze=False,
+                             sharey=True)
+    for ax, (method, a) in zip(axes.flat, assignments.items()):
+        for subset, color in SUBSET_COLORS.items():
+            sel = a == subset
+            ax.scatter(frames[sel], folder.labels[sel], s=6, marker="s", color=color, label=subset)
+        ax.set_title(f"{method} split")
+        ax.set_xlabel("video frame number")
+        ax.set_yticks(range(k))
+        ax.set_yticklabels(folder.class_names, fontsize=6)
+    axes.flat[0].invert_yaxis()  # shared y axis: invert once, A at the top
+    axes.flat[0].set_ylabel("class")
+    axes.flat[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, markerscale=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(epochs: list[dict], *, title: str, switch_label: str = "fine-tuning starts"):
+    """Loss and accuracy per epoch (train and validation); a dashed line where the phase changes."""
+    plt = _plt()
+    x = np.arange(1, len(epochs) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, key, name in ((axes[0], "loss", "loss (cross-entropy)"), (axes[1], "accuracy", "accuracy")):
+        ax.plot(x, [e[key] for e in epochs], "o-", label="train")
+        if all(f"val_{key}" in e for e in epochs):
+            ax.plot(x, [e[f"val_{key}"] for e in epochs], "s--", label="validation")
+        phases = [e.get("phase") for e in epochs]
+        for i in range(1, len(phases)):
+            if phases[i] != phases[i - 1]:
+                ax.axvline(i + 0.5, color="0.4", ls=":", label=switch_label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(matrix, labels: Sequence[str], *, title: str, annot: bool | None = None):
+    """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
+    import seaborn as sns
+
+    plt = _plt()
+    m = np.asarray(matrix, dtype=float)
+    annot = len(labels) <= 30 if annot is None else annot
+    side = max(5.0, 0.33 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    sns.heatmap(m, ax=ax, vmin=0, vmax=1, cmap="Blues", square=True, xticklabels=labels, yticklabels=labels,
+                annot=np.where(m > 0, np.round(m * 100).astype(int).astype(str), "") if annot else False,
+                fmt="", annot_kws={"fontsize": 6}, cbar_kws={"label": "share of the true class"})
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def bars(values: dict[str, float], *, title: str, ylabel: str, colors: Sequence[str] | None = None,
+         chance: float | None = None):
+    """A bar per entry, its value written on it; an optional dotted chance line."""
+    plt = _plt()
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 3.8))
+    ax.bar(range(len(names)), [values[n] for n in names], color=colors or "tab:blue")
+    for i, n in enumerate(names):
+        ax.text(i, values[n] + 0.01, f"{values[n]:.2f}", ha="center", va="bottom", fontsize=9)
+    if chance is not None:
+        ax.axhline(chance, color="0.3", ls=":", label=f"chance ({chance:.3f})")
+        ax.legend(fontsize=8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, fontsize=8, rotation=15, ha="right")
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("evaluation")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_overlays(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray], titles: Sequence[str],
+                     colors: Sequence[str], *, title: str, ncols: int = 4):
+    """Images with a Grad-CAM heat map on top (jet colours, semi-transparent)."""
+    plt = _plt()
+    n = max(1, len(images))
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.5 * nrows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, hm, t, c in zip(axes.flat, images, heatmaps, titles, colors):
+        ax.imshow(img)
+        ax.imshow(hm, cmap="jet", alpha=0.4, vmin=0, vmax=1, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
+        ax.set_title(t, fontsize=8, color=c)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

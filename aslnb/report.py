@@ -1,0 +1,229 @@
+"""``aslnb report``: run every notebook with papermill into ``<out>/<profile>/``.
+
+What a report folder holds:
+
+* the executed notebooks (``01_dataset.ipynb`` ...; notebook 04 twice, once per
+  backbone: ``04_finetune_resnet50.ipynb`` and ``04_finetune_efficientnet_lite0.ipynb``),
+* an HTML rendering of each (images embedded),
+* ``figures/``: every figure as PNG (written by the notebooks' ``save_fig``),
+* ``runs/``: the trained models (large: keep them out of git),
+* ``metrics.json``: the numbers the notebooks recorded (``nb01`` ... ``nb05``)
+  plus a ``_report`` block: profile, parameters, versions, device, start/end
+  time and seconds per notebook. Timings live only there and in fields named
+  ``*seconds*`` / ``*per_second*``; every other number depends only on data,
+  parameters and seed.
+
+A notebook that fails stops the report: its partial executed notebook (and
+HTML) stays in the report folder, and the error names the notebook and the
+failing cell.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import AslnbError, ParameterError
+from .profiles import profile as get_profile
+from .runinfo import read_json, write_json
+
+# Longest time one cell may run, per profile (papermill has no limit by default).
+CELL_TIMEOUT = {"smoke": 300, "cpu": 1800, "gpu": 3600}
+# The second run of notebook 04: the backbone with real ImageNet weights offline.
+SECOND_BACKBONE = {"BACKBONE": "efficientnet_lite0", "WEIGHTS": "imagenet"}
+
+
+class NotebookFailed(AslnbError):
+    """A notebook of the report raised an error; the message names the notebook and the cell."""
+
+    exit_code = 9
+
+
+def notebooks_dir() -> Path:
+    """The course's ``notebooks/`` folder (next to the package in a source checkout)."""
+    d = Path(__file__).resolve().parent.parent / "notebooks"
+    if not d.is_dir():
+        raise AslnbError(f"{d}: no notebooks folder; `aslnb report` runs from a source checkout (pip install -e .)")
+    return d
+
+
+def course_notebooks(folder: Path | None = None) -> list[Path]:
+    """``notebooks/[0-9][0-9]_*.ipynb`` in order."""
+    return sorted((folder or notebooks_dir()).glob("[0-9][0-9]_*.ipynb"))
+
+
+def parse_extra(extra: Iterable[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """``["EPOCHS=3", "WEIGHTS=none"]`` -> ``{"EPOCHS": 3, "WEIGHTS": "none"}`` (values read as YAML)."""
+    import yaml
+
+    if not extra:
+        return {}
+    if isinstance(extra, dict):
+        return dict(extra)
+    out: dict[str, Any] = {}
+    for item in extra:
+        name, sep, value = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParameterError(f"-p {item!r}: expected NAME=VALUE, e.g. -p EPOCHS=5")
+        try:
+            out[name] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ParameterError(f"-p {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+    return out
+
+
+def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, external=None, weights: str | None = None,
+         notebooks: Iterable[str] | None = None, extra=None, folder: Path | None = None) -> list[dict[str, Any]]:
+    """The notebook runs of a report, in order: ``{"source", "name", "parameters"}`` each."""
+    import papermill
+
+    get_profile(profile)  # refuses an unknown profile
+    report_dir = Path(out).expanduser().resolve() / profile
+    sources = course_notebooks(folder)
+    if not sources:
+        raise AslnbError(f"{folder or notebooks_dir()}: no notebooks named NN_*.ipynb")
+    if notebooks:
+        wanted = [str(n).strip() for n in notebooks if str(n).strip()]
+        known = {p.name[:2]: p for p in sources}
+        bad = [n for n in wanted if n[:2] not in known]
+        if bad:
+            raise ParameterError(f"--notebooks {','.join(bad)}: unknown; choose from {','.join(sorted(known))}")
+        sources = [p for p in sources if p.name[:2] in {n[:2] for n in wanted}]
+    extras = parse_extra(extra)
+    declared = {p: set(papermill.inspect_notebook(str(p))) for p in sources}
+    nowhere = {k for k in extras if not any(k in d for d in declared.values())}
+    base: dict[str, Any] = {"PROFILE": profile, "REPORT_DIR": str(report_dir)}
+    if data:
+        base["DATA_DIR"] = str(Path(data).expanduser().resolve())
+    if external:
+        base["EXTERNAL_DIR"] = str(Path(external).expanduser().resolve())
+    if weights:
+        base["WEIGHTS"] = weights
+    jobs = []
+    for src in sources:
+        # An extra goes to the notebooks that declare it; one that no notebook declares goes to
+        # all of them, so the first notebook's setup cell refuses it with a clear message.
+        params = {**base, **{k: v for k, v in extras.items() if k in declared[src] or k in nowhere}}
+        name = src.name
+        if "BACKBONE" in declared[src] and "BACKBONE" in extras:  # -p BACKBONE=...: one run, named after it
+            name = f"{src.name[:3]}finetune_{extras['BACKBONE']}.ipynb" if src.name.startswith("04_") else name
+        jobs.append({"source": src, "name": name, "parameters": params})
+        if src.name.startswith("04_") and "BACKBONE" in declared[src] and "BACKBONE" not in extras:
+            jobs[-1]["name"] = "04_finetune_resnet50.ipynb"
+            jobs[-1]["parameters"]["BACKBONE"] = "resnet50"
+            jobs.append({"source": src, "name": "04_finetune_efficientnet_lite0.ipynb",
+                         "parameters": {**params, **SECOND_BACKBONE}})
+    return jobs
+
+
+def to_html(notebook: Path) -> Path:
+    """``notebook`` rendered as a standalone HTML file next to it (images embedded)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    exporter.embed_images = True
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    html = notebook.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def _failure_message(name: str, exc: Exception, dest: Path) -> str:
+    cell = getattr(exc, "exec_count", None)
+    ename, evalue = getattr(exc, "ename", exc.__class__.__name__), getattr(exc, "evalue", str(exc))
+    first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
+    where = f"cell [{cell}]" if cell is not None else "a cell"
+    return f"notebook {name} failed in {where}: {ename}: {first[:400]} (partial output kept in {dest})"
+
+
+def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=None, external=None,
+               weights: str | None = None, notebooks: Iterable[str] | None = None, extra=None, *,
+               timeout: int | None = None, kernel_name: str = "python3", folder: Path | None = None) -> Path:
+    """Run the course notebooks with papermill; return the report folder ``<out>/<profile>``."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    jobs = plan(profile, out=out, data=data, external=external, weights=weights, notebooks=notebooks, extra=extra,
+                folder=folder)
+    report_dir = Path(out).expanduser().resolve() / profile
+    report_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = report_dir / "metrics.json"
+    _forget(metrics_path, {f"nb{j['name'][:2]}" for j in jobs}, whole=notebooks is None)
+    cwd = (folder or notebooks_dir())
+    timeout = timeout or CELL_TIMEOUT.get(profile, 1800)
+    started = time.time()
+    seconds: dict[str, float] = {}
+    failed = None
+    try:
+        for job in jobs:
+            dest = report_dir / job["name"]
+            t0 = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(job["source"]), str(dest), parameters=job["parameters"], kernel_name=kernel_name,
+                    cwd=str(cwd), log_output=False, progress_bar=False, execution_timeout=timeout,
+                )
+            except PapermillExecutionError as exc:
+                failed = {"notebook": job["name"], "cell": exc.exec_count, "error": f"{exc.ename}: {exc.evalue}"}
+                raise NotebookFailed(_failure_message(job["name"], exc, dest)) from exc
+            except Exception as exc:  # noqa: BLE001 - kernel death, timeout: name the notebook
+                failed = {"notebook": job["name"], "cell": None, "error": f"{exc.__class__.__name__}: {exc}"}
+                raise NotebookFailed(_failure_message(job["name"], exc, dest)) from exc
+            finally:
+                seconds[job["name"]] = round(time.perf_counter() - t0, 1)
+                if dest.is_file():
+                    to_html(dest)
+    finally:
+        _write_report_block(metrics_path, profile, jobs, started, seconds, failed, timeout)
+    return report_dir
+
+
+def _forget(metrics_path: Path, sections: set[str], *, whole: bool) -> None:
+    """Drop the old numbers of the notebooks about to run (all of them for a full report)."""
+    if not metrics_path.is_file():
+        return
+    if whole:
+        metrics_path.unlink()
+        return
+    data = read_json(metrics_path)
+    for s in sections:
+        data.pop(s, None)
+        data.get("_produced_by", {}).pop(s, None)
+    write_json(metrics_path, data)
+
+
+def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], started: float,
+                        seconds: dict[str, float], failed: dict | None, timeout: int) -> None:
+    from .models.backbones import weights_source
+    from .runinfo import device_name, versions
+
+    data = read_json(metrics_path) if metrics_path.is_file() else {}
+    settings = get_profile(profile)
+    r50_weights = next((j["parameters"].get("WEIGHTS") for j in jobs
+                        if j["parameters"].get("BACKBONE", "resnet50") == "resnet50" and "WEIGHTS" in j["parameters"]),
+                       None) or settings["weights"]
+    block: dict[str, Any] = {
+        "profile": profile,
+        "profile_settings": settings,
+        "resnet50_weights": weights_source("resnet50", r50_weights),
+        "parameters": {j["name"]: {k: v for k, v in j["parameters"].items()} for j in jobs},
+        "versions": versions(),
+        "device": device_name(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "notebook_seconds": seconds,
+        "cell_timeout_seconds": timeout,
+        "status": "failed" if failed else "ok",
+    }
+    if failed:
+        block["failed"] = failed
+    if r50_weights in (None, "none"):
+        block["NOTE"] = ("ResNet50 ran WITHOUT ImageNet weights (weights 'none': random initialisation). Its numbers "
+                         "are a no-pretraining baseline, not the study's transfer learning; the efficientnet_lite0 "
+                         "run uses real ImageNet weights.")
+    # The block goes first, so the note is the first thing a reader of metrics.json sees.
+    write_json(metrics_path, {"_report": block, **{k: v for k, v in data.items() if k != "_report"}})

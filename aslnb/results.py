@@ -1,0 +1,257 @@
+"""Analysis helpers of notebooks 01 and 05: image statistics, split maps, probes, per-image scores.
+
+The notebooks keep their cells short by calling these; none of them trains the
+study's model (that is :func:`aslnb.train.train`).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .data.images import load_image
+from .data.scan import ImageFolder, frame_number
+from .data.splits import Split
+
+SUBSETS = ("train", "val", "test", "dropped")
+
+
+# ---------------------------------------------------------------- notebook 01
+def image_stats(folder: ImageFolder, size: int = 64):
+    """One row per image: class, frame, original width/height, mean brightness and contrast (0..255)."""
+    import pandas as pd
+    from PIL import Image
+
+    def one(path: str):
+        with Image.open(path) as im:
+            w, h = im.size
+        arr = load_image(path, size).astype(np.float32).mean(axis=2)
+        return w, h, float(arr.mean()), float(arr.std())
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        rows = list(pool.map(one, [str(f) for f in folder.files]))
+    df = pd.DataFrame(rows, columns=["width", "height", "brightness", "contrast"])
+    df.insert(0, "frame", [frame_number(f) for f in folder.files])
+    df.insert(0, "class", [folder.class_names[i] for i in folder.labels])
+    return df
+
+
+def one_per_class(folder: ImageFolder, position: float = 0.5) -> list[tuple[str, str]]:
+    """``[(class, file)]``: the file at ``position`` (0..1) of each non-empty class, in class order."""
+    out = []
+    for lab, name in enumerate(folder.class_names):
+        files = folder.files[folder.labels == lab]
+        if len(files):
+            out.append((name, str(files[int(round(position * (len(files) - 1)))])))
+    return out
+
+
+def closest_frames(folder: ImageFolder, class_name: str) -> tuple[str, str]:
+    """The two files of ``class_name`` whose frame numbers are closest (neighbouring video frames)."""
+    lab = folder.class_names.index(class_name)
+    files = sorted(folder.files[folder.labels == lab], key=lambda f: frame_number(f) or 0)
+    frames = np.array([frame_number(f) or 0 for f in files])
+    i = int(np.argmin(np.diff(frames)))
+    return str(files[i]), str(files[i + 1])
+
+
+def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 images, in grey levels (0..255)."""
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+def neighbour_vs_random(folder: ImageFolder, size: int = 64, pairs: int = 60, seed: int = 0) -> dict[str, float]:
+    """Mean pixel distance of neighbouring frames, of random frames of one class, and of two classes."""
+    rng = np.random.default_rng(seed)
+    imgs: dict[str, np.ndarray] = {}
+
+    def img(f: str) -> np.ndarray:
+        if f not in imgs:
+            imgs[f] = load_image(f, size)
+        return imgs[f]
+
+    by_class = {lab: sorted(folder.files[folder.labels == lab], key=lambda f: frame_number(f) or 0)
+                for lab in range(len(folder.class_names)) if (folder.labels == lab).sum() >= 2}
+    labs = sorted(by_class)
+    near, same, other = [], [], []
+    for _ in range(pairs):
+        lab = labs[rng.integers(len(labs))]
+        files = by_class[lab]
+        i = int(rng.integers(len(files) - 1))
+        near.append(pixel_distance(img(files[i]), img(files[i + 1])))
+        a, b = rng.choice(len(files), 2, replace=False)
+        same.append(pixel_distance(img(files[a]), img(files[b])))
+        lab2 = labs[(labs.index(lab) + 1 + int(rng.integers(len(labs) - 1))) % len(labs)]
+        other.append(pixel_distance(img(files[a]), img(by_class[lab2][int(rng.integers(len(by_class[lab2])))])))
+    return {"neighbouring frames": float(np.mean(near)), "random frames, same class": float(np.mean(same)),
+            "random frames, different classes": float(np.mean(other))}
+
+
+def split_assignment(folder: ImageFolder, split: Split) -> np.ndarray:
+    """For each file of ``folder``: ``train``, ``val``, ``test`` or ``dropped`` (guard band)."""
+    where = {}
+    for name in ("train", "val", "test"):
+        for f in getattr(split, name).files:
+            where[str(f)] = name
+    return np.array([where.get(str(f), "dropped") for f in folder.files])
+
+
+def split_indices(folder: ImageFolder, split: Split) -> dict[str, np.ndarray]:
+    """Positions in ``folder`` of the train/val/test files of ``split``."""
+    a = split_assignment(folder, split)
+    return {name: np.flatnonzero(a == name) for name in ("train", "val", "test")}
+
+
+def split_table(folder: ImageFolder, splits: dict[str, Split]):
+    """Sizes of each split method: images per subset, and the closest train-test frame distance."""
+    import pandas as pd
+
+    rows = []
+    for method, sp in splits.items():
+        a = split_assignment(folder, sp)
+        gaps = []
+        for lab in range(len(folder.class_names)):
+            sel = folder.labels == lab
+            frames = np.array([frame_number(f) or 0 for f in folder.files[sel]])
+            tr, te = frames[a[sel] == "train"], frames[a[sel] == "test"]
+            if len(tr) and len(te):
+                gaps.append(int(np.abs(te[:, None] - tr[None, :]).min()))
+        rows.append({"split": method, **{s: int((a == s).sum()) for s in SUBSETS},
+                     "median closest train frame to a test frame": float(np.median(gaps)) if gaps else float("nan")})
+    return pd.DataFrame(rows).set_index("split")
+
+
+# ---------------------------------------------------------------- notebook 05
+def per_class_table(per_class: dict[str, dict]):
+    """The per-class precision/recall/F1/support of :func:`aslnb.evaluate.score` as a DataFrame."""
+    import pandas as pd
+
+    df = pd.DataFrame(per_class).T[["precision", "recall", "f1", "support"]]
+    df["support"] = df["support"].astype(int)
+    return df
+
+
+def image_losses(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each image's true class."""
+    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))
+
+
+def pooled_extractor(model):
+    """Image -> the classifier's pooled backbone features (the input of its head)."""
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer("head_pool").output, name="pooled_features")
+
+
+def pooled_features(model, folder: ImageFolder, image_size: int, cache_dir=None, batch_size: int = 32) -> np.ndarray:
+    """Pooled backbone features of every file of ``folder`` (cached on disk when ``cache_dir``)."""
+    from .features import extract_features
+
+    return extract_features(pooled_extractor(model), folder, image_size, batch_size=batch_size, cache_dir=cache_dir)
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
+                 *, alpha: float = 10.0) -> float:
+    """Test accuracy of a linear probe: a ridge classifier (least squares onto one-hot labels,
+    closed form, seconds even for thousands of 2048-d features) on standardised features."""
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha))
+    clf.fit(features[train_idx], labels[train_idx])
+    return float((clf.predict(features[test_idx]) == labels[test_idx]).mean())
+
+
+def random_vs_blocked(folder: ImageFolder, features: np.ndarray, *, val_fraction: float = 0.1,
+                      test_fraction: float = 0.2, seed: int = 0) -> dict[str, float]:
+    """Linear-probe test accuracy on the same features with a random and with a blocked split."""
+    from .data.splits import split_folder
+
+    out = {}
+    for method in ("random", "blocked"):
+        idx = split_indices(folder, split_folder(folder, method, val_fraction=val_fraction,
+                                                 test_fraction=test_fraction, seed=seed))
+        out[method] = linear_probe(features, folder.labels, idx["train"], idx["test"])
+    return out
+
+
+def spell_sequence(folder: ImageFolder, labels: list[str]) -> list[str]:
+    """One file of ``folder`` for each label of ``labels``, cycling through each class's files
+    in frame order (a held sign shows consecutive frames)."""
+    used: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        files = sorted(folder.files[folder.labels == folder.class_names.index(lab)], key=lambda f: frame_number(f) or 0)
+        if not len(files):
+            raise ValueError(f"class {lab!r} has no images here")
+        i = used.get(lab, 0)
+        out.append(str(files[i % len(files)]))
+        used[lab] = i + 1
+    return out
+
+
+def relpath(path: str | Path, root: str | Path) -> str:
+    """``path`` relative to ``root`` when inside it (shorter titles, stable notebook output)."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+class RunView:
+    """A finished run, re-opened for analysis: model, its split, and its predictions.
+
+    The split is rebuilt from the run's config exactly as :func:`aslnb.evaluate.evaluate`
+    does, and the test predictions go through the same :func:`predict_folder`, so the
+    numbers equal the run's ``metrics.json``. The external set (when given) is
+    limited to ``external_limit`` images per class.
+    """
+
+    def __init__(self, run_dir, data_dir, external_dir=None, external_limit: int | None = None):
+        from .data.external import load_external
+        from .data.scan import drop_bad_images, scan_folder
+        from .data.splits import split_folder
+        from .evaluate import predict_folder, score
+        from .models import efficientnet_lite  # noqa: F401 - registers its layers for loading (see load_run)
+        from .runs import load_run
+        from .train import limit_folder
+
+        self.run_dir = Path(run_dir)
+        self.model, self.class_names, self.config = load_run(self.run_dir)
+        p = self.config["params"]
+        self.params = p
+        self.backbone = p["backbone"]
+        self.image_size = int(p["image_size"])
+        folder = drop_bad_images(scan_folder(data_dir, class_names=self.class_names, allow_empty_classes=True))
+        self.folder = limit_folder(folder, p.get("limit_per_class"))
+        self.split = split_folder(self.folder, p["split"], val_fraction=p["val_fraction"],
+                                  test_fraction=p["test_fraction"], seed=p["seed"])
+        self.test = self.split.test
+        self.test_probs = predict_folder(self.model, self.test, self.image_size, int(p["batch_size"]))
+        self.test_scores = score(self.test.labels, self.test_probs, self.class_names)
+        self.external_scores: dict | None = None
+        self.external_n = 0
+        saved = {}
+        if (self.run_dir / "metrics.json").is_file():
+            from .runinfo import read_json
+
+            saved = read_json(self.run_dir / "metrics.json").get("external") or {}
+        if external_dir is not None and external_limit is None and saved.get("root") == str(external_dir):
+            # the run already scored the whole external set (notebook 04): reuse its numbers
+            self.external_scores = saved
+            self.external_n = int(saved["n_images"])
+        elif external_dir is not None:
+            ext = load_external(external_dir, self.class_names)
+            ext_folder = limit_folder(drop_bad_images(ext.folder), external_limit)
+            ext_probs = predict_folder(self.model, ext_folder, self.image_size, int(p["batch_size"]))
+            shared = [self.class_names.index(c) for c in ext.shared_classes]
+            self.external_scores = score(ext_folder.labels, ext_probs, self.class_names, labels=shared)
+            self.external_n = len(ext_folder)
+
+    def test_losses(self) -> np.ndarray:
+        return image_losses(self.test_probs, self.test.labels)
+
+    def label(self, i: int) -> str:
+        return self.class_names[int(i)]

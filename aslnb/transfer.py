@@ -1,0 +1,276 @@
+"""What a pretrained backbone gives: frozen embeddings, linear probes, data efficiency.
+
+Notebook 03 uses this module. A *linear probe* is a logistic regression
+trained on the frozen, globally pooled features of a backbone: if a linear
+classifier separates the classes well, the backbone's features already carry
+the information, without any fine-tuning. Comparing probes of a randomly
+initialised ResNet50 and an ImageNet-pretrained EfficientNet-Lite0 on a
+*random* and a *blocked* split (see :mod:`aslnb.data.splits`) separates what
+pretraining gives from what near-duplicate frames leak.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from .data.scan import ImageFolder
+from .errors import ParameterError
+from .models.backbones import get_backbone, weights_source
+
+#: Per-profile defaults of notebook 03 that the shared profiles do not hold.
+#: ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter overrides it);
+#: ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added).
+TRANSFER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": {"scratch_epochs": 1, "efficiency_sizes": [2, 4], "batch_size": 32, "max_iter": 200},
+    "cpu": {"scratch_epochs": 10, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 32, "max_iter": 300},
+    "gpu": {"scratch_epochs": 30, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 64, "max_iter": 1000},
+}
+
+#: The two backbones compared, and which weights each uses when the run does not say.
+PROBE_BACKBONES = ("resnet50", "efficientnet_lite0")
+
+
+def transfer_defaults(profile: str) -> dict[str, Any]:
+    """A copy of :data:`TRANSFER_DEFAULTS` for ``profile`` (``cpu`` for unknown names)."""
+    d = TRANSFER_DEFAULTS.get(profile, TRANSFER_DEFAULTS["cpu"])
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in d.items()}
+
+
+def backbone_weights(resnet_weights: str | None) -> dict[str, str]:
+    """The weights each compared backbone uses: ResNet50 follows the run, Lite0 is always ImageNet."""
+    return {"resnet50": resnet_weights or "none", "efficientnet_lite0": "imagenet"}
+
+
+def describe_weights(weights: dict[str, str]) -> dict[str, str]:
+    """Human-readable source of each backbone's weights (for the notebook's table)."""
+    return {name: weights_source(name, w) for name, w in weights.items()}
+
+
+def embedding_model(backbone: str, image_size: int, weights: str | None) -> keras.Model:
+    """Frozen ``raw RGB (0..255) -> preprocessing -> backbone -> global average pool`` model.
+
+    BatchNormalization runs in inference mode (``training=False``); nothing is
+    trainable. The output is one vector per image (2048 for ResNet50, 1280 for
+    EfficientNet-Lite0).
+    """
+    spec = get_backbone(backbone)
+    if image_size < spec.min_size:
+        raise ParameterError(f"image_size={image_size}: {backbone} needs at least {spec.min_size} px")
+    base = spec.build((image_size, image_size, 3), weights)
+    base.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    pre = spec.preprocess()
+    if pre is not None:
+        x = pre(x)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="embedding")(x)
+    return keras.Model(inputs, x, name=f"{backbone}_embedding")
+
+
+def positions_in(folder: ImageFolder, subset: ImageFolder) -> np.ndarray:
+    """Positions in ``folder`` of the files of ``subset`` (a split part of it), in ``subset``'s order."""
+    where = {f: i for i, f in enumerate(folder.files.tolist())}
+    try:
+        return np.array([where[f] for f in subset.files.tolist()], dtype=np.int64)
+    except KeyError as exc:
+        raise ParameterError(f"{exc.args[0]}: not a file of the folder the features were extracted from") from None
+
+
+def linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    C: float = 1.0,
+    max_iter: int = 500,
+    return_model: bool = False,
+    blas_threads: int | None = 1,
+):
+    """Accuracy on ``test`` of a logistic regression fitted on standardized ``train`` features.
+
+    ``StandardScaler -> LogisticRegression(C)`` (multinomial, lbfgs). Returns the
+    accuracy, or ``(accuracy, fitted_pipeline)`` with ``return_model=True``.
+    ``blas_threads`` caps the BLAS threads during the fit (None: no cap): on a
+    small, shared CPU, OpenBLAS threads spinning against TensorFlow's made
+    these fits ten times slower than a single thread.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(np.unique(train_y)) < 2:
+        raise ParameterError("linear_probe: the training labels hold fewer than 2 classes")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    with warnings.catch_warnings(), threadpool_limits(limits=blas_threads):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(np.asarray(train_x, dtype=np.float32), train_y)
+        acc = float((clf.predict(np.asarray(test_x, dtype=np.float32)) == np.asarray(test_y)).mean())
+    return (acc, clf) if return_model else acc
+
+
+def subsample_per_class(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted positions of at most ``n`` items per class, drawn at random with ``seed`` (all when None)."""
+    labels = np.asarray(labels)
+    if n is None:
+        return np.arange(len(labels))
+    if n < 1:
+        raise ParameterError(f"n={n}: need at least one image per class")
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        keep.extend(rng.choice(idx, size=min(n, len(idx)), replace=False).tolist())
+    return np.sort(np.array(keep, dtype=np.int64))
+
+
+def efficiency_sizes(labels: np.ndarray, sizes: list[int] | tuple[int, ...] = (5, 10, 25, 50)) -> list[int]:
+    """Increasing images-per-class sizes for the data-efficiency curve, ending with "all".
+
+    Sizes at or above the smallest class's count are replaced by that count
+    (all of the training data), so the list is strictly increasing.
+    """
+    counts = np.bincount(np.asarray(labels))
+    counts = counts[counts > 0]
+    if len(counts) == 0:
+        raise ParameterError("efficiency_sizes: no labels")
+    smallest, largest = int(counts.min()), int(counts.max())
+    out = sorted({int(s) for s in sizes if 1 <= int(s) < smallest})
+    out.append(largest)  # "all": every training image (classes may differ by a few)
+    return out
+
+
+def data_efficiency(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    sizes: list[int],
+    *,
+    seed: int = 0,
+    max_iter: int = 500,
+    full_accuracy: float | None = None,
+) -> list[dict[str, Any]]:
+    """Linear-probe test accuracy for each training size (images per class), same test set throughout.
+
+    ``full_accuracy``: the accuracy of a probe already fitted on the whole
+    training set, used (instead of fitting again) where a size keeps every image.
+    """
+    rows = []
+    for n in sizes:
+        keep = subsample_per_class(train_y, n, seed)
+        if full_accuracy is not None and len(keep) == len(train_y):
+            acc = float(full_accuracy)
+        else:
+            acc = linear_probe(train_x[keep], train_y[keep], test_x, test_y, max_iter=max_iter)
+        rows.append({"per_class": int(n), "train_images": int(len(keep)), "accuracy": acc})
+    return rows
+
+
+def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """2-D projection of standardized ``features``: ``pca`` (fast) or ``tsne`` (slower, local structure)."""
+    from sklearn.preprocessing import StandardScaler
+
+    z = StandardScaler().fit_transform(np.asarray(features, dtype=np.float64))
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(z)
+    if method == "tsne":
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        z = PCA(n_components=min(50, z.shape[1], z.shape[0]), random_state=seed).fit_transform(z)
+        return TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(z) - 1) / 3), random_state=seed).fit_transform(z)
+    raise ParameterError(f"method={method!r}: choose 'pca' or 'tsne'")
+
+
+def build_scratch_cnn(image_size: int, num_classes: int, *, width: int = 16) -> keras.Model:
+    """A small CNN trained from scratch: 4 conv/BN/ReLU/pool stages (width, 2x, 4x, 8x) and a dense softmax.
+
+    Takes raw RGB 0..255. About 0.1 M parameters at ``width=16``: a fair
+    "no transfer" baseline that trains in minutes on a CPU at 128 px.
+    """
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
+    x = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    for i, mult in enumerate((1, 2, 4, 8), 1):
+        if x.shape[1] > 2:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        x = keras.layers.Conv2D(width * mult, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(0.3, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="scratch_cnn")
+
+
+@dataclass
+class ScratchResult:
+    """The from-scratch baseline: model, per-epoch history, test accuracy, seconds."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    test_accuracy: float
+    seconds: float
+
+
+def train_scratch(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    num_classes: int,
+    epochs: int = 12,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    width: int = 16,
+) -> ScratchResult:
+    """Train :func:`build_scratch_cnn` on ``train`` (uint8 images, int labels); report ``test`` accuracy.
+
+    Adam, sparse categorical cross-entropy, fixed epochs, the weights of the
+    epoch with the best validation accuracy are kept (EarlyStopping restore).
+    """
+    keras.utils.set_random_seed(seed)
+    x_train, y_train = train
+    model = build_scratch_cnn(int(x_train.shape[1]), num_classes, width=width)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    keep_best = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=epochs, mode="max",
+                                              restore_best_weights=True)
+    t0 = time.perf_counter()
+    hist = model.fit(x_train, y_train, validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True,
+                     callbacks=[keep_best], verbose=0)
+    seconds = time.perf_counter() - t0
+    probs = model.predict(test[0], batch_size=64, verbose=0)
+    acc = float((probs.argmax(axis=1) == test[1]).mean())
+    return ScratchResult(model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}, acc, seconds)
+
+
+def restricted_accuracy(probs: np.ndarray, labels: np.ndarray, allowed: list[int]) -> float:
+    """Accuracy when the prediction is the most probable of the ``allowed`` class ids only.
+
+    For a cross-dataset test whose images cover only some training classes: a
+    class the test set cannot contain (``del``, ``nothing``, ``space``) is never predicted.
+    """
+    allowed = np.asarray(sorted(allowed))
+    pred = allowed[np.asarray(probs)[:, allowed].argmax(axis=1)]
+    return float((pred == np.asarray(labels)).mean())
+
+
+def probe_results_table(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """``{backbone: {split: accuracy}}`` as rows for a DataFrame."""
+    return [{"backbone": b, **{k: round(v, 3) for k, v in accs.items()}} for b, accs in results.items()]

@@ -1,0 +1,1 @@
+"""Benchmarks of aslnb: ``python -m benchmarks.run`` (see benchmarks/README.md)."""

@@ -1,0 +1,127 @@
+"""aslnb.bench: the quick run writes every field (no timing assertions), and its helpers.
+
+The quick run (tiny sizes, a 40-image subset of the sample) takes about a
+minute of CPU (marked ``slow``); it checks the script, not the machine.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from aslnb import bench  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quick(sample_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    path = bench.run_bench(data=sample_dir, out=out, quick=True, verbose=False)
+    assert path == out
+    return json.loads(out.read_text()), out.with_suffix(".md").read_text()
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@pytest.mark.slow
+def test_quick_run_has_every_section(quick):
+    r, _ = quick
+    for key in ("machine", "matmul", "model_only", "pipeline", "latency", "recipe", "bf16_recipe", "gpu",
+                "section_seconds", "total_seconds", "data", "settings"):
+        assert key in r, key
+    assert r["quick"] is True
+    assert r["gpu"]["status"] == bench.NO_GPU or r["gpu"]["visible_gpus"]
+
+
+@pytest.mark.slow
+def test_machine_fields(quick):
+    m = quick[0]["machine"]
+    assert m["cpu_model"] and m["logical_cores"] >= 1 and m["cores_usable"] >= 1
+    assert set(m["flags"]) >= {"avx512_bf16", "amx_bf16"} and isinstance(m["native_bf16"], bool)
+    assert m["precision_auto"] in ("float32", "bfloat16")
+    assert m["versions"]["tensorflow"] and m["versions"]["keras"]
+    assert {"intra_op", "inter_op", "intra_op_effective"} <= set(m["threads"])
+    assert len(m["loadavg_start"]) == 3 and len(m["loadavg_end"]) == 3
+
+
+@pytest.mark.slow
+def test_throughput_fields(quick):
+    r = quick[0]
+    for dt in ("float32", "bfloat16"):
+        assert _num(r["matmul"][dt]["gflops"]) and r["matmul"][dt]["gflops"] > 0
+    rows = r["model_only"]
+    assert {(row["precision"]) for row in rows} == {"float32", "bfloat16"}
+    for row in rows:
+        for k in ("img_per_s", "gflops_nominal", "gflops_counted_2_per_mac", "nominal_gflop_per_image",
+                  "counted_gmacs_per_image"):
+            assert _num(row[k]) and row[k] > 0, (k, row)
+        assert row["nominal_gflop_per_image"] == pytest.approx(4.1 * (row["image_size"] / 224) ** 2, abs=1e-3)
+    (pipe,) = r["pipeline"]
+    for k in ("img_per_s", "model_only_img_per_s", "ratio", "decode_only_img_per_s", "decode_headroom"):
+        assert _num(pipe[k]) and pipe[k] > 0, k
+    assert pipe["goal"] == 0.9 and isinstance(pipe["meets_goal"], bool)
+    lat = r["latency"]
+    assert _num(lat["predict_on_batch_ms"]["median"]) and _num(lat["keras_predict_ms"]["median"])
+    assert _num(lat["batch"]["img_per_s"]) and lat["calls"] >= 1
+
+
+@pytest.mark.slow
+def test_recipe_fields(quick):
+    rc = quick[0]["recipe"]
+    c, n = rc["cached"], rc["naive"]
+    assert c["feature_cache_used"] is True and n["feature_cache_used"] is False
+    assert c["epochs"] == rc["settings"]["epochs"] and n["epochs"] == n["measured_epochs"] == 1
+    assert _num(c["wall_seconds"]) and _num(c["feature_extraction_seconds"]) and len(c["epoch_seconds"]) == c["epochs"]
+    assert _num(n["estimated_wall_seconds_for_all_epochs"]) and "scaled" in n["estimate_method"]
+    assert "measured epoch" in n["accuracy_label"]
+    assert _num(rc["speedup"]) and rc["goal"] == 15 and isinstance(rc["meets_goal"], bool)
+    eq = rc["equal_epochs"]
+    assert 0 <= eq["cached_val_accuracy"] <= 1 and 0 <= eq["naive_val_accuracy"] <= 1
+    bf = quick[0]["bf16_recipe"]
+    for p in ("float32", "bfloat16"):
+        assert 0 <= bf[p]["val_accuracy"] <= 1 and _num(bf[p]["feature_extraction_seconds"])
+    assert _num(bf["val_accuracy_diff_points"]) and isinstance(bf["meets_goal"], bool)
+    assert "precision" in bf["how"] or "_extract" in bf["how"]
+
+
+@pytest.mark.slow
+def test_markdown(quick):
+    _, md = quick
+    for heading in ("## Machine", "## Model-only throughput", "## Input pipeline", "## Prediction latency",
+                    "## The recipe", "## bfloat16 vs float32", "## GPU"):
+        assert heading in md
+    assert "ESTIMATED" in md and "quick" in md and "|---|" in md
+
+
+def test_count_macs_small_model():
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)  # 8*8*4*3*3*3 = 6912
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)  # 8*8*4*9 = 2304
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(5)(x)  # 4*5 = 20
+    inner = keras.Model(inp, out)
+    outer_in = keras.Input((8, 8, 3))
+    outer = keras.Model(outer_in, inner(outer_in))
+    assert bench.count_macs(inner) == bench.count_macs(outer) == 6912 + 2304 + 20
+
+
+def test_feature_precision_context_restores_train():
+    import aslnb.train as T
+
+    before = T._extract
+    with bench.feature_precision("bfloat16") as (extra, how):
+        assert extra in ({"precision": "bfloat16"}, {"feature_precision": "bfloat16"}, {})
+        assert how
+    assert T._extract is before
+
+
+def test_time_calls_runs_at_least_min_calls():
+    calls = []
+    times = bench._time_calls(lambda: calls.append(1), 0.0, min_calls=3)
+    assert len(times) == len(calls) == 3 and all(t >= 0 for t in times)
+    assert np.isfinite(times).all()

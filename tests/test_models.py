@@ -1,0 +1,179 @@
+"""The seed's model: ResNet50 + CaffePreprocess inside, freezing by stage, BN, head, weights."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from aslnb.errors import ModelError, ParameterError
+from aslnb.models import CaffePreprocess, build_classifier
+from aslnb.models.backbones import RESNET50_NOTOP
+
+# Independent numbers (Keras's ResNet50(include_top=False) summary and the layer shapes):
+RESNET50_TOTAL = 23_587_712          # all backbone weights
+RESNET50_TRAINABLE = 23_534_592      # all but the 53,120 BN moving means/variances
+CONV5_CONV = 6_034_432 + 2 * 4_459_520    # conv kernels+biases of conv5_block1..3 (incl. shortcut)
+CONV5_BN_AFFINE = 10_240 + 2 * 6_144      # BN gamma+beta of conv5
+HEAD_29 = (2048 * 256 + 256) + (256 * 29 + 29)  # Dense(256, relu) + Dense(29, softmax)
+
+
+def _counts(clf):
+    return clf.param_counts()
+
+
+@pytest.mark.parametrize("freeze, trainable", [
+    ("all", HEAD_29),
+    ("conv4", HEAD_29 + CONV5_CONV + CONV5_BN_AFFINE),
+    ("none", HEAD_29 + RESNET50_TRAINABLE),
+])
+def test_param_counts_follow_the_freeze_point(freeze, trainable):
+    clf = build_classifier(29, 32, weights="none", freeze_until=freeze)
+    c = _counts(clf)
+    assert c["total"] == RESNET50_TOTAL + HEAD_29
+    assert c["trainable"] == trainable
+    assert c["non_trainable"] == c["total"] - trainable
+    # every layer of a frozen stage is frozen, every layer of a later stage is not
+    frozen = {"all": {"conv1", "conv2", "conv3", "conv4", "conv5"}, "conv4": {"conv1", "conv2", "conv3", "conv4"},
+              "none": set()}[freeze]
+    for layer in clf.backbone.layers:
+        if layer.weights:
+            assert layer.trainable == (clf.spec.stage_of(layer.name) not in frozen), layer.name
+    assert clf.boundary_layer() == {"all": "conv5_block3_out", "conv4": "conv4_block6_out", "none": None}[freeze]
+
+
+@pytest.mark.parametrize("stage", ["conv6", "block3", "", "CONV4"])
+def test_unknown_stage_is_a_parameter_error(stage):
+    with pytest.raises(ParameterError, match="freeze_until"):
+        build_classifier(29, 32, weights="none", freeze_until=stage)
+
+
+def test_caffe_preprocess_inside_the_model_and_head_layout():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(2, 32, 32, 3)).astype(np.float32)
+    keep = x.copy()
+    want = keras.applications.resnet50.preprocess_input(x.copy())
+    got = keras.ops.convert_to_numpy(CaffePreprocess()(x))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    assert np.array_equal(x, keep), "the caller's array must not be modified"
+
+    clf = build_classifier(29, 32, weights="none", freeze_until="all", head_units=[64, 32])
+    names = [layer.__class__.__name__ for layer in clf.model.layers]
+    assert "CaffePreprocess" in names and names.index("CaffePreprocess") < names.index("Functional")
+    dense = [layer for layer in clf.head_layers if isinstance(layer, keras.layers.Dense)]
+    assert [d.units for d in dense] == [64, 32, 29]
+    assert all(d.activation is keras.activations.relu for d in dense[:-1])
+    assert dense[-1].activation is keras.activations.softmax and dense[-1].dtype_policy.compute_dtype == "float32"
+    p = keras.ops.convert_to_numpy(clf.model(x))
+    assert p.dtype == np.float32 and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def _bn_inference_check(clf, x):
+    """A BN layer in inference mode gives the same output with training=True, and its stats stay put."""
+    bn = [w for layer in clf.backbone.layers if isinstance(layer, keras.layers.BatchNormalization)
+          for w in layer.non_trainable_weights]
+    before = [keras.ops.convert_to_numpy(w).copy() for w in bn]
+    a = keras.ops.convert_to_numpy(clf.model(x, training=True))
+    b = keras.ops.convert_to_numpy(clf.model(x, training=False))
+    np.testing.assert_array_equal(a, b)
+    for w, v in zip(bn, before):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), v)
+
+
+def test_weights_from_a_file_load_exactly_and_bn_runs_in_inference_mode(tmp_path):
+    keras.utils.set_random_seed(123)
+    src = build_classifier(29, 48, weights="none", freeze_until="none")
+    path = tmp_path / "backbone.weights.h5"
+    src.backbone.save_weights(path)
+    keras.utils.set_random_seed(7)  # a different random init that the file must replace
+    clf = build_classifier(29, 48, weights=str(path), freeze_until="none")
+    assert clf.pretrained
+    sw, cw = src.backbone.weights, clf.backbone.weights
+    assert [w.path for w in sw] == [w.path for w in cw]
+    for a, b in zip(sw, cw):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
+    # pretrained: every BN layer frozen, even with nothing else frozen; BN in inference mode
+    bns = [layer for layer in clf.backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns and not any(layer.trainable for layer in bns)
+    assert clf.param_counts()["trainable"] == HEAD_29 + RESNET50_TRAINABLE - 53_120  # BN gamma/beta frozen
+    x = np.random.default_rng(1).uniform(0, 255, size=(4, 48, 48, 3)).astype(np.float32)
+    _bn_inference_check(clf, x)
+
+
+def test_bn_of_frozen_random_backbone_runs_in_inference_mode():
+    clf = build_classifier(29, 32, weights="none", freeze_until="all")
+    x = np.random.default_rng(2).uniform(0, 255, size=(4, 32, 32, 3)).astype(np.float32)
+    _bn_inference_check(clf, x)
+
+
+def test_a_wrong_weights_file_is_a_model_error_naming_it(tmp_path):
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_text("not hdf5")
+    other = tmp_path / "other.weights.h5"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save_weights(other)
+    for bad in (junk, other):
+        with pytest.raises(ModelError) as err:
+            build_classifier(29, 32, weights=str(bad), freeze_until="all")
+        msg = str(err.value)
+        assert str(bad) in msg and "\n" not in msg
+    with pytest.raises(ModelError, match="does not exist"):
+        build_classifier(29, 32, weights=str(tmp_path / "missing.weights.h5"))
+
+
+def test_imagenet_offline_is_a_model_error_saying_what_to_do(offline):
+    """The network is really unreachable (proxies on a closed port); nothing is mocked."""
+    with pytest.raises(ModelError) as err:
+        build_classifier(29, 32, weights="imagenet", freeze_until="conv4")
+    msg = str(err.value)
+    folder = os.path.join(offline["KERAS_HOME"], "models")
+    assert RESNET50_NOTOP in msg and folder in msg
+    assert "copy" in msg and "--weights none" in msg and "\n" not in msg
+    assert not os.path.exists(os.path.join(folder, RESNET50_NOTOP))
+
+
+def test_imagenet_offline_cli_prints_one_line(offline, aslnb_cli, sample_dir, tmp_path):
+    r = aslnb_cli("train", "--data", sample_dir, "--out", tmp_path / "run", "--weights", "imagenet",
+                  "--image-size", "32", "--limit-per-class", "4", "--epochs", "1")
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aslnb: error: "), r.stderr
+    assert RESNET50_NOTOP in lines[0] and "--weights none" in lines[0]
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_weights_none_with_frozen_stages_is_noted_in_log_and_config(tiny_run):
+    assert tiny_run.config["params"]["weights"] == "none" and tiny_run.config["params"]["freeze_until"] == "all"
+    saved = json.loads((tiny_run.run_dir / "config.json").read_text())
+    notes = saved["notes"]
+    assert any("weights 'none'" in n and "not transfer learning" in n for n in notes)
+    assert f"note: {notes[0]}" in tiny_run.log
+
+
+TORCH_SCRIPT = textwrap.dedent("""
+    import json, numpy as np, keras
+    from aslnb.models import build_classifier
+    clf = build_classifier(5, 32, weights="none", freeze_until="conv4", head_units=[16])
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    p = keras.ops.convert_to_numpy(clf.model(x, training=False))
+    print(json.dumps({"backend": keras.backend.backend(), "shape": list(p.shape), "dtype": str(p.dtype),
+                      "sums": p.sum(1).tolist(), "trainable": clf.param_counts()["trainable"]}))
+""")
+
+
+def test_classifier_builds_and_runs_under_the_torch_backend():
+    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    probe = subprocess.run([sys.executable, "-c", "import torch, keras; print(keras.backend.backend())"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    if probe.returncode != 0 or probe.stdout.strip() != "torch":
+        pytest.skip(f"the torch backend cannot be imported: {probe.stderr.strip().splitlines()[-1:]}")
+    r = subprocess.run([sys.executable, "-c", TORCH_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["backend"] == "torch" and out["shape"] == [2, 5] and out["dtype"] == "float32"
+    assert np.allclose(out["sums"], 1, atol=1e-5)
+    assert out["trainable"] == (2048 * 16 + 16) + (16 * 5 + 5) + CONV5_CONV + CONV5_BN_AFFINE

@@ -1,0 +1,247 @@
+"""Fast tests of the notebook helpers: parameter checks, profiles, the speller, analysis helpers, plots."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aslnb.errors import AslnbError, DataError, ParameterError
+from aslnb.profiles import PROFILES, freeze_for, train_params
+from aslnb.speller import Speller, decode, frames_for
+
+
+# ---------------------------------------------------------------- speller
+def test_letter_typed_after_n_identical_predictions():
+    assert decode(["A", "A"], n=3) == ""
+    assert decode(["A", "A", "A"], n=3) == "A"
+
+
+def test_holding_a_sign_types_it_once():
+    assert decode(["A"] * 10, n=3) == "A"
+
+
+def test_a_flicker_restarts_the_count():
+    assert decode(["A", "A", "B", "A", "A"], n=3) == ""
+    assert decode(["A", "A", "B", "A", "A", "A"], n=3) == "A"
+
+
+def test_double_letter_needs_a_change_in_between():
+    assert decode(["L"] * 6, n=3) == "L"
+    assert decode(["L"] * 3 + ["nothing"] + ["L"] * 3, n=3) == "LL"
+
+
+def test_space_and_del():
+    seq = ["H"] * 3 + ["I"] * 3 + ["space"] * 3 + ["X"] * 3 + ["del"] * 3 + ["A"] * 3
+    assert decode(seq, n=3) == "HI A"
+
+
+def test_del_on_empty_text_does_nothing():
+    assert decode(["del"] * 5, n=2) == ""
+
+
+def test_nothing_resets_the_streak():
+    assert decode(["A", "A", "nothing", "A"], n=3) == ""
+    assert decode(["A", "A", "nothing", "A", "A", "A"], n=3) == "A"
+
+
+def test_low_confidence_counts_as_nothing():
+    assert decode(["A", "A", "A"], n=3, probs=[0.9, 0.2, 0.9], min_prob=0.5) == ""
+    assert decode(["A", "A", "A"], n=3, probs=[0.9, 0.6, 0.9], min_prob=0.5) == "A"
+
+
+def test_speller_events_and_n_1():
+    sp = Speller(n=1)
+    assert [sp.feed(x) for x in ["A", "A", "B", "del", "space"]] == ["A", None, "B", "<del>", " "]
+    assert sp.text == "A "
+    assert [frame for frame, _ in sp.events] == [0, 2, 3, 4]
+
+
+def test_speller_refuses_bad_n():
+    with pytest.raises(ValueError):
+        Speller(n=0)
+
+
+@pytest.mark.parametrize("word", ["HELLO ASL", "AAB", "A", "", "LL  L"])
+def test_frames_for_round_trips(word):
+    for n in (1, 3):
+        assert decode(frames_for(word, n=n, hold=n + 1), n=n) == word.upper()
+
+
+# ---------------------------------------------------------------- profiles
+def test_profiles_have_the_same_keys():
+    keys = {name: set(p) for name, p in PROFILES.items()}
+    assert keys["smoke"] == keys["cpu"] == keys["gpu"]
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_train_params_are_valid_training_parameters(name):
+    from aslnb.train import TrainConfig
+
+    for backbone in ("resnet50", "efficientnet_lite0"):
+        params = train_params(PROFILES[name], backbone)
+        TrainConfig.from_params(**params)  # refuses unknown names and bad values
+        assert params["backbone"] == backbone
+    assert train_params(PROFILES["cpu"], "efficientnet_lite0")["weights"] == "imagenet"
+    assert train_params(PROFILES["cpu"], "resnet50")["weights"] == PROFILES["cpu"]["weights"]
+    assert train_params(PROFILES["cpu"], "efficientnet_lite0", weights="none")["weights"] == "none"
+
+
+def test_freeze_points_map_to_lite0_stages():
+    from aslnb.models.efficientnet_lite import EFFICIENTNET_LITE0_STAGES
+
+    for until in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+        assert freeze_for("efficientnet_lite0", until) in EFFICIENTNET_LITE0_STAGES
+        assert freeze_for("resnet50", until) == until
+    assert freeze_for("efficientnet_lite0", "all") == "all"
+
+
+# ---------------------------------------------------------------- setup()
+def _params(tmp_path, **over):
+    ns = {"PROFILE": "smoke", "DATA_DIR": str(tmp_path), "EXTERNAL_DIR": None, "REPORT_DIR": str(tmp_path / "rep"),
+          "SEED": 0, "WEIGHTS": None, "IMAGE_SIZE": None, "EPOCHS": None}
+    ns.update(over)
+    return ns
+
+
+def test_setup_resolves_and_prints_banner(tmp_path, capsys):
+    from aslnb.notebook import default_run_dir, setup
+
+    run = setup("01", _params(tmp_path, EPOCHS=3))
+    out = capsys.readouterr().out
+    assert "profile smoke" in out and "WITHOUT ImageNet" in out
+    assert run["epochs"] == 3 and run["image_size"] == PROFILES["smoke"]["image_size"]
+    assert run.fig_dir == tmp_path / "rep" / "figures"
+    assert default_run_dir(run, "efficientnet_lite0") == tmp_path / "rep" / "runs" / "smoke-efficientnet_lite0"
+
+
+def test_setup_refuses_unknown_parameter(tmp_path):
+    from aslnb.notebook import setup
+
+    with pytest.raises(ParameterError, match="unknown parameter.*EPOCHZ"):
+        setup("01", _params(tmp_path, EPOCHZ=3))
+
+
+def test_setup_refuses_wrong_type(tmp_path):
+    from aslnb.notebook import setup
+
+    with pytest.raises(ParameterError, match=r"EPOCHS='3': expected int or None, got str"):
+        setup("01", _params(tmp_path, EPOCHS="3"))
+    with pytest.raises(ParameterError, match="SEED"):
+        setup("01", _params(tmp_path, SEED=True))
+
+
+def test_setup_refuses_bad_backbone_and_profile(tmp_path):
+    from aslnb.notebook import setup
+
+    with pytest.raises(ParameterError, match="BACKBONE"):
+        setup("04", _params(tmp_path, RUN_DIR=None, BACKBONE="vgg16", FINE_TUNE_EPOCHS=None))
+    with pytest.raises(ParameterError, match="profile"):
+        setup("01", _params(tmp_path, PROFILE="fast"))
+
+
+def test_setup_refuses_missing_data(tmp_path):
+    from aslnb.notebook import setup
+
+    with pytest.raises(DataError, match="does not exist"):
+        setup("01", _params(tmp_path, DATA_DIR=str(tmp_path / "nope")))
+
+
+def test_errors_render_as_one_line_in_ipython():
+    err = ParameterError("unknown parameter(s) X")
+    assert err._render_traceback_() == ["ParameterError: unknown parameter(s) X"]
+    assert issubclass(ParameterError, AslnbError)
+
+
+def test_record_writes_metrics(tmp_path, capsys):
+    from aslnb.notebook import record, setup
+
+    run = setup("01", _params(tmp_path))
+    assert record(run, "acc", 0.123456) == 0.123456
+    record(run, "sizes", {"train": 3})
+    assert "acc = 0.1235" in capsys.readouterr().out
+    data = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert data["nb01"] == {"acc": 0.123456, "sizes": {"train": 3}}
+    assert data["_produced_by"]["nb01"]["profile"] == "smoke"
+
+
+# ---------------------------------------------------------------- analysis helpers
+@pytest.fixture
+def small_folder(tmp_dataset):
+    from aslnb.data import scan_folder
+
+    return scan_folder(tmp_dataset({"A": 8, "B": 8, "nothing": 8}))
+
+
+def test_split_assignment_and_table(small_folder):
+    from aslnb.data import split_folder
+    from aslnb.results import split_assignment, split_indices, split_table
+
+    sp = split_folder(small_folder, "blocked", seed=0)
+    a = split_assignment(small_folder, sp)
+    assert len(a) == len(small_folder)
+    assert (a == "test").sum() == len(sp.test) and (a == "train").sum() == len(sp.train)
+    idx = split_indices(small_folder, sp)
+    assert sorted(small_folder.files[idx["val"]]) == sorted(sp.val.files)
+    table = split_table(small_folder, {"blocked": sp})
+    assert int(table.loc["blocked", "test"]) == len(sp.test)
+
+
+def test_closest_frames_and_distances(small_folder):
+    from aslnb.data import frame_number
+    from aslnb.results import closest_frames, neighbour_vs_random, one_per_class
+
+    a, b = closest_frames(small_folder, "A")
+    assert frame_number(a) < frame_number(b)
+    d = neighbour_vs_random(small_folder, size=16, pairs=5)
+    assert set(d) == {"neighbouring frames", "random frames, same class", "random frames, different classes"}
+    assert [c for c, _ in one_per_class(small_folder)] == ["A", "B", "nothing"]
+
+
+def test_spell_sequence_cycles_through_frames(small_folder):
+    from aslnb.results import spell_sequence
+
+    files = spell_sequence(small_folder, ["A"] * 10 + ["nothing"])
+    assert len(files) == 11 and len(set(files[:8])) == 8 and files[8] == files[0]
+    with pytest.raises(ValueError):
+        spell_sequence(small_folder, ["Z"])
+
+
+def test_linear_probe_learns_separable_features():
+    from aslnb.results import linear_probe
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.normal(size=(60, 8)) + 5 * np.eye(8)[y]
+    idx = np.arange(60)
+    assert linear_probe(x, y, idx[::2], idx[1::2]) == 1.0
+
+
+def test_plots_have_titles_and_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import aslnb.plots as plots
+
+    epochs = [{"phase": "head", "loss": 3.0, "accuracy": 0.1, "val_loss": 3.1, "val_accuracy": 0.1},
+              {"phase": "fine_tune", "loss": 2.0, "accuracy": 0.3, "val_loss": 2.5, "val_accuracy": 0.2}]
+    fig = plots.training_curves(epochs, title="t")
+    assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() for ax in fig.axes)
+    assert any("fine-tuning" in t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts())
+    fig = plots.confusion_heatmap(np.eye(3), ["a", "b", "c"], title="cm")
+    assert fig.axes[0].get_xlabel() == "predicted class" and fig.axes[0].get_title() == "cm"
+    fig = plots.bars({"x": 0.5, "y": 0.25}, title="b", ylabel="accuracy", chance=0.1)
+    assert fig.axes[0].get_ylabel() == "accuracy"
+
+
+def test_weights_parameter_applies_to_the_notebooks_own_backbone(tmp_path):
+    from aslnb.notebook import setup, train_kwargs
+
+    run = setup("05", _params(tmp_path, WEIGHTS="imagenet", RUN_DIR=None))
+    assert train_kwargs(run, "resnet50")["weights"] == "imagenet"
+    assert train_kwargs(run, "efficientnet_lite0")["weights"] == "imagenet"
+    run = setup("05", _params(tmp_path, WEIGHTS="none", RUN_DIR=None))
+    assert train_kwargs(run, "efficientnet_lite0")["weights"] == "imagenet"  # 04's lite0 run is still found
+    run = setup("04", _params(tmp_path, WEIGHTS="none", RUN_DIR=None, BACKBONE="efficientnet_lite0",
+                              FINE_TUNE_EPOCHS=None))
+    assert train_kwargs(run, "efficientnet_lite0")["weights"] == "none"

@@ -1,0 +1,117 @@
+"""The course notebooks: conventions (static, fast) and regression checks with nbval.
+
+``test_nbval`` runs ``pytest --nbval-lax notebooks/`` in a subprocess under the
+``smoke`` profile: every cell must run without error, and the cells whose first
+line is ``# NBVAL_CHECK_OUTPUT`` (class lists, counts, split sizes, parameter
+counts) must print what the stored outputs say. Refresh the stored outputs with
+``python tools/refresh_notebooks.py`` after changing a notebook.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from aslnb.notebook import COMMON_PARAMS, NOTEBOOK_PARAMS
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.name for p in NOTEBOOKS]
+
+
+def _code(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=IDS)
+def notebook(request):
+    return request.param, nbformat.read(request.param, as_version=4)
+
+
+def test_kernelspec_and_title(notebook):
+    path, nb = notebook
+    ks = nb.metadata.get("kernelspec", {})
+    assert ks.get("name") == "python3" and str(ks.get("display_name", "")).startswith("Python 3"), ks
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), "first cell: a markdown title"
+    badge = f"https://colab.research.google.com/github/aslnb/aslnb/blob/main/notebooks/{path.name}"
+    assert badge in first.source, "Open in Colab badge with this notebook's URL"
+    assert "what you will learn" in first.source.lower()
+
+
+def test_colab_cell_parameters_cell_then_setup(notebook):
+    path, nb = notebook
+    code = _code(nb)
+    assert "google.colab" in code[0].source and "pip" in code[0].source, "first code cell installs on Colab"
+    assert "import os" in code[0].source
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    i = tagged[0]
+    names = set()
+    for stmt in ast.parse(code[i].source).body:
+        assert isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name), \
+            f"parameters cell: only simple assignments ({ast.unparse(stmt)})"
+        names.add(stmt.targets[0].id)
+        value = stmt.value
+        if stmt.targets[0].id == "PROFILE":
+            assert ast.unparse(value) == "os.environ.get('ASLNB_PROFILE', 'cpu')"
+        else:
+            assert isinstance(value, ast.Constant), f"{stmt.targets[0].id}: a literal value"
+    nn = path.name[:2]
+    assert names == set(COMMON_PARAMS) | set(NOTEBOOK_PARAMS.get(nn, {})), "parameters cell = NOTEBOOK_PARAMS"
+    nxt = code[i + 1].source
+    if code[i + 1].metadata.get("tags") == ["injected-parameters"]:
+        nxt = code[i + 2].source
+    assert f'aslnb.notebook.setup("{nn}", globals()' in nxt, "the cell after the parameters calls setup()"
+
+
+def test_summary_exercises_and_no_progress_bars(notebook):
+    path, nb = notebook
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "## Summary" in md and "## Exercises" in md
+    assert nb.cells[-1].cell_type == "markdown"
+    for c in _code(nb):
+        try:
+            tree = ast.parse("\n".join(l for l in c.source.splitlines() if not l.lstrip().startswith(("!", "%"))))
+        except SyntaxError:
+            continue
+        for call in ast.walk(tree):
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and \
+                    call.func.attr in ("fit", "predict", "evaluate"):
+                verbose = [k.value for k in call.keywords if k.arg == "verbose"]
+                assert verbose and isinstance(verbose[0], ast.Constant) and verbose[0].value in (0, 2), \
+                    f"Keras {call.func.attr}() needs verbose=0 or 2 (no per-step progress bars): {ast.unparse(call)}"
+
+
+def test_stored_outputs_come_from_a_clean_smoke_run(notebook):
+    path, nb = notebook
+    outs = [o for c in _code(nb) for o in c.get("outputs", [])]
+    if not outs:
+        pytest.skip(f"{path.name} has no stored outputs yet (run tools/refresh_notebooks.py)")
+    assert not [o for o in outs if o.output_type == "error"], "stored outputs contain an error"
+    text = "\n".join(o.get("text", "") for o in outs if o.output_type == "stream")
+    assert f"aslnb notebook {path.name[:2]} · profile smoke" in text, "stored outputs must come from the smoke profile"
+    checked = [c for c in _code(nb) if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    assert checked, "mark the stable cells with # NBVAL_CHECK_OUTPUT"
+    for c in checked:
+        assert not [o for o in c.outputs if o.output_type == "stream" and o.name == "stderr"], \
+            "a checked cell must not print to stderr"
+
+
+def test_nbval(tmp_path):
+    """Run every notebook under the smoke profile and compare the checked cells."""
+    if not os.environ.get("ASLNB_DATA"):
+        pytest.skip("ASLNB_DATA is not set")
+    env = {**os.environ, "ASLNB_PROFILE": "smoke", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout", "300",
+           "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-p", "no:cacheprovider",
+           "-q", "--no-header", "-o", "addopts=", "notebooks/"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    assert proc.returncode == 0, f"nbval failed:\n{tail}"
+    assert "passed" in proc.stdout and "failed" not in proc.stdout.split("\n")[-2], tail

@@ -1,0 +1,100 @@
+"""aslnb.transfer: linear probes, data-efficiency sizes, projections, helpers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aslnb import transfer
+from aslnb.data.scan import ImageFolder
+from aslnb.errors import ParameterError
+
+
+def _blobs(n_per_class=40, k=4, dim=16, sep=6.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, sep, (k, dim))
+    y = np.repeat(np.arange(k), n_per_class)
+    x = centres[y] + rng.normal(0, 1, (len(y), dim))
+    return x, y
+
+
+def test_linear_probe_separable_high_and_shuffled_near_chance():
+    x, y = _blobs()
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(y))
+    tr, te = perm[:120], perm[120:]
+    assert transfer.linear_probe(x[tr], y[tr], x[te], y[te]) > 0.95
+    shuffled = rng.permutation(y)
+    acc = transfer.linear_probe(x[tr], shuffled[tr], x[te], shuffled[te])
+    assert acc < 0.5  # chance is 0.25
+
+
+def test_linear_probe_returns_model():
+    x, y = _blobs()
+    acc, model = transfer.linear_probe(x, y, x, y, return_model=True)
+    assert acc > 0.95 and model.predict_proba(x).shape == (len(x), 4)
+
+
+def test_linear_probe_needs_two_classes():
+    with pytest.raises(ParameterError):
+        transfer.linear_probe(np.ones((4, 2)), np.zeros(4), np.ones((2, 2)), np.zeros(2))
+
+
+def test_efficiency_sizes_monotone_and_capped():
+    y = np.repeat(np.arange(3), [30, 28, 31])
+    sizes = transfer.efficiency_sizes(y, [5, 10, 25, 50])
+    assert sizes == [5, 10, 25, 31]
+    assert all(a < b for a, b in zip(sizes, sizes[1:]))
+    assert transfer.efficiency_sizes(y, [50, 100]) == [31]
+
+
+def test_subsample_per_class_and_data_efficiency_rows():
+    x, y = _blobs(n_per_class=30)
+    keep = transfer.subsample_per_class(y, 5, seed=0)
+    assert np.bincount(y[keep]).tolist() == [5, 5, 5, 5]
+    assert np.array_equal(keep, np.sort(keep))
+    assert np.array_equal(keep, transfer.subsample_per_class(y, 5, seed=0))
+    rows = transfer.data_efficiency(x, y, x, y, [2, 5, 30])
+    assert [r["train_images"] for r in rows] == [8, 20, 120]
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
+    reused = transfer.data_efficiency(x, y, x, y, [2, 30], full_accuracy=0.123)
+    assert reused[-1]["accuracy"] == 0.123 and reused[0]["accuracy"] != 0.123
+
+
+def test_project_2d_shapes():
+    x, _ = _blobs(n_per_class=10)
+    assert transfer.project_2d(x).shape == (40, 2)
+    with pytest.raises(ParameterError):
+        transfer.project_2d(x, method="umap")
+
+
+def test_restricted_accuracy():
+    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.1, 0.4]])
+    assert transfer.restricted_accuracy(probs, np.array([1, 2]), [0, 1, 2]) == 0.5
+    assert transfer.restricted_accuracy(probs, np.array([2, 0]), [0, 2]) == 1.0  # 1 is never predicted
+
+
+def test_positions_in():
+    folder = ImageFolder(".", ["a", "b"], np.array(["x1", "x2", "x3"]), np.array([0, 1, 0]))
+    sub = folder.subset(np.array([2, 0]))
+    assert transfer.positions_in(folder, sub).tolist() == [2, 0]
+    other = ImageFolder(".", ["a"], np.array(["zz"]), np.array([0]))
+    with pytest.raises(ParameterError):
+        transfer.positions_in(folder, other)
+
+
+def test_backbone_weights():
+    assert transfer.backbone_weights(None) == {"resnet50": "none", "efficientnet_lite0": "imagenet"}
+    desc = transfer.describe_weights(transfer.backbone_weights("none"))
+    assert "random" in desc["resnet50"] and "imagenet" in desc["efficientnet_lite0"]
+
+
+def test_embedding_model_and_scratch_cnn_shapes():
+    import keras
+
+    emb = transfer.embedding_model("resnet50", 32, "none")
+    assert emb.output_shape == (None, 2048)
+    assert not emb.trainable_weights
+    cnn = transfer.build_scratch_cnn(32, 7)
+    assert cnn.output_shape == (None, 7)
+    x = np.zeros((2, 32, 32, 3), dtype="float32")
+    assert keras.ops.convert_to_numpy(cnn(x)).shape == (2, 7)
