@@ -114,7 +114,11 @@ def build_classifier(
         x = pre(x)
     # BN in inference mode when pretrained: training=False on the nested call.
     x = base(x, training=False) if pretrained else base(x)
-    head: list[keras.layers.Layer] = [keras.layers.GlobalAveragePooling2D(name="head_pool")]
+    # BatchNormalization standardises the pooled features per dimension before the
+    # dense layers: random-init backbone features have a large common offset and
+    # tiny image-to-image differences, and an unnormalised head stays at chance.
+    head: list[keras.layers.Layer] = [keras.layers.GlobalAveragePooling2D(name="head_pool"),
+                                      keras.layers.BatchNormalization(momentum=0.9, name="head_norm")]
     for i, units in enumerate(head_units, 1):
         if int(units) < 1:
             raise ParameterError(f"head_units={list(head_units)}: sizes must be positive integers")
