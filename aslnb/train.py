@@ -48,7 +48,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -527,7 +526,3 @@ def save_model_atomic(model, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def warn_once(msg: str) -> None:
-    warnings.warn(msg, stacklevel=2)
