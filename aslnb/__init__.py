@@ -14,6 +14,13 @@ import os as _os
 # and clutter notebooks; users can still set TF_CPP_MIN_LOG_LEVEL themselves.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+if "ipykernel" in __import__("sys").modules:
+    # In a notebook, import Keras now, dropping the start-up notices TensorFlow's C++
+    # prints regardless of TF_CPP_MIN_LOG_LEVEL (see aslnb.backend).
+    from .backend import import_keras as _import_keras
+
+    _import_keras()
+
 from .errors import AslnbError, DataError, DownloadError, ModelError, ParameterError, RunDirError  # noqa: E402
 
 

@@ -26,14 +26,17 @@ measures, in one process and in this order:
    times of ``train()`` (the test evaluation is timed apart), their ratio
    (goal >= 15x), the cached path's final val/test accuracy, and both paths'
    val accuracy after the same (measured) epochs.
-7. ``bf16_recipe``: the cached recipe again with bfloat16 feature extraction
-   (``train(precision='bfloat16')``), against the float32 one: val and test
-   accuracy (goal: within 0.5 points) and the extraction time.
+7. ``bf16_recipe``: bfloat16 feature extraction against float32. ``inference``:
+   the cached run's trained model, its frozen part run in both precisions on the
+   held-out split, the same float32 head on both (accuracy difference: the goal is
+   within 0.5 points; prediction agreement; feature difference; extraction speed).
+   ``trained_on_bf16``: the cached recipe again with ``train(precision='bfloat16')``.
 8. ``gpu``: what ran on a GPU (nothing, when none is visible).
 
 The throughput sections run before any training, because training switches on
 TensorFlow's op determinism for the rest of the process. Throughputs are the
-best of ``rounds`` alternating rounds (every value is kept), which makes them
+best of ``rounds`` short alternating rounds (every value is kept, with a matmul speed probe
+before each round: shared machines slow down for tens of seconds at a time), which makes them
 less sensitive to other processes on a shared machine; the load average is
 recorded so a busy machine shows. ``quick=True`` runs every section on tiny
 sizes (32 px) and a 40-image subset (5 classes x 8, symlinked), without the
@@ -43,7 +46,6 @@ machine. ``section_seconds`` and ``section_cpu_seconds`` say where the time went
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import platform
 import shutil
@@ -68,15 +70,15 @@ FULL = {
     "model_sizes": [224, 128],
     "precisions": ["float32", "bfloat16"],
     "batch_size": 32,
-    "seconds": 10.0,  # per throughput measurement
-    "rounds": 2,
+    "seconds": 40.0,  # per throughput measurement, split over the rounds
+    "rounds": 8,
     "matmul_n": 2048,
     "matmul_seconds": 3.0,
     "pipeline_sizes": [224, 128],
     "latency_calls": 50,
     "recipe": {"image_size": 128, "epochs": 20, "batch_size": 32, "weights": "none", "freeze_until": "all",
                "head_units": [256], "limit_per_class": None, "backbone": "resnet50", "seed": 0},
-    "naive_epochs": 1,
+    "naive_epochs": 3,
     "evaluate_test": True,
     "data_subset": None,
 }
@@ -168,6 +170,27 @@ def _time_calls(fn: Callable[[], Any], seconds: float, min_calls: int = 2) -> li
         fn()
         times.append(time.perf_counter() - t0)
     return times
+
+
+_PROBE: dict[str, Any] = {}
+
+
+def speed_probe(n: int = 1024, seconds: float = 0.25) -> float:
+    """GFLOP/s of a float32 ``n x n`` matmul for about ``seconds``: how fast the machine is right now.
+
+    Shared machines change speed for tens of seconds at a time (seen here: 205 GFLOP/s, then 161);
+    the probe before each throughput round shows which rounds ran in a slow phase.
+    """
+    import tensorflow as tf
+
+    if n not in _PROBE:
+        a = tf.random.stateless_normal((n, n), seed=(5, 6))
+        f = tf.function(lambda x: tf.reduce_sum(tf.matmul(x, x)[:1, :1]))
+        f(a).numpy()
+        _PROBE[n] = (f, a)
+    f, a = _PROBE[n]
+    times = _time_calls(lambda: f(a).numpy(), seconds, min_calls=2)
+    return _r(2 * n**3 / min(times) / 1e9, 1)
 
 
 def matmul_ceiling(n: int, seconds: float) -> dict[str, Any]:
@@ -268,7 +291,7 @@ def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = Non
             t0 = time.perf_counter()
             m.predict(_memory_ds(x1, bs), verbose=0)
             per_img[p] = (time.perf_counter() - t0) / bs
-        n_batches = max(1, int(seconds / rounds / max(per_img["float32"] * bs, 1e-6)))
+        n_batches = max(4, int(seconds / rounds / max(per_img["float32"] * bs, 1e-6)))
         n_img = min(n_batches * bs, len(folder))
         files = _pick_files(folder, n_img)
         n_img = len(files)
@@ -278,7 +301,9 @@ def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = Non
         used: dict[str, int] = {}
         pipe_times: list[float] = []
         decode_times: list[float] = []
-        for _ in range(rounds):  # alternate, so a burst of load hits both alike
+        probe_rounds: list[float] = []
+        for _ in range(rounds):  # short alternating rounds: a slow phase of the machine hits both alike
+            probe_rounds.append(speed_probe())
             for p, m in models.items():
                 n = n_img if p == "float32" else max(bs, min(n_img, int(seconds / rounds / max(per_img[p], 1e-6))))
                 used[p] = n
@@ -286,11 +311,12 @@ def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = Non
                 t0 = time.perf_counter()
                 m.predict(ds, verbose=0)
                 results[p].append(n / (time.perf_counter() - t0))
+                if p == "float32" and pipe_here:  # the pipeline right after the model-only run it is compared with
+                    ds = make_dataset((files, np.zeros(n_img, dtype=np.int64)), size, bs, with_labels=False)
+                    t0 = time.perf_counter()
+                    m.predict(ds, verbose=0)
+                    pipe_times.append(n_img / (time.perf_counter() - t0))
             if pipe_here:
-                ds = make_dataset((files, np.zeros(n_img, dtype=np.int64)), size, bs, with_labels=False)
-                t0 = time.perf_counter()
-                models["float32"].predict(ds, verbose=0)
-                pipe_times.append(n_img / (time.perf_counter() - t0))
                 ds = make_dataset((files, np.zeros(n_img, dtype=np.int64)), size, bs, with_labels=False)
                 t0 = time.perf_counter()
                 for _b in ds:
@@ -301,6 +327,7 @@ def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = Non
             model_rows.append({
                 "image_size": size, "precision": p, "batch_size": bs, "images": used[p],
                 "img_per_s": _r(best), "img_per_s_rounds": [_r(v) for v in vals],
+                "machine_probe_gflops_rounds": probe_rounds,
                 "nominal_gflop_per_image": _r(nominal, 3), "gflops_nominal": _r(best * nominal, 1),
                 "counted_gmacs_per_image": _r(macs / 1e9, 3),
                 "gflops_counted_2_per_mac": _r(best * 2 * macs / 1e9, 1),
@@ -312,6 +339,9 @@ def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = Non
                 "img_per_s": _r(max(pipe_times)), "img_per_s_rounds": [_r(v) for v in pipe_times],
                 "model_only_img_per_s": _r(model_best),
                 "ratio": _r(max(pipe_times) / model_best, 3), "goal": PIPELINE_GOAL,
+                "ratio_rounds": [_r(pt / mt, 3) for pt, mt in zip(pipe_times, results["float32"])],
+                "ratio_median_of_rounds": _r(statistics.median(pt / mt for pt, mt in zip(pipe_times,
+                                                                                         results["float32"])), 3),
                 "meets_goal": bool(max(pipe_times) / model_best >= PIPELINE_GOAL),
                 "decode_only_img_per_s": _r(max(decode_times)),
                 "decode_headroom": _r(max(decode_times) / model_best, 1),
@@ -373,47 +403,19 @@ def _no_external():
             os.environ["ASLNB_EXTERNAL_DATA"] = old
 
 
-@contextlib.contextmanager
-def feature_precision(precision: str):
-    """Make :func:`aslnb.train.train` extract cached features in ``precision``.
-
-    Yields ``(extra_train_params, how)``: the training parameter ``precision``
-    where :class:`aslnb.train.TrainConfig` has it; otherwise (older trainer)
-    ``aslnb.train._extract`` is wrapped for the duration and restored afterwards.
-    """
-    from . import train as T
-    from .features import extract_features
-
-    fields = {f.name for f in dataclasses.fields(T.TrainConfig)}
-    for name in ("precision", "feature_precision"):
-        if name in fields:
-            yield {name: precision}, f"train({name}={precision!r})"
-            return
-    real = T._extract
-
-    def extract(frozen, folder, cfg, cache_dir, *_args, **_kwargs):
-        return extract_features(frozen, folder, cfg.image_size, batch_size=cfg.batch_size, cache_dir=cache_dir,
-                                precision=precision)
-
-    T._extract = extract
-    try:
-        yield {}, "aslnb.train._extract wrapped to pass precision (train has no precision parameter)"
-    finally:
-        T._extract = real
-
-
-def _run_recipe(data_dir: Path, out: Path, params: dict, verbose: bool, *, test: bool = True) -> dict[str, Any]:
+def _run_recipe(data_dir: Path, out: Path, params: dict, verbose: bool, *, test: bool = True) -> tuple[dict, Any]:
     from .evaluate import evaluate
     from .train import train
 
+    probe_before = speed_probe()
     t0 = time.perf_counter()
     res = train(data_dir, out, verbose=0, overwrite=True, evaluate_after=False, **params)
     wall = time.perf_counter() - t0
+    probe_after = speed_probe()
     metrics, eval_s = {"held_out": {"accuracy": float("nan"), "n_images": None}}, None
     if test:
         t1 = time.perf_counter()
-        # the trained model in memory when train returns it (RunResult.model), else loaded from the run
-        metrics = evaluate(out, data_dir, verbose=0, write=False, model=getattr(res, "model", None))
+        metrics = evaluate(out, data_dir, verbose=0, write=False, model=res.model)
         eval_s = _r(time.perf_counter() - t1)
     ep = res.history["epochs"]
     return {
@@ -425,7 +427,38 @@ def _run_recipe(data_dir: Path, out: Path, params: dict, verbose: bool, *, test:
         "val_accuracy": _r(ep[-1].get("val_accuracy", float("nan")), 4),
         "test_accuracy": _r(metrics["held_out"]["accuracy"], 4) if test else None,
         "test_images": metrics["held_out"]["n_images"], "evaluate_seconds": eval_s,
-    }
+        "machine_probe_gflops_before_after": [probe_before, probe_after],
+    }, res
+
+
+def precision_inference(res, data_dir: Path, params: dict, part: str) -> dict[str, Any]:
+    """One float32-trained model, its frozen part run in float32 and in bfloat16 on the ``part`` split.
+
+    The head is the same for both, so the accuracy difference is what bfloat16
+    feature extraction itself changes.
+    """
+    from .features import extract_features
+    from .models import split_at_boundary
+    from .train import TrainConfig, prepare_split
+
+    cfg = TrainConfig.from_params(**params)
+    folder = getattr(prepare_split(Path(data_dir), cfg), part)
+    frozen, head = split_at_boundary(res.classifier)
+    out: dict[str, Any] = {"split": part, "images": len(folder)}
+    preds, feats = {}, {}
+    for p in ("float32", "bfloat16"):
+        t0 = time.perf_counter()
+        feats[p] = extract_features(frozen, folder, cfg.image_size, batch_size=cfg.batch_size, precision=p)
+        seconds = time.perf_counter() - t0
+        preds[p] = head.predict(feats[p], batch_size=256, verbose=0).argmax(axis=1)
+        out[p] = {"accuracy": _r(np.mean(preds[p] == folder.labels), 4), "extraction_seconds": _r(seconds),
+                  "img_per_s": _r(len(folder) / seconds)}
+    out["accuracy_diff_points"] = _r(100 * (np.mean(preds["bfloat16"] == folder.labels)
+                                            - np.mean(preds["float32"] == folder.labels)), 2)
+    out["prediction_agreement"] = _r(np.mean(preds["bfloat16"] == preds["float32"]), 4)
+    scale = float(np.abs(feats["float32"]).mean()) or 1.0
+    out["feature_mean_abs_rel_diff"] = _r(float(np.abs(feats["bfloat16"] - feats["float32"]).mean()) / scale, 5)
+    return out
 
 
 def recipe(data_dir: Path, cfg: dict, work: Path, verbose: bool) -> tuple[dict, dict]:
@@ -435,17 +468,20 @@ def recipe(data_dir: Path, cfg: dict, work: Path, verbose: bool) -> tuple[dict, 
     with _no_external():
         _log(f"recipe, feature cache on: {epochs} epochs at {params['image_size']} px", verbose)
         test = cfg["evaluate_test"]
-        cached = _run_recipe(data_dir, work / "cached", {**params, "cache_features": "on"}, verbose, test=test)
+        cached, cached_res = _run_recipe(data_dir, work / "cached", {**params, "cache_features": "on"}, verbose,
+                                         test=test)
+        _log("bfloat16 vs float32 features through the same trained model", verbose)
+        inference = precision_inference(cached_res, data_dir, params, "test" if test else "val")
+        del cached_res
         _log(f"recipe, plain fit over images: {naive_epochs} epoch(s) measured", verbose)
-        naive = _run_recipe(data_dir, work / "naive",
-                            {**params, "epochs": naive_epochs, "cache_features": "off"}, verbose, test=False)
-        _log("recipe, feature cache on, bfloat16 features", verbose)
-        with feature_precision("bfloat16") as (extra, how):
-            bf16 = _run_recipe(data_dir, work / "cached_bf16", {**params, **extra, "cache_features": "on"}, verbose,
-                               test=test)
+        naive, _ = _run_recipe(data_dir, work / "naive",
+                               {**params, "epochs": naive_epochs, "cache_features": "off"}, verbose, test=False)
+        _log("recipe, feature cache on, head trained on bfloat16 features", verbose)
+        bf16, _ = _run_recipe(data_dir, work / "cached_bf16", {**params, "precision": "bfloat16",
+                                                               "cache_features": "on"}, verbose, test=test)
     ep = naive["epoch_seconds"]
-    steady = ep[1:] if len(ep) > 1 else ep
-    naive_est = naive["setup_seconds"] + ep[0] + (epochs - 1) * statistics.mean(steady)
+    # conservative: every later epoch as fast as the fastest measured one (the machine's speed varies)
+    naive_est = naive["setup_seconds"] + ep[0] + (epochs - 1) * min(ep)
     speedup = naive_est / cached["wall_seconds"]
     k = naive_epochs - 1
     rec = {
@@ -456,7 +492,8 @@ def recipe(data_dir: Path, cfg: dict, work: Path, verbose: bool) -> tuple[dict, 
                   "estimated_wall_seconds_for_all_epochs": _r(naive_est),
                   "estimate_method": (f"measured {naive_epochs} epoch(s) of plain model.fit over the images, "
                                       f"scaled to {epochs}: setup + first epoch + {epochs - 1} x "
-                                      + ("mean later epoch" if len(ep) > 1 else
+                                      + ("the fastest measured epoch (conservative: the speed-up is not "
+                                         "inflated by a slow phase of the machine)" if len(ep) > 1 else
                                          "first epoch (which includes the one-time tf.function tracing, "
                                          "seconds: a slight overestimate)")),
                   "accuracy_label": f"after {naive_epochs} measured epoch(s), not {epochs}",
@@ -472,18 +509,23 @@ def recipe(data_dir: Path, cfg: dict, work: Path, verbose: bool) -> tuple[dict, 
     }
     vdiff = 100 * (bf16["val_accuracy"] - cached["val_accuracy"])
     diff = 100 * (bf16["test_accuracy"] - cached["test_accuracy"]) if test else None
-    judged = diff if test else vdiff
     bf = {
-        "how": how,
-        "float32": {k2: cached[k2] for k2 in ("test_accuracy", "val_accuracy", "feature_extraction_seconds",
-                                               "wall_seconds")},
-        "bfloat16": {k2: bf16[k2] for k2 in ("test_accuracy", "val_accuracy", "feature_extraction_seconds",
-                                              "wall_seconds")},
-        "test_accuracy_diff_points": _r(diff, 2) if test else None, "val_accuracy_diff_points": _r(vdiff, 2),
-        "goal_points": BF16_ACC_GOAL_POINTS, "judged_on": "test" if test else "val (no test evaluation)",
-        "meets_goal": bool(abs(judged) <= BF16_ACC_GOAL_POINTS),
-        "note": ("the head is trained on bf16 features (val accuracy: bf16 features); the test accuracy is the "
-                 "saved float32 model's, as it is deployed"),
+        "inference": inference,
+        "judged_on": (f"the same float32-trained model, {inference['split']} split, frozen part run in float32 vs "
+                      "bfloat16 (the head and softmax in float32)"),
+        "goal_points": BF16_ACC_GOAL_POINTS,
+        "meets_goal": bool(abs(inference["accuracy_diff_points"]) <= BF16_ACC_GOAL_POINTS),
+        "trained_on_bf16": {
+            "how": "train(precision='bfloat16'): features extracted in bfloat16, head trained on them in float32",
+            "float32": {k2: cached[k2] for k2 in ("test_accuracy", "val_accuracy", "feature_extraction_seconds",
+                                                   "wall_seconds")},
+            "bfloat16": {k2: bf16[k2] for k2 in ("test_accuracy", "val_accuracy", "feature_extraction_seconds",
+                                                  "wall_seconds")},
+            "test_accuracy_diff_points": _r(diff, 2) if test else None, "val_accuracy_diff_points": _r(vdiff, 2),
+            "note": ("a second training run on slightly different inputs: its difference mixes the precision with "
+                     "the training trajectory; val accuracy is on bf16 features, test accuracy is the saved model "
+                     "run in float32, as deployed"),
+        },
     }
     return rec, bf
 
@@ -511,7 +553,7 @@ def run_bench(data: str | os.PathLike | None = None, out: str | os.PathLike = "b
     """Run every section and write ``out`` (JSON) and ``out`` with suffix ``.md`` (tables). Returns ``out``.
 
     ``naive_epochs``: epochs of the plain-fit path to measure before scaling
-    (default 1; 2 scales by a steady-state epoch, for ~5 more minutes).
+    (default 3 in a full run, ~70 s each on 2 cores; 1 in quick mode).
     """
     from .data.scan import scan_folder
     from .errors import ParameterError
@@ -616,11 +658,17 @@ def to_markdown(r: dict[str, Any]) -> str:
           "half the flops the matmul ceiling counts. The 'counted' column counts the model's multiply-adds "
           "(convolutions and dense layers) and doubles them.", "",
           "## Input pipeline (JPEG files → make_dataset → same forward, float32)", ""]
-    s.append(_table(["size", "pipeline img/s", "model-only img/s", "ratio", f"goal ≥ {PIPELINE_GOAL}",
-                     "decode-only img/s", "decode headroom"],
+    s.append(_table(["size", "pipeline img/s (best)", "model-only img/s (best)", "ratio of bests",
+                     "ratio, median of paired rounds", f"goal ≥ {PIPELINE_GOAL}", "decode-only img/s",
+                     "decode headroom"],
                     [[p["image_size"], p["img_per_s"], p["model_only_img_per_s"], p["ratio"],
-                      "met" if p["meets_goal"] else "NOT met", p["decode_only_img_per_s"], f"{p['decode_headroom']}x"]
-                     for p in r["pipeline"]]))
+                      p.get("ratio_median_of_rounds", "–"), "met" if p["meets_goal"] else "NOT met",
+                      p["decode_only_img_per_s"], f"{p['decode_headroom']}x"] for p in r["pipeline"]]))
+    probes = [v for row in r["model_only"] for v in row.get("machine_probe_gflops_rounds", [])]
+    if probes:
+        s += ["", f"Machine speed probe (1024x1024 float32 matmul) before each round: {min(probes)} to "
+              f"{max(probes)} GFLOP/s: rounds that ran in a slow phase of this shared machine show in the "
+              "`*_rounds` values of results.json; the best rounds compare the paths at the same machine speed."]
     lat = r["latency"]
     s += ["", f"## Prediction latency ({lat['model']}, {lat['image_size']} px)", "",
           _table(["single image: predict_on_batch median (p90)", "keras predict() median", "decode median",
@@ -650,16 +698,53 @@ def to_markdown(r: dict[str, Any]) -> str:
           + (f"({c['evaluate_seconds']:.1f} s) and not in the wall times." if c["evaluate_seconds"] is not None
              else "(skipped here) and not in the wall times.")]
     bf = r["bf16_recipe"]
-    s += ["", "## bfloat16 vs float32 feature extraction (cached recipe)", "",
-          _table(["features", "extraction", "val acc", "test acc"],
-                 [[p, f"{bf[p]['feature_extraction_seconds']:.1f} s", _acc(bf[p]["val_accuracy"]),
-                   _acc(bf[p]["test_accuracy"])] for p in ("float32", "bfloat16")]),
-          "", f"Difference bf16 - fp32: test {_pts(bf['test_accuracy_diff_points'])}, val "
-          f"{_pts(bf['val_accuracy_diff_points'])} (goal within ±{BF16_ACC_GOAL_POINTS} points, judged on "
-          f"{bf['judged_on']}: {'met' if bf['meets_goal'] else 'NOT met'}). {bf['note']}. Method: {bf['how']}."]
+    inf, tr = bf["inference"], bf["trained_on_bf16"]
+    s += ["", "## bfloat16 vs float32 feature extraction", "",
+          f"Same float32-trained model, {inf['split']} split ({inf['images']} images), frozen part in each "
+          "precision, the head and softmax in float32:", "",
+          _table(["features", "extraction", "img/s", "accuracy"],
+                 [[p, f"{inf[p]['extraction_seconds']:.1f} s", inf[p]["img_per_s"], _acc(inf[p]["accuracy"])]
+                  for p in ("float32", "bfloat16")]),
+          "", f"Difference bf16 - fp32: **{_pts(inf['accuracy_diff_points'])}** (goal within "
+          f"±{BF16_ACC_GOAL_POINTS} points: {'met' if bf['meets_goal'] else 'NOT met'}); the two precisions "
+          f"predict the same class for {100 * inf['prediction_agreement']:.1f}% of the images; mean relative "
+          f"feature difference {inf['feature_mean_abs_rel_diff']}.", "",
+          "A head trained on bfloat16 features (a second run of the recipe):", "",
+          _table(["features the head trained on", "extraction", "val acc", "test acc"],
+                 [[p, f"{tr[p]['feature_extraction_seconds']:.1f} s", _acc(tr[p]["val_accuracy"]),
+                   _acc(tr[p]["test_accuracy"])] for p in ("float32", "bfloat16")]),
+          "", f"Difference: test {_pts(tr['test_accuracy_diff_points'])}, val {_pts(tr['val_accuracy_diff_points'])}"
+          f"; {tr['note']}."]
     s += ["", "## GPU", "", f"{r['gpu']['status']}.", ""]
     return "\n".join(s)
 
 
 def load_results(path: str | os.PathLike = "benchmarks/results.json") -> dict[str, Any]:
+    """The JSON written by :func:`run_bench`."""
     return read_json(path)
+
+
+def headline(r: dict[str, Any]) -> dict[str, Any]:
+    """The benchmark's key numbers, labelled, with the machine and date that produced them."""
+    m, rc, bf = r["machine"], r["recipe"], r["bf16_recipe"]
+    out: dict[str, Any] = {
+        "measured on": f"{m['cpu_model']}, {m['cores_usable']} cores, {r['started'][:10]}"
+                       + (" (QUICK mode: not representative)" if r["quick"] else ""),
+        "recipe": f"{rc['settings']['epochs']} epochs, {rc['settings']['image_size']} px, "
+                  f"freeze_until {rc['settings']['freeze_until']}",
+        "feature cache: wall seconds (measured)": rc["cached"]["wall_seconds"],
+        "plain fit over images: wall seconds (estimated from "
+        f"{rc['naive']['measured_epochs']} epochs)": rc["naive"]["estimated_wall_seconds_for_all_epochs"],
+        f"speed-up (goal >= {rc['goal']:g}x)": rc["speedup"],
+        "cached recipe: test accuracy": rc["cached"]["test_accuracy"],
+        f"bf16 features, same model: accuracy change in points (goal within {bf['goal_points']})":
+            bf["inference"]["accuracy_diff_points"],
+        "head trained on bf16 features: test accuracy change (points)":
+            bf["trained_on_bf16"]["test_accuracy_diff_points"],
+    }
+    for row in r["model_only"]:
+        out[f"ResNet50 forward {row['image_size']} px {row['precision']}: img/s"] = row["img_per_s"]
+    for p in r["pipeline"]:
+        out[f"pipeline / model-only at {p['image_size']} px (goal >= {p['goal']})"] = p["ratio"]
+    out["GPU"] = r["gpu"]["status"]
+    return out

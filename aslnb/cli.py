@@ -20,6 +20,10 @@ def _quiet_tf() -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
+# Commands that load Keras: imported up front, without TensorFlow's start-up notices.
+NEEDS_KERAS = frozenset({"train", "evaluate", "predict", "bench"})
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",") if t.strip()]
@@ -76,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--fine-tune-until", help="freeze point of the second phase (default: one stage earlier)")
     tr.add_argument("--fine-tune-lr", type=float, default=1e-5)
     tr.add_argument("--augment", action="store_true", help="random rotation/zoom/brightness (bypasses the feature cache)")
-    tr.add_argument("--cache-features", choices=("auto", "on", "off"), default="auto")
+    tr.add_argument("--cache-features", choices=("auto", "on", "off"), default="auto",
+                    help="compute the frozen part once per image and train the rest on it (auto: whenever "
+                         "something is frozen and --augment is off)")
     tr.add_argument("--limit-per-class", type=int, help="use at most N images per class (quick runs)")
     tr.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="float32",
                     help="feature-extraction precision (auto: bfloat16 on a GPU or a CPU with native bf16, else float32; default float32)")
@@ -219,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"data": _cmd_data, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                 "report": _cmd_report, "bench": _cmd_bench}
     try:
+        if args.command in NEEDS_KERAS:
+            from .backend import import_keras
+
+            import_keras()
         return handlers[args.command](args)
     except AslnbError as exc:
         if args.debug:

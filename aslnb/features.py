@@ -127,7 +127,9 @@ _BF16_COPIES: "weakref.WeakKeyDictionary[keras.Model, keras.Model]" = weakref.We
 
 def _bf16_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     cfg = layer.get_config()
-    cfg["dtype"] = keras.DTypePolicy("mixed_bfloat16")
+    # a trailing global pooling (see split_at_boundary) averages the bf16 activations in float32
+    pooling = isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))
+    cfg["dtype"] = keras.DTypePolicy("float32" if pooling else "mixed_bfloat16")
     return layer.__class__.from_config(cfg)
 
 
@@ -136,7 +138,7 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
 
     The copy (every layer, nested models too, cloned with the policy
     ``mixed_bfloat16``) computes in bf16 and keeps float32 variables; its output
-    is bf16, so callers cast to float32 (:func:`extract_features` does).
+    is bf16 (float32 after a global pooling), so callers cast to float32 (:func:`extract_features` does).
     """
     precision = resolve_precision(precision)
     if precision == "float32":

@@ -141,6 +141,7 @@ class RunResult:
     history: dict
     metrics: dict
     model: Any = field(default=None, repr=False, compare=False)
+    classifier: Any = field(default=None, repr=False, compare=False)  # the aslnb.models.Classifier trained
 
 
 def _verbose(verbose: int | str) -> int:
@@ -272,20 +273,26 @@ class _Checkpointer:
         write_json(self.log, logs)
 
 
-def _compile(model, lr: float) -> None:
+# Steps run per call of the compiled train function when the head trains on cached
+# features: a batch of features costs less than the Python round trip of one step.
+CACHED_STEPS_PER_EXECUTION = 16
+
+
+def _compile(model, lr: float, steps_per_execution: int = 1) -> None:
     import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss="categorical_crossentropy",
         metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=3, name="top3_accuracy")],
+        steps_per_execution=steps_per_execution,
     )
 
 
 def _fit_phase(phase: str, phase_index: int, model, train_x, train_y, val_data, epochs: int, lr: float,
                cfg: TrainConfig, ckpt: _Checkpointer, verbose: int, make_images=None) -> list[dict]:
     """Run ``epochs`` epochs of one phase, one ``fit`` call per epoch, checkpointing each."""
-    _compile(model, lr)
+    _compile(model, lr, CACHED_STEPS_PER_EXECUTION if make_images is None else 1)
     start, logs = ckpt.load(model)
     if start:
         _log(f"[{phase}] resuming after epoch {start} from {ckpt.state}", verbose)
@@ -301,7 +308,7 @@ def _fit_phase(phase: str, phase_index: int, model, train_x, train_y, val_data, 
                           verbose=1 if verbose == 1 else 0)
         else:
             h = model.fit(make_images(perm), epochs=epoch + 1, initial_epoch=epoch, validation_data=val_data,
-                          verbose=1 if verbose == 1 else 0)
+                          shuffle=False, verbose=1 if verbose == 1 else 0)  # perm already shuffled
         seconds = time.perf_counter() - t0
         rec = {"phase": phase, "epoch": epoch + 1, **{k: float(v[-1]) for k, v in h.history.items()},
                "seconds": round(seconds, 3), "images_per_second": round(n / seconds, 2)}
@@ -385,6 +392,8 @@ def train(
             (stages[stages.index(cfg.freeze_until) - 1] if stages.index(cfg.freeze_until) > 0 else "none"))
     else:
         ft_until = None
+    from .features import resolve_precision
+
     feature_precision = resolve_precision(cfg.precision) if use_cache else None
     if use_cache and feature_precision != "float32":
         notes.append(f"features extracted in {feature_precision} (precision={cfg.precision}); the head trains in float32")
@@ -477,7 +486,7 @@ def train(
         metrics = evaluate(out, data_dir, external=ext_dir, verbose=verbose, model=clf.model)
     config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json(out / "config.json", config)
-    return RunResult(out, config, history, metrics, model=clf.model)
+    return RunResult(out, config, history, metrics, model=clf.model, classifier=clf)
 
 
 def _fingerprint(split: Split) -> str:
@@ -487,23 +496,6 @@ def _fingerprint(split: Split) -> str:
     for part in (split.train, split.val, split.test):
         h.update(part.fingerprint().encode())
     return h.hexdigest()[:16]
-
-
-def resolve_precision(precision: str) -> str:
-    """The feature-extraction precision ``precision`` stands for on this machine.
-
-    Delegates to :func:`aslnb.features.resolve_precision` (``'auto'``: bfloat16 on a
-    GPU or a CPU with native bf16, else float32), so what ``config.json`` records
-    is what the feature extraction really used.
-    """
-    from . import features
-
-    resolver = getattr(features, "resolve_precision", None)
-    if callable(resolver):
-        return str(resolver(precision))
-    if precision != "auto":
-        return precision
-    return "bfloat16" if device_name().startswith("GPU") else "float32"
 
 
 def _extract(frozen, folder: ImageFolder, cfg: TrainConfig, cache_dir, precision: str | None = None) -> np.ndarray:

@@ -65,6 +65,10 @@ def test_throughput_fields(quick):
     for k in ("img_per_s", "model_only_img_per_s", "ratio", "decode_only_img_per_s", "decode_headroom"):
         assert _num(pipe[k]) and pipe[k] > 0, k
     assert pipe["goal"] == 0.9 and isinstance(pipe["meets_goal"], bool)
+    assert len(pipe["ratio_rounds"]) == r["settings"]["rounds"] and _num(pipe["ratio_median_of_rounds"])
+    for row in r["model_only"]:
+        assert len(row["machine_probe_gflops_rounds"]) == r["settings"]["rounds"]
+        assert all(_num(v) and v > 0 for v in row["machine_probe_gflops_rounds"])
     lat = r["latency"]
     assert _num(lat["predict_on_batch_ms"]["median"]) and _num(lat["keras_predict_ms"]["median"])
     assert _num(lat["batch"]["img_per_s"]) and lat["calls"] >= 1
@@ -83,10 +87,18 @@ def test_recipe_fields(quick):
     eq = rc["equal_epochs"]
     assert 0 <= eq["cached_val_accuracy"] <= 1 and 0 <= eq["naive_val_accuracy"] <= 1
     bf = quick[0]["bf16_recipe"]
+    inf, tr = bf["inference"], bf["trained_on_bf16"]
+    assert inf["split"] == "val" and inf["images"] == c["split"]["val"]  # quick mode has no test evaluation
     for p in ("float32", "bfloat16"):
-        assert 0 <= bf[p]["val_accuracy"] <= 1 and _num(bf[p]["feature_extraction_seconds"])
-    assert _num(bf["val_accuracy_diff_points"]) and isinstance(bf["meets_goal"], bool)
-    assert "precision" in bf["how"] or "_extract" in bf["how"]
+        assert 0 <= inf[p]["accuracy"] <= 1 and _num(inf[p]["img_per_s"])
+        assert 0 <= tr[p]["val_accuracy"] <= 1 and _num(tr[p]["feature_extraction_seconds"])
+    # the float32 row runs the trained model exactly as training validated it
+    assert inf["float32"]["accuracy"] == pytest.approx(c["val_accuracy"], abs=1e-4)
+    assert inf["accuracy_diff_points"] == pytest.approx(
+        100 * (inf["bfloat16"]["accuracy"] - inf["float32"]["accuracy"]), abs=0.02)
+    assert 0 <= inf["prediction_agreement"] <= 1 and 0 <= inf["feature_mean_abs_rel_diff"] < 0.1
+    assert isinstance(bf["meets_goal"], bool) and bf["meets_goal"] == (abs(inf["accuracy_diff_points"]) <= 0.5)
+    assert _num(tr["val_accuracy_diff_points"]) and "precision='bfloat16'" in tr["how"]
 
 
 @pytest.mark.slow
@@ -110,18 +122,40 @@ def test_count_macs_small_model():
     assert bench.count_macs(inner) == bench.count_macs(outer) == 6912 + 2304 + 20
 
 
-def test_feature_precision_context_restores_train():
-    import aslnb.train as T
-
-    before = T._extract
-    with bench.feature_precision("bfloat16") as (extra, how):
-        assert extra in ({"precision": "bfloat16"}, {"feature_precision": "bfloat16"}, {})
-        assert how
-    assert T._extract is before
-
-
 def test_time_calls_runs_at_least_min_calls():
     calls = []
     times = bench._time_calls(lambda: calls.append(1), 0.0, min_calls=3)
     assert len(times) == len(calls) == 3 and all(t >= 0 for t in times)
     assert np.isfinite(times).all()
+
+
+@pytest.mark.slow
+def test_headline_names_machine_and_flags_quick(quick):
+    r, _ = quick
+    h = bench.headline(r)
+    assert "QUICK" in h["measured on"] and r["machine"]["cpu_model"] in h["measured on"]
+    assert h["speed-up (goal >= 15x)"] == r["recipe"]["speedup"]
+    assert any(k.startswith("pipeline / model-only at 32 px") for k in h)
+    assert h["GPU"] == r["gpu"]["status"]
+
+
+def test_committed_results_are_a_full_run():
+    """The committed benchmarks/results.json is a full (not quick) run with every section."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `python -m benchmarks.run` and commit its output")
+    r = bench.load_results(path)
+    assert r["quick"] is False and r["data"]["images"] >= 1000
+    assert {row["image_size"] for row in r["model_only"]} >= {224, 128}
+    assert {row["precision"] for row in r["model_only"]} == {"float32", "bfloat16"}
+    assert r["recipe"]["settings"]["epochs"] == 20 and r["recipe"]["cached"]["epochs"] == 20
+    h = bench.headline(r)
+    assert "QUICK" not in h["measured on"]
+    md = path.with_suffix(".md").read_text()
+    assert f"**{r['recipe']['speedup']}x**" in md
+    # the README's speed table quotes this run
+    readme = (path.parents[1] / "README.md").read_text()
+    assert f"**{round(r['recipe']['speedup'])}x**" in readme
+    assert f"{r['bf16_recipe']['inference']['accuracy_diff_points']:+.2f} points".replace("+", "") in readme

@@ -222,3 +222,23 @@ def test_bf16_copy_follows_weight_changes(frozen, folder):
     finally:
         var.assign(old)
     assert not np.allclose(a, b)
+
+
+def test_whole_backbone_frozen_caches_pooled_vectors():
+    """freeze_until='all': the head's global pooling joins the frozen part; the two parts still equal the model."""
+    from aslnb.models import build_classifier, split_at_boundary
+
+    keras.utils.set_random_seed(0)
+    clf = build_classifier(3, SIZE, weights="none", freeze_until="all", head_units=[8])
+    frozen, trainable = split_at_boundary(clf)
+    assert frozen.output_shape == (None, 2048)
+    assert not any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in trainable.layers)
+    x = np.random.default_rng(0).uniform(0, 255, (4, SIZE, SIZE, 3)).astype(np.float32)
+    whole = keras.ops.convert_to_numpy(clf.model(x, training=False))
+    parts = keras.ops.convert_to_numpy(trainable(frozen(x, training=False), training=False))
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-6)
+    # bfloat16 extraction: the pooled output comes back in float32, close to the float32 features
+    bf = F.with_precision(frozen, "bfloat16")(x, training=False)
+    assert keras.backend.standardize_dtype(bf.dtype) == "float32"
+    ref = keras.ops.convert_to_numpy(frozen(x, training=False))
+    assert np.abs(keras.ops.convert_to_numpy(bf) - ref).mean() <= 0.02 * np.abs(ref).mean()

@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..errors import DownloadError, ParameterError
+from ..runinfo import write_json
 from ..settings import DATA_ENV, default_data_dir
 
 __all__ = [
@@ -167,19 +168,6 @@ def _unlink(path: Path) -> None:
 
 def _part_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.part")
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        _unlink(tmp)
 
 
 def _read_manifest(path: Path) -> dict:
@@ -418,6 +406,6 @@ def _write_manifest(path: Path, dest: Path, old: dict, new: dict) -> None:
         if (dest / rel).is_file():
             merged[rel] = entry
     try:
-        _write_json_atomic(path, merged)
+        write_json(path, merged, indent=1, sort_keys=True)
     except OSError as err:
         raise DownloadError(f"cannot write {path} ({err}): check free space and permissions of the folder") from err

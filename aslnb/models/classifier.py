@@ -17,6 +17,7 @@ import keras
 from ..errors import ModelError, ParameterError
 from .backbones import BackboneSpec, get_backbone
 
+_WEIGHTLESS_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 FREEZE_CHOICES_DOC = "'none', 'all', or a stage name (e.g. conv4 for resnet50)"
 
 
@@ -138,6 +139,11 @@ def split_at_boundary(clf: Classifier) -> tuple[keras.Model, keras.Model]:
     ``frozen_part``: raw image -> activations at the freeze boundary.
     ``trainable_part``: those activations -> class probabilities. Training the
     second trains the full model (same layer objects).
+
+    When the whole backbone is frozen, the head's global pooling (it has no
+    weights) moves into the frozen part: the cache then holds one 2048-vector per
+    image instead of a 4x4x2048 (128 px) or 7x7x2048 (224 px) map, 16-49x less
+    memory and a faster head, with the same outputs.
     """
     name = clf.boundary_layer()
     if name is None:
@@ -147,16 +153,18 @@ def split_at_boundary(clf: Classifier) -> tuple[keras.Model, keras.Model]:
     inputs = keras.Input(clf.model.input_shape[1:], name="image")
     x = clf.preprocess(inputs) if clf.preprocess is not None else inputs
     lower = keras.Model(base.input, cut)
-    frozen = keras.Model(inputs, lower(x, training=False), name="frozen_part")
-    if name == base.layers[-1].name:
-        upper = None
-    else:
-        upper = keras.Model(cut, base.output)
-    feat_in = keras.Input(tuple(cut.shape[1:]), name="features")
+    feats = lower(x, training=False)
+    head = list(clf.head_layers)
+    upper = None if name == base.layers[-1].name else keras.Model(cut, base.output)
+    if upper is None:
+        while head and isinstance(head[0], _WEIGHTLESS_POOLING):
+            feats = head.pop(0)(feats)
+    frozen = keras.Model(inputs, feats, name="frozen_part")
+    feat_in = keras.Input(tuple(feats.shape[1:]), name="features")
     y = feat_in
     if upper is not None:
         y = upper(y, training=False) if clf.pretrained else upper(y)
-    for layer in clf.head_layers:
+    for layer in head:
         y = layer(y)
     trainable = keras.Model(feat_in, y, name="trainable_part")
     return frozen, trainable

@@ -1,0 +1,45 @@
+"""aslnb.backend: TensorFlow's native start-up notices are dropped, everything else on stderr is kept."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from aslnb.backend import filter_notices
+
+NOTICE = ("I0000 00:00:1795545124.262667    5580 port.cc:153] oneDNN custom operations are on. You may see "
+          "slightly different numerical results due to floating-point round-off errors.")
+
+
+def test_filter_notices_keeps_other_lines():
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            f"{NOTICE}\nreal warning: disk almost full\n")
+    assert filter_notices(text) == "real warning: disk almost full\n"
+    assert filter_notices("") == ""
+
+
+def test_import_keras_filters_fd2_during_import(tmp_path):
+    """A stand-in ``keras`` writes to file descriptor 2 from 'native code' (os.write) while it imports."""
+    fake = tmp_path / "keras.py"
+    fake.write_text(textwrap.dedent(f"""
+        import os
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
+        os.write(2, {NOTICE!r}.encode() + b"\\n")
+        os.write(2, b"kept: a real message\\n")
+        MARK = "fake keras"
+    """))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from aslnb.backend import import_keras; "
+            "k = import_keras(); print(k.MARK); print('after', file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "fake keras"
+    assert r.stderr.splitlines() == ["kept: a real message", "after"]
+
+
+def test_import_keras_failure_keeps_its_output(tmp_path):
+    (tmp_path / "keras.py").write_text("import os\nos.write(2, b'native detail before the failure\\n')\n"
+                                       "raise ImportError('broken install')\n")
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from aslnb.backend import import_keras; import_keras()"
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "native detail before the failure" in r.stderr and "broken install" in r.stderr
