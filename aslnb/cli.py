@@ -21,7 +21,7 @@ def _quiet_tf() -> None:
 
 
 # Commands that load Keras: imported up front, without TensorFlow's start-up notices.
-NEEDS_KERAS = frozenset({"train", "evaluate", "predict", "bench"})
+NEEDS_KERAS = frozenset({"train", "evaluate", "predict", "bench", "report"})
 
 
 def _ints(text: str) -> list[int]:
