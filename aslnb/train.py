@@ -381,8 +381,9 @@ def train(
     if cfg.cache_features == "on" and (boundary is None or cfg.augment):
         raise ParameterError("cache_features='on' needs a frozen boundary (freeze_until != 'none') and augment off")
     use_cache = cfg.cache_features != "off" and boundary is not None and not cfg.augment
-    if cfg.augment and cfg.cache_features == "auto":
-        _log("feature cache bypassed: augmentation runs before the backbone, so features differ every epoch", verbose)
+    if cfg.augment and cfg.cache_features == "auto" and boundary is not None:
+        notes.append("feature cache bypassed: augmentation runs before the backbone, so features differ every epoch")
+        _log(f"note: {notes[-1]}", verbose)
     if cfg.fine_tune_epochs:
         stages = clf.spec.stages
         if cfg.freeze_until == "none":

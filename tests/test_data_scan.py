@@ -226,3 +226,24 @@ def test_make_dataset_one_hot_needs_num_classes(small_folder):
     (_,), (y,) = collect(ds)
     assert y.shape == (40, 29)
     np.testing.assert_array_equal(y.argmax(axis=1), small_folder.labels)
+
+
+def test_drop_bad_images_decodes_each_unchanged_file_once(tmp_dataset, monkeypatch):
+    """A second call (train, then evaluate) reuses the first one's checks; a file changed since is decoded again."""
+    import aslnb.data.scan as S
+
+    root = tmp_dataset({"A": 3, "B": 3})
+    decoded: list[str] = []
+    real = S._check_image_unguarded
+    monkeypatch.setattr(S, "_check_image_unguarded", lambda p: (decoded.append(p), real(p))[1])
+    monkeypatch.setattr(S, "_CHECKED", {})
+    assert len(S.drop_bad_images(S.scan_folder(root))) == 6 and len(decoded) == 6
+    assert len(S.drop_bad_images(S.scan_folder(root))) == 6 and len(decoded) == 6
+    victim = sorted((root / "B").iterdir())[0]
+    victim.write_bytes(b"not an image at all")
+    with pytest.warns(UserWarning, match=victim.name):
+        kept = S.drop_bad_images(S.scan_folder(root))
+    assert len(kept) == 5 and decoded[6:] == [str(victim)]
+    with pytest.warns(UserWarning, match=victim.name):  # still bad, still reported, not decoded again
+        assert len(S.drop_bad_images(S.scan_folder(root))) == 5
+    assert len(decoded) == 7

@@ -84,6 +84,15 @@ def test_feature_cache_and_uncached_paths_agree(tiny_run, sample_dir, tmp_path, 
         assert eb["val_loss"] == pytest.approx(ea["val_loss"], rel=1e-3)
 
 
+def test_augmentation_bypasses_the_cache_and_says_so(sample_dir, tmp_path, tiny_train, monkeypatch, capsys):
+    monkeypatch.delenv("ASLNB_EXTERNAL_DATA", raising=False)
+    params = {**tiny_train, "epochs": 1, "limit_per_class": 4, "augment": True}
+    res = train(sample_dir, tmp_path / "aug", verbose=2, evaluate_after=False, **params)
+    assert res.config["feature_cache"] == {"used": False, "boundary": None}
+    assert "feature cache bypassed" in capsys.readouterr().out
+    assert any("feature cache bypassed" in n for n in res.config["notes"])
+
+
 def _backbone_weights(model) -> dict[str, np.ndarray]:
     bb = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     return {w.path: keras.ops.convert_to_numpy(w) for w in bb.weights}

@@ -143,13 +143,35 @@ def find_bad_images(paths, workers: int = 4, progress: bool = False) -> dict[str
         return {p: r for p, r in zip(paths, results) if r is not None}
 
 
+# Files this process has decoded, by (path, size, mtime): train then evaluate in one
+# notebook decode the sample once. An edited or replaced file has a new key.
+_CHECKED: dict[tuple[str, int, int], str | None] = {}
+
+
+def _bad_images_memo(paths) -> dict[str, str]:
+    keys = {}
+    for p in map(str, paths):
+        try:
+            st = os.stat(p)
+            keys[p] = (p, st.st_size, st.st_mtime_ns)
+        except OSError:
+            keys[p] = None  # gone or unreadable: decode it (and report it) every time
+    todo = [p for p, k in keys.items() if k is None or k not in _CHECKED]
+    found = find_bad_images(todo) if todo else {}
+    for p in todo:
+        if keys[p] is not None:
+            _CHECKED[keys[p]] = found.get(p)
+    reasons = {p: (found.get(p) if k is None else _CHECKED[k]) for p, k in keys.items()}
+    return {p: r for p, r in reasons.items() if r is not None}
+
+
 def drop_bad_images(folder: ImageFolder, *, warn: bool = True) -> ImageFolder:
     """Decode every file once and drop the unreadable ones, warning with each name.
 
     This is the documented behaviour for training and evaluation: a corrupt file
     is skipped with a warning naming it (``aslnb data verify`` lists them all).
     """
-    bad = find_bad_images(folder.files)
+    bad = _bad_images_memo(folder.files)
     if not bad:
         return folder
     keep = np.array([f not in bad for f in folder.files])
