@@ -172,7 +172,20 @@ def _time_calls(fn: Callable[[], Any], seconds: float, min_calls: int = 2) -> li
     return times
 
 
-_PROBE: dict[str, Any] = {}
+_MATMULS: dict[tuple[int, str], Callable[[], Any]] = {}
+
+
+def _matmul_times(n: int, dtype: str, seconds: float, min_calls: int) -> list[float]:
+    """Seconds of each ``n x n`` matmul in ``dtype`` over about ``seconds`` (compiled and warmed once)."""
+    import tensorflow as tf
+
+    if (n, dtype) not in _MATMULS:
+        a = tf.cast(tf.random.stateless_normal((n, n), seed=(1, 2)), dtype)
+        b = tf.cast(tf.random.stateless_normal((n, n), seed=(3, 4)), dtype)
+        f = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)))
+        f(a, b).numpy()  # trace + warm-up
+        _MATMULS[(n, dtype)] = lambda: f(a, b).numpy()
+    return _time_calls(_MATMULS[(n, dtype)], seconds, min_calls=min_calls)
 
 
 def speed_probe(n: int = 1024, seconds: float = 0.25) -> float:
@@ -181,29 +194,14 @@ def speed_probe(n: int = 1024, seconds: float = 0.25) -> float:
     Shared machines change speed for tens of seconds at a time (seen here: 205 GFLOP/s, then 161);
     the probe before each throughput round shows which rounds ran in a slow phase.
     """
-    import tensorflow as tf
-
-    if n not in _PROBE:
-        a = tf.random.stateless_normal((n, n), seed=(5, 6))
-        f = tf.function(lambda x: tf.reduce_sum(tf.matmul(x, x)[:1, :1]))
-        f(a).numpy()
-        _PROBE[n] = (f, a)
-    f, a = _PROBE[n]
-    times = _time_calls(lambda: f(a).numpy(), seconds, min_calls=2)
-    return _r(2 * n**3 / min(times) / 1e9, 1)
+    return _r(2 * n**3 / min(_matmul_times(n, "float32", seconds, 2)) / 1e9, 1)
 
 
 def matmul_ceiling(n: int, seconds: float) -> dict[str, Any]:
     """GFLOP/s of an ``n x n`` matmul (2 n^3 flops) in float32 and bfloat16."""
-    import tensorflow as tf
-
     out: dict[str, Any] = {"n": n, "flops_per_matmul": 2 * n**3}
     for dt in ("float32", "bfloat16"):
-        a = tf.cast(tf.random.stateless_normal((n, n), seed=(1, 2)), dt)
-        b = tf.cast(tf.random.stateless_normal((n, n), seed=(3, 4)), dt)
-        f = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)))
-        f(a, b).numpy()  # trace + warm-up
-        times = _time_calls(lambda: f(a, b).numpy(), seconds, min_calls=3)
+        times = _matmul_times(n, dt, seconds, 3)
         out[dt] = {"gflops": _r(2 * n**3 / min(times) / 1e9, 1),
                    "gflops_median": _r(2 * n**3 / statistics.median(times) / 1e9, 1), "calls": len(times)}
     return out
@@ -297,6 +295,10 @@ def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = Non
         n_img = len(files)
         images = load_images(files, size).astype(np.float32)  # the same images for both, in memory
         pipe_here = size in cfg["pipeline_sizes"]
+
+        def pipeline_ds(_files=files, _size=size):
+            return make_dataset((_files, np.zeros(len(_files), dtype=np.int64)), _size, bs, with_labels=False)
+
         results: dict[str, list[float]] = {p: [] for p in models}
         used: dict[str, int] = {}
         pipe_times: list[float] = []
@@ -312,12 +314,12 @@ def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = Non
                 m.predict(ds, verbose=0)
                 results[p].append(n / (time.perf_counter() - t0))
                 if p == "float32" and pipe_here:  # the pipeline right after the model-only run it is compared with
-                    ds = make_dataset((files, np.zeros(n_img, dtype=np.int64)), size, bs, with_labels=False)
+                    ds = pipeline_ds()
                     t0 = time.perf_counter()
                     m.predict(ds, verbose=0)
                     pipe_times.append(n_img / (time.perf_counter() - t0))
             if pipe_here:
-                ds = make_dataset((files, np.zeros(n_img, dtype=np.int64)), size, bs, with_labels=False)
+                ds = pipeline_ds()
                 t0 = time.perf_counter()
                 for _b in ds:
                     pass
@@ -445,16 +447,15 @@ def precision_inference(res, data_dir: Path, params: dict, part: str) -> dict[st
     folder = getattr(prepare_split(Path(data_dir), cfg), part)
     frozen, head = split_at_boundary(res.classifier)
     out: dict[str, Any] = {"split": part, "images": len(folder)}
-    preds, feats = {}, {}
+    preds, feats, acc = {}, {}, {}
     for p in ("float32", "bfloat16"):
         t0 = time.perf_counter()
         feats[p] = extract_features(frozen, folder, cfg.image_size, batch_size=cfg.batch_size, precision=p)
         seconds = time.perf_counter() - t0
         preds[p] = head.predict(feats[p], batch_size=256, verbose=0).argmax(axis=1)
-        out[p] = {"accuracy": _r(np.mean(preds[p] == folder.labels), 4), "extraction_seconds": _r(seconds),
-                  "img_per_s": _r(len(folder) / seconds)}
-    out["accuracy_diff_points"] = _r(100 * (np.mean(preds["bfloat16"] == folder.labels)
-                                            - np.mean(preds["float32"] == folder.labels)), 2)
+        acc[p] = float(np.mean(preds[p] == folder.labels))
+        out[p] = {"accuracy": _r(acc[p], 4), "extraction_seconds": _r(seconds), "img_per_s": _r(len(folder) / seconds)}
+    out["accuracy_diff_points"] = _r(100 * (acc["bfloat16"] - acc["float32"]), 2)
     out["prediction_agreement"] = _r(np.mean(preds["bfloat16"] == preds["float32"]), 4)
     scale = float(np.abs(feats["float32"]).mean()) or 1.0
     out["feature_mean_abs_rel_diff"] = _r(float(np.abs(feats["bfloat16"] - feats["float32"]).mean()) / scale, 5)

@@ -59,15 +59,15 @@ def make_dataset(
         ds = ds.cache(cache if isinstance(cache, str) else "")
         if shuffle:
             ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if with_labels and one_hot and not num_classes:
+        raise ValueError("num_classes is needed for one-hot labels")
+
+    def finish(x, y):  # images stay uint8 through the cache and the batching (4x less memory)
+        x = tf.cast(x, tf.float32)
+        if not with_labels:
+            return x
+        return x, (tf.one_hot(y, num_classes) if one_hot else y)
+
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    # images stay uint8 through the cache and the batching (4x less memory), float32 per batch
-    if not with_labels:
-        ds = ds.map(lambda x, y: tf.cast(x, tf.float32), num_parallel_calls=tf.data.AUTOTUNE)
-    elif one_hot:
-        if not num_classes:
-            raise ValueError("num_classes is needed for one-hot labels")
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
