@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from . import __version__
@@ -167,7 +168,7 @@ def _cmd_train(args) -> int:
 
     res = train(
         args.data, args.out, external=args.external, overwrite=args.overwrite,
-        feature_cache_dir=args.feature_cache_dir, evaluate_after=not args.no_evaluate,
+        feature_cache_dir=args.feature_cache_dir,
         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, backbone=args.backbone,
         weights=args.weights, freeze_until=args.freeze_until, head_units=args.head_units, dropout=args.dropout,
         learning_rate=args.learning_rate, split=args.split, val_fraction=args.val_fraction,
@@ -175,6 +176,10 @@ def _cmd_train(args) -> int:
         fine_tune_until=args.fine_tune_until, fine_tune_lr=args.fine_tune_lr, augment=args.augment,
         cache_features=args.cache_features, limit_per_class=args.limit_per_class, precision=args.precision,
     )
+    if not args.no_evaluate:
+        from .evaluate import evaluate
+
+        evaluate(res.run_dir, res.config["data"]["root"], external=res.config["external"], model=res.model)
     print(f"run written to {res.run_dir}")
     return 0
 
@@ -201,7 +206,7 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .report import run_report
+    from .course.report import run_report
 
     out = run_report(args.profile, out=args.out, data=args.data, external=args.external, weights=args.weights,
                      notebooks=args.notebooks.split(",") if args.notebooks else None, extra=args.parameter)
@@ -210,7 +215,14 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import run_bench
+    # The benchmarks live beside the package in a source checkout and are not installed.
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "bench.py").is_file():
+        raise AslnbError("aslnb bench needs a source checkout (the benchmarks are not installed): clone the "
+                         "repository, `pip install -e .` there, and run `aslnb bench` or `python -m benchmarks.run`")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.bench import run_bench
 
     path = run_bench(data=args.data, out=args.out, quick=args.quick)
     print(f"benchmark results written to {path}")

@@ -22,7 +22,7 @@ from .data.external import load_external
 from .data.pipeline import make_dataset
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import split_folder
-from .runinfo import write_json
+from .io import write_json
 from .runs import load_run
 from .settings import resolve_data_dir, resolve_external_dir
 
@@ -102,7 +102,7 @@ def evaluate(
     size = int(params["image_size"])
     data_dir = resolve_data_dir(data)
     folder = drop_bad_images(scan_folder(data_dir, class_names=class_names, allow_empty_classes=True))
-    from .train import limit_folder
+    from .data.splits import limit_folder
 
     folder = limit_folder(folder, params.get("limit_per_class"))
     split = split_folder(folder, params["split"], val_fraction=params["val_fraction"],

@@ -31,9 +31,9 @@ import numpy as np
 
 from .data.pipeline import make_dataset
 from .data.scan import ImageFolder
+from .config import PRECISIONS
 from .errors import ParameterError
 
-PRECISIONS = ("auto", "float32", "bfloat16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

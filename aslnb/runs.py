@@ -6,8 +6,12 @@ import os
 import zipfile
 from pathlib import Path
 
+from .config import TrainConfig
+from .data.scan import drop_bad_images, scan_folder
+from .data.splits import Split, limit_folder, split_folder
 from .errors import ModelError, RunDirError
-from .runinfo import FORMAT_VERSION, read_json
+from .provenance import FORMAT_VERSION
+from .io import read_json
 
 
 def load_labels(run_dir: str | os.PathLike) -> list[str]:
@@ -115,3 +119,11 @@ def load_run(run_dir: str | os.PathLike):
     cfg = load_config(run_dir)
     names = load_labels(run_dir)
     return load_model(run_dir / "model.keras", names), names, cfg
+
+
+def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
+    """Scan, drop undecodable files (with a warning each), limit, split."""
+    folder = drop_bad_images(scan_folder(data_dir))
+    folder = limit_folder(folder, cfg.limit_per_class)
+    return split_folder(folder, cfg.split, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                        seed=cfg.seed)

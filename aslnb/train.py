@@ -42,7 +42,6 @@ Determinism, on the same machine, same library versions, same command:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -54,84 +53,16 @@ from typing import Any
 
 import numpy as np
 
-from .data.scan import ImageFolder, drop_bad_images, scan_folder
-from .data.splits import Split, split_folder
+from .config import TrainConfig
+from .data.scan import ImageFolder
+from .data.splits import Split
 from .errors import ParameterError, RunDirError
-from .runinfo import FORMAT_VERSION, device_name, read_json, versions, write_json
+from .runs import prepare_split
+from .provenance import FORMAT_VERSION, device_name, versions
+from .io import read_json, write_json
 from .settings import resolve_data_dir, resolve_external_dir
 
 RUN_FILES = ("model.keras", "config.json", "labels.json", "history.json", "metrics.json", "timing.json")
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-@dataclass
-class TrainConfig:
-    """Every training parameter; the defaults are the study's recipe."""
-
-    epochs: int = 20
-    batch_size: int = 32
-    image_size: int = 224
-    backbone: str = "resnet50"
-    weights: str = "imagenet"
-    freeze_until: str = "conv4"
-    head_units: list[int] = field(default_factory=lambda: [256])
-    dropout: float = 0.0
-    learning_rate: float = 1e-3
-    split: str = "blocked"
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    seed: int = 0
-    fine_tune_epochs: int = 0
-    fine_tune_until: str | None = None
-    fine_tune_lr: float = 1e-5
-    augment: bool = False
-    cache_features: str = "auto"
-    limit_per_class: int | None = None
-    deterministic: bool = True
-    precision: str = "float32"
-
-    @classmethod
-    def from_params(cls, **params: Any) -> "TrainConfig":
-        """Build from keyword parameters, refusing unknown names and wrong types."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - set(names))
-        if unknown:
-            raise ParameterError(
-                f"unknown training parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-            )
-        cfg = cls(**{k: v for k, v in params.items() if v is not None or k in ("fine_tune_until", "limit_per_class")})
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ParameterError(msg)
-
-        for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool), f"{name}={v!r}: must be an integer")
-        need(self.epochs >= 1, f"epochs={self.epochs}: must be at least 1")
-        need(self.batch_size >= 1, f"batch_size={self.batch_size}: must be at least 1")
-        need(self.fine_tune_epochs >= 0, f"fine_tune_epochs={self.fine_tune_epochs}: must be >= 0")
-        for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{name}={v!r}: must be a number")
-        need(self.learning_rate > 0 and self.fine_tune_lr > 0, "learning rates must be positive")
-        need(self.cache_features in ("auto", "on", "off"), f"cache_features={self.cache_features!r}: use auto, on or off")
-        need(self.precision in PRECISIONS,
-             f"precision={self.precision!r}: use {', '.join(PRECISIONS)} (bfloat16: feature extraction only)")
-        need(isinstance(self.weights, str), f"weights={self.weights!r}: use 'imagenet', 'none' or a file path")
-        self.head_units = [int(u) for u in (self.head_units or [])]
-        need(self.limit_per_class is None or (isinstance(self.limit_per_class, int) and self.limit_per_class >= 4),
-             f"limit_per_class={self.limit_per_class!r}: must be an integer >= 4 or None")
-        need(self.val_fraction > 0, "val_fraction must be > 0: training reports validation accuracy per epoch")
-
-    @property
-    def pretrained(self) -> bool:
-        return self.weights not in ("none", "")
-
-
 @dataclass
 class RunResult:
     """What :func:`train` returns."""
@@ -153,29 +84,6 @@ def _verbose(verbose: int | str) -> int:
 def _log(msg: str, verbose: int) -> None:
     if verbose:
         print(msg, flush=True)
-
-
-def limit_folder(folder: ImageFolder, per_class: int | None) -> ImageFolder:
-    """Keep ``per_class`` files per class, spread evenly over each class's frames."""
-    if not per_class:
-        return folder
-    keep = []
-    for lab in range(len(folder.class_names)):
-        idx = np.flatnonzero(folder.labels == lab)
-        if len(idx) > per_class:
-            idx = idx[np.linspace(0, len(idx) - 1, per_class).round().astype(int)]
-        keep.extend(idx.tolist())
-    out = folder.subset(np.array(sorted(keep)))
-    out.problems = folder.problems
-    return out
-
-
-def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
-    """Scan, drop undecodable files (with a warning each), limit, split."""
-    folder = drop_bad_images(scan_folder(data_dir))
-    folder = limit_folder(folder, cfg.limit_per_class)
-    return split_folder(folder, cfg.split, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                        seed=cfg.seed)
 
 
 def _prepare_run_dir(out: Path, params: dict, overwrite: bool) -> bool:
@@ -333,7 +241,6 @@ def train(
     overwrite: bool = False,
     verbose: int | str = "auto",
     feature_cache_dir: str | os.PathLike | None = None,
-    evaluate_after: bool = True,
     **params: Any,
 ) -> RunResult:
     """Train the classifier on ``data`` into run directory ``out``; see the module docstring.
@@ -480,14 +387,9 @@ def train(
                "train_seconds": round(sum(r["seconds"] for r in all_logs), 3)}
     write_json(out / "history.json", history)
     save_model_atomic(clf.model, out / "model.keras")
-    metrics: dict = {}
-    if evaluate_after:
-        from .evaluate import evaluate
-
-        metrics = evaluate(out, data_dir, external=ext_dir, verbose=verbose, model=clf.model)
     config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json(out / "config.json", config)
-    return RunResult(out, config, history, metrics, model=clf.model, classifier=clf)
+    return RunResult(out, config, history, {}, model=clf.model, classifier=clf)
 
 
 def _fingerprint(split: Split) -> str:

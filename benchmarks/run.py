@@ -1,6 +1,6 @@
 """``python -m benchmarks.run [--data DIR] [--out benchmarks/results.json] [--quick]``.
 
-The same as ``aslnb bench``: runs :func:`aslnb.bench.run_bench` and writes the
+The same as ``aslnb bench``: runs :func:`benchmarks.bench.run_bench` and writes the
 JSON file and a markdown table next to it (``results.md``).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from aslnb.backend import import_keras
-    from aslnb.bench import run_bench
+    from benchmarks.bench import run_bench
     from aslnb.errors import AslnbError
 
     try:

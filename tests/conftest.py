@@ -118,6 +118,7 @@ def tiny_train() -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, sample_dir):
+    from aslnb.evaluate import evaluate
     from aslnb.train import train
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
@@ -126,6 +127,7 @@ def tiny_run(tmp_path_factory, sample_dir):
         mp.delenv("ASLNB_EXTERNAL_DATA", raising=False)
         with contextlib.redirect_stdout(buf):
             res = train(sample_dir, out, verbose=2, **TINY_TRAIN)
+            res.metrics = evaluate(out, sample_dir, verbose=2, model=res.model)
     res.log = buf.getvalue()
     return res
 

@@ -1,4 +1,4 @@
-"""aslnb.bench: the quick run writes every field (no timing assertions), and its helpers.
+"""benchmarks.bench: the quick run writes every field (no timing assertions), and its helpers.
 
 The quick run (tiny sizes, a 40-image subset of the sample) takes about a
 minute of CPU (marked ``slow``); it checks the script, not the machine.

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from aslnb.errors import AslnbError, DataError, ParameterError
-from aslnb.profiles import PROFILES, freeze_for, train_params
-from aslnb.speller import Speller, decode, frames_for
+from aslnb.config import PROFILES, freeze_for, train_params
+from aslnb.course.speller import Speller, decode, frames_for
 
 
 # ---------------------------------------------------------------- speller
@@ -76,7 +76,7 @@ def test_profiles_have_the_same_keys():
 
 @pytest.mark.parametrize("name", list(PROFILES))
 def test_train_params_are_valid_training_parameters(name):
-    from aslnb.train import TrainConfig
+    from aslnb.config import TrainConfig
 
     for backbone in ("resnet50", "efficientnet_lite0"):
         params = train_params(PROFILES[name], backbone)
@@ -105,7 +105,7 @@ def _params(tmp_path, **over):
 
 
 def test_setup_resolves_and_prints_banner(tmp_path, capsys):
-    from aslnb.notebook import default_run_dir, setup
+    from aslnb.course.notebook import default_run_dir, setup
 
     run = setup("01", _params(tmp_path, EPOCHS=3))
     out = capsys.readouterr().out
@@ -116,14 +116,14 @@ def test_setup_resolves_and_prints_banner(tmp_path, capsys):
 
 
 def test_setup_refuses_unknown_parameter(tmp_path):
-    from aslnb.notebook import setup
+    from aslnb.course.notebook import setup
 
     with pytest.raises(ParameterError, match="unknown parameter.*EPOCHZ"):
         setup("01", _params(tmp_path, EPOCHZ=3))
 
 
 def test_setup_refuses_wrong_type(tmp_path):
-    from aslnb.notebook import setup
+    from aslnb.course.notebook import setup
 
     with pytest.raises(ParameterError, match=r"EPOCHS='3': expected int or None, got str"):
         setup("01", _params(tmp_path, EPOCHS="3"))
@@ -132,7 +132,7 @@ def test_setup_refuses_wrong_type(tmp_path):
 
 
 def test_setup_refuses_bad_backbone_and_profile(tmp_path):
-    from aslnb.notebook import setup
+    from aslnb.course.notebook import setup
 
     with pytest.raises(ParameterError, match="BACKBONE"):
         setup("04", _params(tmp_path, RUN_DIR=None, BACKBONE="vgg16", FINE_TUNE_EPOCHS=None))
@@ -141,7 +141,7 @@ def test_setup_refuses_bad_backbone_and_profile(tmp_path):
 
 
 def test_setup_refuses_missing_data(tmp_path):
-    from aslnb.notebook import setup
+    from aslnb.course.notebook import setup
 
     with pytest.raises(DataError, match="does not exist"):
         setup("01", _params(tmp_path, DATA_DIR=str(tmp_path / "nope")))
@@ -154,7 +154,7 @@ def test_errors_render_as_one_line_in_ipython():
 
 
 def test_record_writes_metrics(tmp_path, capsys):
-    from aslnb.notebook import record, setup
+    from aslnb.course.notebook import record, setup
 
     run = setup("01", _params(tmp_path))
     assert record(run, "acc", 0.123456) == 0.123456
@@ -175,7 +175,7 @@ def small_folder(tmp_dataset):
 
 def test_split_assignment_and_table(small_folder):
     from aslnb.data import split_folder
-    from aslnb.results import split_assignment, split_indices, split_table
+    from aslnb.course.analysis import split_assignment, split_indices, split_table
 
     sp = split_folder(small_folder, "blocked", seed=0)
     a = split_assignment(small_folder, sp)
@@ -189,7 +189,7 @@ def test_split_assignment_and_table(small_folder):
 
 def test_closest_frames_and_distances(small_folder):
     from aslnb.data import frame_number
-    from aslnb.results import closest_frames, neighbour_vs_random, one_per_class
+    from aslnb.course.analysis import closest_frames, neighbour_vs_random, one_per_class
 
     a, b = closest_frames(small_folder, "A")
     assert frame_number(a) < frame_number(b)
@@ -199,7 +199,7 @@ def test_closest_frames_and_distances(small_folder):
 
 
 def test_spell_sequence_cycles_through_frames(small_folder):
-    from aslnb.results import spell_sequence
+    from aslnb.course.analysis import spell_sequence
 
     files = spell_sequence(small_folder, ["A"] * 10 + ["nothing"])
     assert len(files) == 11 and len(set(files[:8])) == 8 and files[8] == files[0]
@@ -208,7 +208,7 @@ def test_spell_sequence_cycles_through_frames(small_folder):
 
 
 def test_linear_probe_learns_separable_features():
-    from aslnb.results import linear_probe
+    from aslnb.course.analysis import linear_probe
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
@@ -221,7 +221,7 @@ def test_plots_have_titles_and_labels():
     import matplotlib
 
     matplotlib.use("Agg")
-    import aslnb.plots as plots
+    import aslnb.course.plots as plots
 
     epochs = [{"phase": "head", "loss": 3.0, "accuracy": 0.1, "val_loss": 3.1, "val_accuracy": 0.1},
               {"phase": "fine_tune", "loss": 2.0, "accuracy": 0.3, "val_loss": 2.5, "val_accuracy": 0.2}]
@@ -235,7 +235,7 @@ def test_plots_have_titles_and_labels():
 
 
 def test_weights_parameter_applies_to_the_notebooks_own_backbone(tmp_path):
-    from aslnb.notebook import setup, train_kwargs
+    from aslnb.course.notebook import setup, train_kwargs
 
     run = setup("05", _params(tmp_path, WEIGHTS="imagenet", RUN_DIR=None))
     assert train_kwargs(run, "resnet50")["weights"] == "imagenet"

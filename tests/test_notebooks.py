@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aslnb.notebook import COMMON_PARAMS, NOTEBOOK_PARAMS
+from aslnb.course.notebook import COMMON_PARAMS, NOTEBOOK_PARAMS
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -67,7 +67,7 @@ def test_colab_cell_parameters_cell_then_setup(notebook):
     nxt = code[i + 1].source
     if code[i + 1].metadata.get("tags") == ["injected-parameters"]:
         nxt = code[i + 2].source
-    assert f'aslnb.notebook.setup("{nn}", globals()' in nxt, "the cell after the parameters calls setup()"
+    assert f'aslnb.course.notebook.setup("{nn}", globals()' in nxt, "the cell after the parameters calls setup()"
 
 
 def test_summary_exercises_and_no_progress_bars(notebook):

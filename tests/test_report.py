@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from aslnb.errors import ParameterError
-from aslnb.report import NotebookFailed, course_notebooks, parse_extra, plan, run_report
+from aslnb.course.report import NotebookFailed, course_notebooks, parse_extra, plan, run_report
 
 
 def _outputs(path, *, kinds=("stream", "execute_result", "display_data")) -> str:
@@ -122,7 +122,7 @@ def test_recorded_numbers_equal_what_the_notebooks_printed(smoke_report):
 def _assert_short_setup_error(report_dir, notebook, pattern):
     cell, err = _error_output(report_dir / notebook)
     assert err is not None, "the executed notebook should keep the error"
-    assert "aslnb.notebook.setup" in cell.source
+    assert "aslnb.course.notebook.setup" in cell.source
     text = "\n".join(err.traceback)
     assert re.search(pattern, text), text
     assert len(err.traceback) == 1 and "Traceback" not in text and 'File "' not in text, text

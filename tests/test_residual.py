@@ -1,4 +1,4 @@
-"""aslnb.residual: plain/residual builders, the residual block, gradient norms, ResNet50 stages."""
+"""aslnb.course.residual: plain/residual builders, the residual block, gradient norms, ResNet50 stages."""
 from __future__ import annotations
 
 import keras

@@ -11,7 +11,9 @@ from aslnb.data.pipeline import make_dataset
 from aslnb.errors import ParameterError
 from aslnb.models import build_classifier
 from aslnb.runs import load_run
-from aslnb.train import TrainConfig, prepare_split, train
+from aslnb.config import TrainConfig
+from aslnb.runs import prepare_split
+from aslnb.train import train
 
 TIMING = ("seconds", "images_per_second")
 
@@ -87,7 +89,7 @@ def test_feature_cache_and_uncached_paths_agree(tiny_run, sample_dir, tmp_path, 
 def test_augmentation_bypasses_the_cache_and_says_so(sample_dir, tmp_path, tiny_train, monkeypatch, capsys):
     monkeypatch.delenv("ASLNB_EXTERNAL_DATA", raising=False)
     params = {**tiny_train, "epochs": 1, "limit_per_class": 4, "augment": True}
-    res = train(sample_dir, tmp_path / "aug", verbose=2, evaluate_after=False, **params)
+    res = train(sample_dir, tmp_path / "aug", verbose=2, **params)
     assert res.config["feature_cache"] == {"used": False, "boundary": None}
     assert "feature cache bypassed" in capsys.readouterr().out
     assert any("feature cache bypassed" in n for n in res.config["notes"])

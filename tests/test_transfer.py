@@ -1,4 +1,4 @@
-"""aslnb.transfer: linear probes, data-efficiency sizes, projections, helpers."""
+"""aslnb.course.transfer: linear probes, data-efficiency sizes, projections, helpers."""
 from __future__ import annotations
 
 import numpy as np

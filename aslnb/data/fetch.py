@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..errors import DownloadError, ParameterError
-from ..runinfo import write_json
+from ..io import write_json
 from ..settings import DATA_ENV, default_data_dir
 
 __all__ = [

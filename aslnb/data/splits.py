@@ -161,3 +161,18 @@ def split_folder(
         seed=seed,
         dropped=int((assign == -1).sum()),
     )
+
+
+def limit_folder(folder: ImageFolder, per_class: int | None) -> ImageFolder:
+    """Keep ``per_class`` files per class, spread evenly over each class's frames."""
+    if not per_class:
+        return folder
+    keep = []
+    for lab in range(len(folder.class_names)):
+        idx = np.flatnonzero(folder.labels == lab)
+        if len(idx) > per_class:
+            idx = idx[np.linspace(0, len(idx) - 1, per_class).round().astype(int)]
+        keep.extend(idx.tolist())
+    out = folder.subset(np.array(sorted(keep)))
+    out.problems = folder.problems
+    return out

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import AslnbError, ParameterError
-from .profiles import profile as get_profile
-from .runinfo import read_json, write_json
+from ..errors import AslnbError, ParameterError
+from ..config import profile as get_profile
+from ..io import read_json, write_json
 
 # Longest time one cell may run, per profile (papermill has no limit by default).
 CELL_TIMEOUT = {"smoke": 300, "cpu": 1800, "gpu": 3600}
@@ -198,8 +198,8 @@ def _forget(metrics_path: Path, sections: set[str], *, whole: bool) -> None:
 
 def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], started: float,
                         seconds: dict[str, float], failed: dict | None, timeout: int) -> None:
-    from .models.backbones import weights_source
-    from .runinfo import device_name, versions
+    from ..models.backbones import weights_source
+    from ..provenance import device_name, versions
 
     data = read_json(metrics_path) if metrics_path.is_file() else {}
     settings = get_profile(profile)

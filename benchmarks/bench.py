@@ -58,7 +58,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .runinfo import cpu_model, read_json, versions, write_json
+from aslnb.provenance import cpu_model, versions
+from aslnb.io import read_json, write_json
 
 NOMINAL_GFLOP_224 = 4.1  # the usual ResNet50 figure at 224 px (it counts multiply-adds)
 PIPELINE_GOAL = 0.9
@@ -114,7 +115,7 @@ def _r(x: float, nd: int = 2) -> float:
 
 def machine_info() -> dict[str, Any]:
     """CPU, cores, bf16 flags, versions and TensorFlow's thread settings."""
-    from .features import BF16_CPU_FLAGS, cpu_flags, resolve_precision
+    from aslnb.features import BF16_CPU_FLAGS, cpu_flags, resolve_precision
 
     flags = cpu_flags()
     info: dict[str, Any] = {
@@ -240,7 +241,7 @@ def _classifier(cache: dict, image_size: int, rc: dict):
     if image_size not in cache:
         import keras
 
-        from .models import build_classifier
+        from aslnb.models import build_classifier
 
         keras.utils.set_random_seed(rc["seed"])
         cache[image_size] = build_classifier(29, image_size, backbone=rc["backbone"], weights=rc["weights"],
@@ -265,10 +266,10 @@ def _pick_files(folder, n: int) -> np.ndarray:
 
 def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = None) -> tuple[list[dict], list[dict]]:
     """``(model_only, pipeline)`` rows; see the module docstring."""
-    from .data.images import load_images
-    from .data.pipeline import make_dataset
-    from .features import with_precision
-    from .models import split_at_boundary
+    from aslnb.data.images import load_images
+    from aslnb.data.pipeline import make_dataset
+    from aslnb.features import with_precision
+    from aslnb.models import split_at_boundary
 
     bs, seconds, rounds = cfg["batch_size"], cfg["seconds"], cfg["rounds"]
     model_rows: list[dict] = []
@@ -353,7 +354,7 @@ def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = Non
 
 def latency(folder, cfg: dict, verbose: bool, models_cache: dict | None = None) -> dict[str, Any]:
     """Single-image latency and batch throughput of the ``cpu`` profile's classifier (float32)."""
-    from .data.images import load_image
+    from aslnb.data.images import load_image
 
     rc = cfg["recipe"]
     size, n = rc["image_size"], cfg["latency_calls"]
@@ -406,12 +407,12 @@ def _no_external():
 
 
 def _run_recipe(data_dir: Path, out: Path, params: dict, verbose: bool, *, test: bool = True) -> tuple[dict, Any]:
-    from .evaluate import evaluate
-    from .train import train
+    from aslnb.evaluate import evaluate
+    from aslnb.train import train
 
     probe_before = speed_probe()
     t0 = time.perf_counter()
-    res = train(data_dir, out, verbose=0, overwrite=True, evaluate_after=False, **params)
+    res = train(data_dir, out, verbose=0, overwrite=True, **params)
     wall = time.perf_counter() - t0
     probe_after = speed_probe()
     metrics, eval_s = {"held_out": {"accuracy": float("nan"), "n_images": None}}, None
@@ -439,9 +440,10 @@ def precision_inference(res, data_dir: Path, params: dict, part: str) -> dict[st
     The head is the same for both, so the accuracy difference is what bfloat16
     feature extraction itself changes.
     """
-    from .features import extract_features
-    from .models import split_at_boundary
-    from .train import TrainConfig, prepare_split
+    from aslnb.features import extract_features
+    from aslnb.models import split_at_boundary
+    from aslnb.config import TrainConfig
+    from aslnb.runs import prepare_split
 
     cfg = TrainConfig.from_params(**params)
     folder = getattr(prepare_split(Path(data_dir), cfg), part)
@@ -536,7 +538,7 @@ def recipe(data_dir: Path, cfg: dict, work: Path, verbose: bool) -> tuple[dict, 
 
 def _subset_dir(data_dir: Path, spec: dict, dest: Path) -> Path:
     """A small class-per-folder tree of symlinks into ``data_dir`` (quick mode)."""
-    from .data.scan import scan_folder
+    from aslnb.data.scan import scan_folder
 
     folder = scan_folder(data_dir)
     for name in folder.class_names[: spec["classes"]]:
@@ -556,9 +558,9 @@ def run_bench(data: str | os.PathLike | None = None, out: str | os.PathLike = "b
     ``naive_epochs``: epochs of the plain-fit path to measure before scaling
     (default 3 in a full run, ~70 s each on 2 cores; 1 in quick mode).
     """
-    from .data.scan import scan_folder
-    from .errors import ParameterError
-    from .settings import resolve_data_dir
+    from aslnb.data.scan import scan_folder
+    from aslnb.errors import ParameterError
+    from aslnb.settings import resolve_data_dir
 
     cfg = dict(QUICK if quick else FULL)
     if naive_epochs is not None:

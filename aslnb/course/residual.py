@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 #: Per-profile defaults of notebook 02 that the shared profiles do not hold.
 #: ``per_class``: training images per class (None = the whole blocked train split).

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.images import load_image
-from .data.scan import ImageFolder, frame_number
-from .data.splits import Split
+from ..data.images import load_image
+from ..data.scan import ImageFolder, frame_number
+from ..data.splits import Split
 
 SUBSETS = ("train", "val", "test", "dropped")
 
@@ -146,7 +146,7 @@ def pooled_extractor(model):
 
 def pooled_features(model, folder: ImageFolder, image_size: int, cache_dir=None, batch_size: int = 32) -> np.ndarray:
     """Pooled backbone features of every file of ``folder`` (cached on disk when ``cache_dir``)."""
-    from .features import extract_features
+    from ..features import extract_features
 
     return extract_features(pooled_extractor(model), folder, image_size, batch_size=batch_size, cache_dir=cache_dir)
 
@@ -167,7 +167,7 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, train_idx: np.ndarray
 def random_vs_blocked(folder: ImageFolder, features: np.ndarray, *, val_fraction: float = 0.1,
                       test_fraction: float = 0.2, seed: int = 0) -> dict[str, float]:
     """Linear-probe test accuracy on the same features with a random and with a blocked split."""
-    from .data.splits import split_folder
+    from ..data.splits import split_folder
 
     out = {}
     for method in ("random", "blocked"):
@@ -210,13 +210,13 @@ class RunView:
     """
 
     def __init__(self, run_dir, data_dir, external_dir=None, external_limit: int | None = None):
-        from .data.external import load_external
-        from .data.scan import drop_bad_images, scan_folder
-        from .data.splits import split_folder
-        from .evaluate import predict_folder, score
-        from .models import efficientnet_lite  # noqa: F401 - registers its layers for loading (see load_run)
-        from .runs import load_run
-        from .train import limit_folder
+        from ..data.external import load_external
+        from ..data.scan import drop_bad_images, scan_folder
+        from ..data.splits import split_folder
+        from ..evaluate import predict_folder, score
+        from ..models import efficientnet_lite  # noqa: F401 - registers its layers for loading (see load_run)
+        from ..runs import load_run
+        from ..data.splits import limit_folder
 
         self.run_dir = Path(run_dir)
         self.model, self.class_names, self.config = load_run(self.run_dir)
@@ -235,7 +235,7 @@ class RunView:
         self.external_n = 0
         saved = {}
         if (self.run_dir / "metrics.json").is_file():
-            from .runinfo import read_json
+            from ..io import read_json
 
             saved = read_json(self.run_dir / "metrics.json").get("external") or {}
         if external_dir is not None and external_limit is None and saved.get("root") == str(external_dir):

@@ -22,9 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AslnbError, ParameterError
-from .profiles import profile as get_profile
-from .runinfo import device_name, write_json
+from ..errors import AslnbError, ParameterError
+from ..config import profile as get_profile
+from ..provenance import device_name
+from ..io import write_json
+
+if "ipykernel" in sys.modules:
+    # In a notebook, import Keras now, dropping the start-up notices TensorFlow's C++
+    # prints regardless of TF_CPP_MIN_LOG_LEVEL (see aslnb.backend).
+    from ..backend import import_keras
+
+    import_keras()
 
 # The parameters every notebook declares (its parameters cell holds exactly these
 # plus the notebook's own, listed in NOTEBOOK_PARAMS). tests/test_notebooks.py checks it.
@@ -92,7 +100,7 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
         raise ParameterError(f"parameter(s) {', '.join(missing)} not defined: run the parameters cell first")
     _check_types(given, spec)
     if "BACKBONE" in given:
-        from .models.backbones import BACKBONES
+        from ..models.backbones import BACKBONES
 
         if given["BACKBONE"] not in BACKBONES:
             raise ParameterError(f"parameter BACKBONE={given['BACKBONE']!r}: choose one of {', '.join(BACKBONES)}")
@@ -101,7 +109,7 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
                        ("fine_tune_epochs", "FINE_TUNE_EPOCHS")):
         if given.get(pname) is not None:
             settings[key] = given[pname]
-    from .settings import resolve_data_dir, resolve_external_dir
+    from ..settings import resolve_data_dir, resolve_external_dir
 
     data_dir = resolve_data_dir(given["DATA_DIR"])
     external_dir = resolve_external_dir(given["EXTERNAL_DIR"], required=need_external)
@@ -126,7 +134,7 @@ def banner(run: NotebookRun) -> str:
     """The run banner: device, backend, weights, data, profile."""
     import keras
 
-    from .models.backbones import weights_source
+    from ..models.backbones import weights_source
 
     s = run.settings
     lines = [
@@ -194,7 +202,7 @@ def default_run_dir(run: NotebookRun, backbone: str = "resnet50") -> Path:
 
 def feature_cache_dir() -> Path:
     """The shared feature cache (``<aslnb cache>/features``): 03, 04 and 05 reuse each other's features."""
-    from .settings import cache_dir
+    from ..settings import cache_dir
 
     return cache_dir() / "features"
 
@@ -205,7 +213,7 @@ def train_kwargs(run: NotebookRun, backbone: str = "resnet50") -> dict[str, Any]
     WEIGHTS applies to the notebook's own BACKBONE (04) or to ResNet50 (05); the other
     backbone keeps its default (EfficientNet-Lite0: its offline ImageNet weights).
     """
-    from .profiles import train_params
+    from ..config import train_params
 
     own = backbone == run.params.get("BACKBONE", "resnet50")
     return train_params(run.settings, backbone, seed=run.params["SEED"], weights=run.params["WEIGHTS"] if own else None)
@@ -214,21 +222,24 @@ def train_kwargs(run: NotebookRun, backbone: str = "resnet50") -> dict[str, Any]
 def train_run(run: NotebookRun, backbone: str = "resnet50", run_dir: str | os.PathLike | None = None,
               *, verbose: int = 2):
     """Train ``backbone`` with this run's settings into ``run_dir`` (replacing what is there)."""
-    from .train import train
+    from ..evaluate import evaluate
+    from ..train import train
 
     out = Path(run_dir) if run_dir else default_run_dir(run, backbone)
     # The run scores the external set too when the profile uses all of it; with a per-class
     # limit (smoke) notebook 05 scores a limited external set itself.
     external = run.external_dir if run.settings.get("external_limit") is None else None
     with _external_env(external):
-        return train(run.data_dir, out, external=external, overwrite=True, verbose=verbose,
-                     feature_cache_dir=feature_cache_dir(), **train_kwargs(run, backbone))
+        result = train(run.data_dir, out, external=external, overwrite=True, verbose=verbose,
+                       feature_cache_dir=feature_cache_dir(), **train_kwargs(run, backbone))
+        result.metrics = evaluate(out, run.data_dir, external=external, verbose=verbose, model=result.model)
+    return result
 
 
 @contextlib.contextmanager
 def _external_env(external: Path | None):
     """Hide ``$ASLNB_EXTERNAL_DATA`` while ``external`` is None (train() falls back to it)."""
-    from .settings import EXTERNAL_ENV
+    from ..settings import EXTERNAL_ENV
 
     saved = os.environ.pop(EXTERNAL_ENV, None) if external is None else None
     try:
@@ -240,8 +251,8 @@ def _external_env(external: Path | None):
 
 def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str = "resnet50") -> bool:
     """True when ``run_dir`` holds a finished run trained with exactly this run's settings and data."""
-    from .runinfo import read_json
-    from .train import TrainConfig
+    from ..io import read_json
+    from ..config import TrainConfig
 
     run_dir = Path(run_dir)
     if not (run_dir / "model.keras").is_file() or not (run_dir / "metrics.json").is_file():

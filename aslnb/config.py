@@ -10,9 +10,82 @@ then a fine-tuning phase), ImageNet weights.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ParameterError
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+@dataclass
+class TrainConfig:
+    """Every training parameter; the defaults are the study's recipe."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    image_size: int = 224
+    backbone: str = "resnet50"
+    weights: str = "imagenet"
+    freeze_until: str = "conv4"
+    head_units: list[int] = field(default_factory=lambda: [256])
+    dropout: float = 0.0
+    learning_rate: float = 1e-3
+    split: str = "blocked"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+    fine_tune_epochs: int = 0
+    fine_tune_until: str | None = None
+    fine_tune_lr: float = 1e-5
+    augment: bool = False
+    cache_features: str = "auto"
+    limit_per_class: int | None = None
+    deterministic: bool = True
+    precision: str = "float32"
+
+    @classmethod
+    def from_params(cls, **params: Any) -> "TrainConfig":
+        """Build from keyword parameters, refusing unknown names and wrong types."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ParameterError(
+                f"unknown training parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
+        cfg = cls(**{k: v for k, v in params.items() if v is not None or k in ("fine_tune_until", "limit_per_class")})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ParameterError(msg)
+
+        for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool), f"{name}={v!r}: must be an integer")
+        need(self.epochs >= 1, f"epochs={self.epochs}: must be at least 1")
+        need(self.batch_size >= 1, f"batch_size={self.batch_size}: must be at least 1")
+        need(self.fine_tune_epochs >= 0, f"fine_tune_epochs={self.fine_tune_epochs}: must be >= 0")
+        for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{name}={v!r}: must be a number")
+        need(self.learning_rate > 0 and self.fine_tune_lr > 0, "learning rates must be positive")
+        need(self.cache_features in ("auto", "on", "off"), f"cache_features={self.cache_features!r}: use auto, on or off")
+        need(self.precision in PRECISIONS,
+             f"precision={self.precision!r}: use {', '.join(PRECISIONS)} (bfloat16: feature extraction only)")
+        need(isinstance(self.weights, str), f"weights={self.weights!r}: use 'imagenet', 'none' or a file path")
+        self.head_units = [int(u) for u in (self.head_units or [])]
+        need(self.limit_per_class is None or (isinstance(self.limit_per_class, int) and self.limit_per_class >= 4),
+             f"limit_per_class={self.limit_per_class!r}: must be an integer >= 4 or None")
+        need(self.val_fraction > 0, "val_fraction must be > 0: training reports validation accuracy per epoch")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights not in ("none", "")
+
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {

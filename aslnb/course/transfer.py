@@ -17,9 +17,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from .data.scan import ImageFolder
-from .errors import ParameterError
-from .models.backbones import get_backbone, weights_source
+from ..data.scan import ImageFolder
+from ..errors import ParameterError
+from ..models.backbones import get_backbone, weights_source
 
 #: Per-profile defaults of notebook 03 that the shared profiles do not hold.
 #: ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter overrides it);

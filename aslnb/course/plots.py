@@ -1,6 +1,6 @@
 """Figures of the notebooks: every one has a title and labelled axes, and returns the Figure.
 
-Save them with :func:`aslnb.notebook.save_fig` (which stamps what produced them).
+Save them with :func:`aslnb.course.notebook.save_fig` (which stamps what produced them).
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def frame_pair(a: np.ndarray, b: np.ndarray, titles: tuple[str, str], *, title: 
 
 def split_map(folder, assignments: dict[str, np.ndarray], *, title: str):
     """Per split method: which frame numbers of each class went to train/val/test/dropped."""
-    from .data.scan import frame_number
+    from ..data.scan import frame_number
 
     plt = _plt()
     frames = np.array([frame_number(f) or 0 for f in folder.files])
