@@ -13,7 +13,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from aslnb import bench  # noqa: E402
+from benchmarks import bench  # noqa: E402
 
 
 @pytest.fixture(scope="module")

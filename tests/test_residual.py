@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from aslnb import residual
+from aslnb.course import residual
 from aslnb.errors import ParameterError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aslnb import transfer
+from aslnb.course import transfer
 from aslnb.data.scan import ImageFolder
 from aslnb.errors import ParameterError
 
