@@ -44,6 +44,9 @@ class TrainConfig:
     limit_per_class: int | None = None
     deterministic: bool = True
     precision: str = "float32"
+    early_stopping_patience: int | None = field(default=None, metadata={
+        "help": "stop a phase after this many epochs without a lower val_loss and keep its best epoch's weights "
+                "(default: off, every epoch runs)"})
 
     @classmethod
     def from_params(cls, **params: Any) -> "TrainConfig":
@@ -80,6 +83,9 @@ class TrainConfig:
         self.head_units = [int(u) for u in (self.head_units or [])]
         need(self.limit_per_class is None or (isinstance(self.limit_per_class, int) and self.limit_per_class >= 4),
              f"limit_per_class={self.limit_per_class!r}: must be an integer >= 4 or None")
+        p = self.early_stopping_patience
+        need(p is None or (isinstance(p, int) and not isinstance(p, bool) and p >= 1),
+             f"early_stopping_patience={p!r}: must be an integer >= 1 or None")
         need(self.val_fraction > 0, "val_fraction must be > 0: training reports validation accuracy per epoch")
 
     @property

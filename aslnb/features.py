@@ -189,6 +189,17 @@ def _save_atomic(path: Path, arr: np.ndarray) -> None:
             os.unlink(tmp)
 
 
+def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
+    """``cache_dir`` as a Path, refused with one line when it is a file or cannot be created/written."""
+    path = Path(cache_dir)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if existing.exists() and not existing.is_dir():
+        raise ParameterError(f"{existing}: is a file, not a folder; point --feature-cache-dir at a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ParameterError(f"{existing}: folder is not writable; point --feature-cache-dir at a writable folder")
+    return path
+
+
 def extract_features(
     frozen: keras.Model,
     folder: ImageFolder,
@@ -210,7 +221,7 @@ def extract_features(
     precision = resolve_precision(precision)
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"features-{cache_key(folder, image_size, frozen, precision)}.npy"
+        path = check_cache_dir(cache_dir) / f"features-{cache_key(folder, image_size, frozen, precision)}.npy"
         cached = _load_cached(path, len(folder))
         if cached is not None:
             return cached

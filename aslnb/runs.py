@@ -1,9 +1,13 @@
-"""Reading a run directory back: config, labels, and the model in safe mode."""
+"""Run directories: reading one back (config, labels, the model in safe mode) and their lifecycle
+(check, start, resume or replace, finish)."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import TrainConfig
@@ -127,3 +131,122 @@ def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
     folder = limit_folder(folder, cfg.limit_per_class)
     return split_folder(folder, cfg.split, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                         seed=cfg.seed)
+
+
+# --------------------------------------------------------------------------
+# Run-directory lifecycle: check, start (new, resume or replace), finish.
+# --------------------------------------------------------------------------
+RUN_FILES = ("model.keras", "config.json", "labels.json", "history.json", "metrics.json", "timing.json")
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished once ``config.json`` records it (written last, after the evaluation).
+
+    A run killed after ``model.keras`` was saved but before that counts as
+    interrupted: rerunning it skips the trained epochs.
+    """
+    try:
+        return "finished" in read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        return (run_dir / "model.keras").exists()
+
+
+def _inside(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents
+
+
+def check_out_dir(out: Path, data_dir: Path, overwrite: bool) -> None:
+    """Refuse, before anything is written, an ``out`` that cannot or must not become this run."""
+    o, d = out.resolve(), data_dir.resolve()
+    if _inside(o, d) or _inside(d, o):
+        raise RunDirError(f"{out}: the run directory and the data folder {data_dir} overlap (one inside the other); "
+                          "choose an --out outside the data")
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is a file; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise RunDirError(f"{out}: folder is not empty and is not a run directory; choose another --out "
+                          "(--overwrite never deletes files aslnb did not write)")
+    if out.is_dir() and is_finished(out) and not overwrite:
+        raise RunDirError(f"{out}: already holds a finished run; pass --overwrite to replace it or choose another --out")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunDirError(f"{parent}: folder is not writable; choose another --out or fix its permissions")
+
+
+@dataclass
+class RunDir:
+    """Where a run is written (``work``) and where it ends up (``out``)."""
+
+    out: Path
+    work: Path
+    resuming: bool = False
+    created: bool = False  # this call started the run in ``work`` (discarded when training fails for a bad parameter)
+    keep_folder: bool = False  # ``work`` existed (empty) before: discard empties it instead of deleting it
+
+    def finish(self) -> None:
+        """Move a replacement run into place: old run aside, new one in, old one deleted."""
+        if self.work == self.out:
+            return
+        old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
+        if self.out.exists():
+            os.replace(self.out, old)
+        os.replace(self.work, self.out)
+        shutil.rmtree(old, ignore_errors=True)
+        self.work = self.out
+
+    def discard(self) -> None:
+        """Delete what this call created (never a run it resumed)."""
+        if self.created and self.work.exists():
+            shutil.rmtree(self.work, ignore_errors=True)
+            if self.keep_folder:
+                self.work.mkdir(exist_ok=True)
+
+
+def start_run(out: Path, params: dict, fingerprint: str, overwrite: bool) -> RunDir:
+    """Open ``out`` for training; call :func:`check_out_dir` first.
+
+    An empty or missing ``out`` is trained in place; an interrupted run with the
+    same parameters and data is resumed; with ``overwrite`` an existing run is
+    replaced only once the new one is complete (trained in a hidden sibling
+    ``.<name>.partial-XXXX``, then swapped in by :meth:`RunDir.finish`).
+    """
+    try:
+        if out.is_dir() and (out / "config.json").is_file():
+            if overwrite:
+                work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+                return RunDir(out, work, created=True)
+            try:
+                old = read_json(out / "config.json")
+            except ValueError:
+                old = {}
+            if old.get("params") != params:
+                raise RunDirError(f"{out}: holds an interrupted run with other parameters; rerun with the same ones "
+                                  "to resume, or pass --overwrite")
+            if old.get("data", {}).get("fingerprint") != fingerprint:
+                raise RunDirError(f"{out}: holds an interrupted run trained on other data (fingerprint "
+                                  f"{old.get('data', {}).get('fingerprint')} vs {fingerprint} now); use the same "
+                                  "data to resume, pass --overwrite to start again, or choose another --out")
+            if not os.access(out, os.W_OK | os.X_OK):
+                raise RunDirError(f"{out}: run directory is not writable; fix its permissions to resume")
+            return RunDir(out, out, resuming=True)
+        existed = out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        return RunDir(out, out, created=True, keep_folder=existed)
+    except OSError as exc:
+        raise RunDirError(f"{exc.filename or out}: cannot be written ({exc.strerror or exc}); choose another --out "
+                          "or fix its permissions") from None
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Save to a temporary file next to ``path``, then rename: a full disk never
+    destroys the previous model."""
+    tmp = path.with_name(f".{path.stem}.part.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RunDirError(f"{path}: could not save the model ({exc.strerror or exc}); the previous file, if any, "
+                          "is untouched; free some disk space and rerun the same command to resume") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -15,6 +15,7 @@ import keras
 import pytest
 
 from aslnb.errors import ModelError, RunDirError
+from aslnb.evaluate import evaluate
 from aslnb.runs import load_model, load_run
 from aslnb.train import train
 from conftest import train_cli_args
@@ -47,7 +48,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_run, tiny_train, sample_dir,
             *train_cli_args(tiny_train)]
     env = {k: v for k, v in os.environ.items() if k != "ASLNB_EXTERNAL_DATA"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    marker = out / "checkpoints" / "head.epochs.json"
+    marker = out / "checkpoints" / "head" / "epochs.json"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         while not marker.exists() and proc.poll() is None:
@@ -98,6 +99,9 @@ def test_finished_run_is_refused_then_overwritten_with_identical_metrics(tiny_ru
 
     res = train(sample_dir, run, overwrite=True, verbose=0, **tiny_train)
     assert (run / "model.keras").read_bytes() != b"" and res.config["finished"]
+    assert not (run / "metrics.json").exists()  # the old run was replaced as a whole
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no partial or old folder left beside it
+    evaluate(run, sample_dir, verbose=0, model=res.model)
     # Determinism: metrics.json has no timing, so it is equal byte for byte once the path is the same
     ours = (run / "metrics.json").read_text()
     theirs = (tiny_run.run_dir / "metrics.json").read_text().replace(str(tiny_run.run_dir), str(run))
@@ -118,7 +122,7 @@ ATOMIC_SCRIPT = textwrap.dedent("""
     import json, os, resource, signal, sys
     from pathlib import Path
     import keras
-    from aslnb.train import save_model_atomic
+    from aslnb.runs import save_model_atomic
     from aslnb.errors import RunDirError
     path = Path(sys.argv[1]) / "model.keras"
     small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])

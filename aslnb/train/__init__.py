@@ -1,0 +1,286 @@
+"""Training: the study's recipe, with a run directory that records everything.
+
+``train(data, out, **params)`` (and ``aslnb train``) scans and splits the data,
+builds the classifier, trains it (phase ``head``: frozen early stages; optional
+phase ``fine_tune``: one more stage unfrozen at a low learning rate), then
+evaluates it on the held-out test split. The run directory gets
+``model.keras``, ``config.json``, ``labels.json``, ``history.json``,
+``metrics.json``, ``timing.json`` and ``checkpoints/``. ``config.json`` gets
+its ``finished`` timestamp last, after the evaluation: a directory without it
+is an interrupted run.
+
+Everything is checked before anything is written: the parameters, the
+backbone stage and weights, the data (scan, split), the external set (it must
+share classes with the data), the feature cache folder and ``--out`` (not inside
+``--data`` nor around it; a folder that is not a run directory is refused, also
+with ``--overwrite``). A finished run is never overwritten without
+``overwrite=True`` (``--overwrite``), and then only once the new run is
+complete (see :func:`aslnb.runs.start_run`). An interrupted run is resumed only
+by the same parameters and the same data (its fingerprint).
+
+Each phase is one ``model.fit`` call (see :mod:`aslnb.train.fit`) with
+``TerminateOnNaN`` (a non-finite loss stops with a ParameterError: lower the
+learning rate), optional early stopping (``early_stopping_patience``: best
+epoch's weights restored), the caller's ``callbacks`` and a
+``BackupAndRestore`` in ``checkpoints/<phase>/`` (weights, optimizer state,
+epoch records; ``epochs.json`` is a readable copy). The data order of epoch
+``e`` depends only on ``(seed, phase, e)``. A run that was killed continues
+from its last finished epoch when the same command is run again, and ends with
+the same numbers as an uninterrupted run (tested: history and metrics equal,
+except the timing fields). Not covered by that guarantee: the state of the
+caller's callbacks and of early stopping (its patience counter and best
+weights start afresh on resume). A killed ``--overwrite`` leaves its hidden
+``.<out>.partial-XXXX`` folder behind (the old run is untouched); delete it.
+
+Determinism, on the same machine, same library versions, same command:
+
+* deterministic: the split, the initial weights (``keras.utils.set_random_seed``
+  before the model is built), the data order of every epoch, the feature
+  cache, the training arithmetic (TensorFlow op determinism is switched on
+  when ``deterministic=True``, the default) and so the whole of
+  ``metrics.json`` and every loss/accuracy in ``history.json``;
+* not deterministic: timings (``seconds``, ``images_per_second``,
+  ``feature_extraction_seconds``, ``train_seconds`` in ``history.json``; all of
+  ``timing.json``) and the ``started``/``finished`` timestamps in
+  ``config.json``. ``metrics.json`` holds no timing on purpose.
+* across machines (another CPU, a GPU, other thread counts or library
+  versions) results differ in the last bits, so numbers agree only to a
+  tolerance. ``precision='bfloat16'`` features are deterministic too, but
+  differ from the float32 ones (bf16 keeps 8 mantissa bits), so a bf16 run is
+  compared with a float32 run only to a tolerance.
+* the other Keras backends (torch) are not made deterministic here.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..data.images import load_image
+from ..data.splits import Split
+from ..errors import ParameterError, RunDirError
+from ..io import read_json, write_json
+from ..provenance import FORMAT_VERSION, device_name, versions
+from ..runs import RUN_FILES, check_out_dir, prepare_split, save_model_atomic, start_run  # noqa: F401 - re-exported
+from ..settings import resolve_data_dir, resolve_external_dir
+
+__all__ = ["RunResult", "train", "save_model_atomic"]
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    config: dict
+    history: dict
+    metrics: dict
+    model: Any = field(default=None, repr=False, compare=False)
+    classifier: Any = field(default=None, repr=False, compare=False)  # the aslnb.models.Classifier trained
+
+
+def _log(msg: str, verbose: int) -> None:
+    if verbose:
+        print(msg, flush=True)
+
+
+def train(
+    data: str | os.PathLike | None = None,
+    out: str | os.PathLike = "runs/latest",
+    *,
+    external: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    verbose: int | str = "auto",
+    feature_cache_dir: str | os.PathLike | None = None,
+    callbacks: list | None = None,
+    **params: Any,
+) -> RunResult:
+    """Train the classifier on ``data`` into run directory ``out``; see the module docstring.
+
+    ``params`` are the fields of :class:`TrainConfig` (unknown names are refused);
+    ``callbacks`` (Keras callbacks) are passed to every phase's ``fit``.
+    """
+    import keras
+
+    cfg = TrainConfig.from_params(**params)
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else int(verbose)
+    data_dir = resolve_data_dir(data)
+    ext_dir = resolve_external_dir(external)
+    out = Path(out)
+    from ..features import check_cache_dir, resolve_precision
+    from ..models import check_weights, frozen_stages, get_backbone
+
+    # Fail fast, before the data is scanned or anything is written:
+    frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
+    check_weights(cfg.backbone, cfg.weights)  # offline without cached ImageNet weights, a missing file
+    check_out_dir(out, data_dir, overwrite)
+    if feature_cache_dir is not None:
+        check_cache_dir(feature_cache_dir)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    split = prepare_split(data_dir, cfg)
+    class_names = split.train.class_names
+    k = len(class_names)
+    if ext_dir is not None:
+        from ..data.external import load_external
+
+        load_external(ext_dir, class_names)  # no shared class: refused now, not after training
+    from ..models import apply_freeze, build_classifier, split_at_boundary, weights_source
+
+    clf = build_classifier(k, cfg.image_size, backbone=cfg.backbone, weights=cfg.weights,
+                           freeze_until=cfg.freeze_until, head_units=cfg.head_units, dropout=cfg.dropout,
+                           augment=cfg.augment, seed=cfg.seed)
+    boundary = clf.boundary_layer()
+    if cfg.cache_features == "on" and (boundary is None or cfg.augment):
+        raise ParameterError("cache_features='on' needs a frozen boundary (freeze_until != 'none') and augment off")
+    use_cache = cfg.cache_features != "off" and boundary is not None and not cfg.augment
+    ft_until = _fine_tune_until(cfg, clf.spec.stages) if cfg.fine_tune_epochs else None
+    feature_precision = resolve_precision(cfg.precision) if use_cache else None
+    notes = _notes(cfg, use_cache, boundary, feature_precision)
+    for note in notes:
+        _log(f"note: {note}", verbose)
+
+    fingerprint = _fingerprint(split)
+    run = start_run(out, asdict(cfg), fingerprint, overwrite)  # the first write
+    config = {
+        "format_version": FORMAT_VERSION,
+        "params": asdict(cfg),
+        "data": {"root": str(data_dir), "fingerprint": fingerprint,
+                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")), "class_names": class_names,
+                 "problems": split.train.problems[:50]},
+        "external": str(ext_dir) if ext_dir else None,
+        "split": split.describe(),
+        "weights_source": weights_source(cfg.backbone, cfg.weights),
+        "pretrained": cfg.pretrained,
+        "freeze": {"until": cfg.freeze_until, "boundary_layer": boundary, "fine_tune_until": ft_until},
+        "feature_cache": {"used": use_cache, "boundary": boundary if use_cache else None},
+        "precision": {"requested": cfg.precision, "features": feature_precision, "training": "float32"},
+        "param_counts": clf.param_counts(),
+        "device": device_name(),
+        "versions": versions(),
+        "notes": notes,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        if run.resuming:
+            config["started"] = read_json(run.work / "config.json").get("started", config["started"])
+        write_json(run.work / "config.json", config)
+        write_json(run.work / "labels.json", {"class_names": class_names,
+                                              "label_ids": {c: i for i, c in enumerate(class_names)}})
+        _log(f"data {data_dir}: split {split.describe()}; backbone {cfg.backbone}, weights {config['weights_source']}"
+             f", frozen until {cfg.freeze_until}; feature cache {'on' if use_cache else 'off'}; device "
+             f"{config['device']}", verbose)
+        phases = [("head", cfg.freeze_until, cfg.epochs, cfg.learning_rate)]
+        if cfg.fine_tune_epochs:
+            phases.append(("fine_tune", ft_until, cfg.fine_tune_epochs, cfg.fine_tune_lr))
+        all_logs: list[dict] = []
+        feature_seconds = 0.0
+        eye = np.eye(k, dtype=np.float32)
+        ytr, yva = eye[split.train.labels], eye[split.val.labels]
+        for i, (phase, until, epochs, lr) in enumerate(phases):
+            if i > 0:
+                apply_freeze(clf.backbone, clf.spec, until, freeze_bn=clf.pretrained)
+                clf.freeze_until = until
+            fit_args = dict(callbacks=callbacks, early_stopping_patience=cfg.early_stopping_patience, verbose=verbose)
+            if use_cache and clf.boundary_layer() is not None:
+                from ..features import extract_features
+
+                frozen, model = split_at_boundary(clf)
+                t0 = time.perf_counter()
+                ftr, fva = (extract_features(frozen, part, cfg.image_size, batch_size=cfg.batch_size,
+                                             cache_dir=feature_cache_dir, precision=feature_precision)
+                            for part in (split.train, split.val))
+                feature_seconds += time.perf_counter() - t0
+                _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
+                     f"images in {time.perf_counter() - t0:.1f}s", verbose)
+                take, val_data, fit_args["steps_per_execution"] = (lambda idx: (ftr[idx], ytr[idx])), (fva, yva), 16
+            else:
+                from ..data.pipeline import make_dataset
+
+                model, files = clf.model, split.train.files
+                val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=k)
+
+                def take(idx, _files=files):
+                    return (np.stack([load_image(str(f), cfg.image_size) for f in _files[idx]]).astype(np.float32),
+                            ytr[idx])
+            from .fit import EpochBatches, fit_phase
+
+            batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
+            all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr, run.work / "checkpoints" / phase,
+                                  **fit_args)
+        history = _history(all_logs, phases, feature_seconds)
+        write_json(run.work / "history.json", history)
+        save_model_atomic(clf.model, run.work / "model.keras")
+        config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json(run.work / "config.json", config)
+        run.finish()
+    except ParameterError:
+        run.discard()  # a diverged run is not worth resuming
+        raise
+    except OSError as exc:
+        if run.work != run.out:
+            run.discard()
+        raise RunDirError(f"{exc.filename or run.work}: could not be written ({exc.strerror or exc}); free some disk "
+                          "space or fix the permissions and rerun the same command") from None
+    except BaseException:
+        if run.work != run.out:
+            run.discard()
+        raise
+    return RunResult(out, config, history, {}, model=clf.model, classifier=clf)
+
+
+def _fine_tune_until(cfg: TrainConfig, stages: list[str]) -> str:
+    if cfg.freeze_until == "none":
+        raise ParameterError("fine_tune_epochs > 0 needs frozen stages to unfreeze (freeze_until != 'none')")
+    if cfg.fine_tune_until:
+        return cfg.fine_tune_until
+    if cfg.freeze_until == "all":
+        return stages[-2]
+    i = stages.index(cfg.freeze_until)
+    return stages[i - 1] if i > 0 else "none"
+
+
+def _notes(cfg: TrainConfig, use_cache: bool, boundary: str | None, feature_precision: str | None) -> list[str]:
+    notes = []
+    if not cfg.pretrained and cfg.freeze_until != "none":
+        notes.append(f"weights 'none': the backbone is randomly initialised, so freezing it up to {cfg.freeze_until} "
+                     "keeps random features fixed; this is a no-pretraining baseline, not transfer learning")
+    if cfg.augment and cfg.cache_features == "auto" and boundary is not None:
+        notes.append("feature cache bypassed: augmentation runs before the backbone, so features differ every epoch")
+    if use_cache and feature_precision != "float32":
+        notes.append(f"features extracted in {feature_precision} (precision={cfg.precision}); the head trains in "
+                     "float32")
+    elif not use_cache and cfg.precision == "bfloat16":
+        notes.append("precision='bfloat16' applies to cached feature extraction only; this run has no feature "
+                     "cache, so everything ran in float32")
+    return notes
+
+
+def _history(records: list[dict], phases: list[tuple], feature_seconds: float) -> dict:
+    marks = []
+    for i, rec in enumerate(records, 1):
+        rec["global_epoch"] = i
+    for phase, until, _epochs, lr in phases:
+        mine = [r["global_epoch"] for r in records if r["phase"] == phase]
+        marks.append({"phase": phase, "first_epoch": mine[0] if mine else None, "last_epoch": mine[-1] if mine else None,
+                      "freeze_until": until, "learning_rate": lr})
+    return {"epochs": records, "phases": [p[0] for p in phases], "phase_marks": marks,
+            "feature_extraction_seconds": round(feature_seconds, 3),
+            "train_seconds": round(sum(r["seconds"] for r in records), 3)}
+
+
+def _fingerprint(split: Split) -> str:
+    h = hashlib.sha256()
+    for part in (split.train, split.val, split.test):
+        h.update(part.fingerprint().encode())
+    return h.hexdigest()[:16]

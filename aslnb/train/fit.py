@@ -1,0 +1,197 @@
+"""One training phase = one ``model.fit`` call with Keras callbacks.
+
+* :class:`EpochBatches` (a ``keras.utils.PyDataset``) serves the batches of
+  epoch ``e`` in the order ``permutation(seed, phase, e)``; the epoch comes
+  from ``on_epoch_begin``, so a resumed ``fit`` (which starts at a later
+  initial epoch) sees exactly the order an uninterrupted one would.
+* :class:`EpochRecords` turns each epoch's logs into a ``history.json`` record
+  (metrics, ``seconds``, ``images_per_second``) and refuses a non-finite
+  validation loss.
+* :class:`RunBackup` is ``keras.callbacks.BackupAndRestore`` with an atomic
+  commit: the stock callback writes ``latest.weights.h5`` (model variables and
+  optimizer state) and then ``training_metadata.json`` in place, so a kill
+  between or during the two writes pairs weights and epoch of different epochs
+  or leaves an unreadable file. Here each save writes a new weights file, then
+  replaces ``state.json`` (epoch, weights file name, epoch records, ``done``)
+  atomically, then deletes the older weights file: a kill at any point leaves
+  the last complete epoch. Restoring sets the weights, the optimizer state and
+  the initial epoch as the stock callback does. ``done`` marks a finished
+  phase (also one ended by early stopping) so a rerun does not train it again.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from ..errors import ParameterError, RunDirError
+from ..io import read_json, write_json
+
+# Steps run per call of the compiled train function when the head trains on cached
+# features: a batch of features costs less than the Python round trip of one step.
+CACHED_STEPS_PER_EXECUTION = 16
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """Batches ``take(indices)`` of ``n`` examples in a per-epoch order fixed by ``(seed, phase_index, epoch)``."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, phase_index: int, take: Callable[[np.ndarray], tuple]):
+        super().__init__()
+        self.n, self.batch_size, self.key, self.take = n, batch_size, (seed, phase_index), take
+        self.epoch = 0
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([*self.key, epoch]).permutation(self.n)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple:
+        if self._perm is None or self._perm[0] != self.epoch:
+            self._perm = (self.epoch, self.order(self.epoch))
+        return self.take(self._perm[1][i * self.batch_size:(i + 1) * self.batch_size])
+
+
+class _SetEpoch(keras.callbacks.Callback):
+    def __init__(self, data: EpochBatches):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.epoch = epoch
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class EpochRecords(keras.callbacks.Callback):
+    """The ``history.json`` record of every epoch of one phase; prints one line per epoch at verbose 2."""
+
+    def __init__(self, phase: str, n_images: int, verbose: int = 0):
+        super().__init__()
+        self.phase, self.n_images, self.verbose = phase, n_images, verbose
+        self.records: list[dict] = []
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._t0
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
+            raise NonFiniteLoss(f"epoch {epoch + 1}: loss {logs.get('loss')}, val_loss {logs.get('val_loss')}")
+        rec = {"phase": self.phase, "epoch": epoch + 1, **logs, "seconds": round(seconds, 3),
+               "images_per_second": round(self.n_images / seconds, 2)}
+        self.records.append(rec)
+        if self.verbose == 2:
+            print(f"[{self.phase}] epoch {epoch + 1}/{self.params['epochs']}  loss {rec['loss']:.4f}  "
+                  f"acc {rec.get('accuracy', float('nan')):.4f}  val_loss {rec.get('val_loss', float('nan')):.4f}  "
+                  f"val_acc {rec.get('val_accuracy', float('nan')):.4f}  {seconds:.1f}s  "
+                  f"{rec['images_per_second']:.1f} img/s", flush=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` whose every save is one atomic commit (see the module docstring)."""
+
+    def __init__(self, backup_dir: Path, records: EpochRecords, verbose: int = 0):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.folder, self.records, self.verbose = Path(backup_dir), records, verbose
+        self.state = self.folder / "state.json"
+        self._done = False
+
+    def _load_model(self):
+        self.model._initial_epoch = None
+        if not self.state.exists():
+            return
+        try:
+            state = read_json(self.state)
+            if not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(self.folder / state["weights"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RunDirError(f"{self.state}: unreadable checkpoint ({exc.__class__.__name__}); pass --overwrite "
+                              "to start again") from None
+        self._done = bool(state.get("done"))
+        self.records.records[:] = state["records"]
+        self.model._initial_epoch = self.params["epochs"] if self._done else int(state["epoch"])
+        if self.verbose:
+            print(f"[{self.records.phase}] resuming after epoch {state['epoch']} from {self.state}", flush=True)
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _save_model(self, done: bool = False):
+        epoch = len(self.records.records)
+        name = f"state-{epoch}{'-done' if done else ''}.weights.h5"
+        path = self.folder / name
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.model.save_weights(str(path), overwrite=True)
+            _fsync(path)
+            write_json(self.state, {"epoch": epoch, "weights": name, "done": done, "records": self.records.records})
+        except OSError as exc:
+            if path.exists() and not self._committed(name):
+                path.unlink()
+            hint = "free some disk space and " if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+            raise RunDirError(f"{exc.filename or path}: could not write the checkpoint ({exc.strerror or exc}); "
+                              f"{hint}rerun the same command to resume from the last complete epoch") from None
+        for old in self.folder.glob("state-*.weights.h5"):
+            if old.name != name:
+                old.unlink()
+        write_json(self.folder / "epochs.json", self.records.records)  # a readable copy
+
+    def _committed(self, name: str) -> bool:
+        try:
+            return read_json(self.state).get("weights") == name
+        except (OSError, ValueError):
+            return False
+
+    def on_train_end(self, logs=None):
+        if not self._done:
+            self._save_model(done=True)
+            self._done = True
+        self.model._initial_epoch = None
+
+
+def compile_model(model, lr: float, steps_per_execution: int = 1) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss="categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=3, name="top3_accuracy")],
+        steps_per_execution=steps_per_execution,
+    )
+
+
+def fit_phase(phase: str, phase_index: int, model, data: EpochBatches, val_data, epochs: int, lr: float,
+              backup_dir: Path, *, steps_per_execution: int = 1, callbacks: list | None = None,
+              early_stopping_patience: int | None = None, verbose: int = 0) -> list[dict]:
+    """Train one phase with one ``fit`` call; return its epoch records (restored ones included)."""
+    compile_model(model, lr, steps_per_execution)
+    records = EpochRecords(phase, data.n, verbose)
+    stop = ([keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience,
+                                           restore_best_weights=True)] if early_stopping_patience else [])
+    cbs = [keras.callbacks.TerminateOnNaN(raise_error=True), _SetEpoch(data), *(callbacks or []), *stop, records,
+           RunBackup(backup_dir, records, verbose)]
+    try:
+        model.fit(data, epochs=epochs, validation_data=val_data, shuffle=False, callbacks=cbs,
+                  verbose=1 if verbose == 1 else 0)
+    except (NonFiniteLoss, RuntimeError) as exc:
+        if not isinstance(exc, NonFiniteLoss) and "NaN or Inf loss" not in str(exc):
+            raise
+        raise ParameterError(f"training diverged in phase {phase!r} (non-finite loss, {exc}); the learning rate "
+                             f"{lr:g} is too high: lower --learning-rate (or --fine-tune-lr)") from None
+    return records.records
