@@ -133,6 +133,16 @@ def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
                         seed=cfg.seed)
 
 
+def data_fingerprint(split: Split) -> str:
+    """16 hex digits identifying the split's files (stored in config.json, compared on resume)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (split.train, split.val, split.test):
+        h.update(part.fingerprint().encode())
+    return h.hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------
 # Run-directory lifecycle: check, start (new, resume or replace), finish.
 # --------------------------------------------------------------------------
@@ -140,7 +150,7 @@ RUN_FILES = ("model.keras", "config.json", "labels.json", "history.json", "metri
 
 
 def is_finished(run_dir: Path) -> bool:
-    """A run is finished once ``config.json`` records it (written last, after the evaluation).
+    """A run is finished once ``config.json`` records it (written last by training).
 
     A run killed after ``model.keras`` was saved but before that counts as
     interrupted: rerunning it skips the trained epochs.

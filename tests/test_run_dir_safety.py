@@ -204,3 +204,39 @@ def test_user_callbacks_and_early_stopping(tmp_dataset, tmp_path):
     assert res.history["phase_marks"][0]["last_epoch"] == 2 and res.config["params"]["early_stopping_patience"] == 1
     with pytest.raises(ParameterError, match="early_stopping_patience"):
         TrainConfig.from_params(early_stopping_patience=0)
+
+
+@pytest.mark.slow
+def test_run_interrupted_in_its_second_phase_resumes_to_the_same_numbers(tmp_dataset, tmp_path, capsys):
+    """The finished head phase is restored (not retrained), the fine-tuning phase continues at its epoch 2."""
+    data = tmp_dataset({"A": 8, "B": 8, "L": 8, "Y": 8})
+    params = dict(epochs=1, fine_tune_epochs=2, fine_tune_lr=1e-3, batch_size=16, image_size=32, weights="none",
+                  freeze_until="all", seed=3)
+
+    class Interrupt(keras.callbacks.Callback):
+        fits = 0
+
+        def on_train_begin(self, logs=None):
+            Interrupt.fits += 1
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if Interrupt.fits == 2 and epoch == 1:  # the second phase's second epoch
+                raise KeyboardInterrupt
+
+    whole = train(data, tmp_path / "whole", verbose=0, **params)
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(data, out, verbose=0, callbacks=[Interrupt()], **params)
+    assert "finished" not in json.loads((out / "config.json").read_text())
+    capsys.readouterr()
+    again = train(data, out, verbose=2, **params)
+    log = capsys.readouterr().out
+    assert "[head] resuming after epoch 1" in log and "[fine_tune] resuming after epoch 1" in log
+
+    def strip(h):
+        return [{k: v for k, v in e.items() if k not in ("seconds", "images_per_second")} for e in h["epochs"]]
+
+    assert strip(again.history) == strip(whole.history) and len(again.history["epochs"]) == 3
+    assert again.history["phase_marks"] == whole.history["phase_marks"]
+    for a, b in zip(again.model.weights, whole.model.weights):
+        assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)), a.path

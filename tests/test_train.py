@@ -9,6 +9,7 @@ import pytest
 
 from aslnb.data.pipeline import make_dataset
 from aslnb.errors import ParameterError
+from aslnb.evaluate import evaluate
 from aslnb.models import build_classifier
 from aslnb.runs import load_run
 from aslnb.config import TrainConfig
@@ -76,6 +77,7 @@ def test_saved_model_reloads_in_safe_mode_with_the_same_probabilities(tiny_run, 
 def test_feature_cache_and_uncached_paths_agree(tiny_run, sample_dir, tmp_path, tiny_train, monkeypatch):
     monkeypatch.delenv("ASLNB_EXTERNAL_DATA", raising=False)
     res = train(sample_dir, tmp_path / "uncached", verbose=0, **{**tiny_train, "cache_features": "off"})
+    res.metrics = evaluate(res.run_dir, sample_dir, verbose=0, model=res.model)
     assert res.config["feature_cache"]["used"] is False and tiny_run.config["feature_cache"]["used"] is True
     assert res.config["data"]["fingerprint"] == tiny_run.config["data"]["fingerprint"]
     assert res.config["split"] == tiny_run.config["split"]

@@ -2,12 +2,12 @@
 
 ``train(data, out, **params)`` (and ``aslnb train``) scans and splits the data,
 builds the classifier, trains it (phase ``head``: frozen early stages; optional
-phase ``fine_tune``: one more stage unfrozen at a low learning rate), then
-evaluates it on the held-out test split. The run directory gets
-``model.keras``, ``config.json``, ``labels.json``, ``history.json``,
-``metrics.json``, ``timing.json`` and ``checkpoints/``. ``config.json`` gets
-its ``finished`` timestamp last, after the evaluation: a directory without it
-is an interrupted run.
+phase ``fine_tune``: one more stage unfrozen at a low learning rate). The run
+directory gets ``model.keras``, ``config.json``, ``labels.json``,
+``history.json`` and ``checkpoints/``; ``config.json`` gets its ``finished``
+timestamp last: a directory without it is an interrupted run. Evaluation
+(``metrics.json``, ``timing.json``) is the caller's next step
+(:func:`aslnb.evaluate.evaluate`; ``aslnb train`` does it).
 
 Everything is checked before anything is written: the parameters, the
 backbone stage and weights, the data (scan, split), the external set (it must
@@ -52,7 +52,6 @@ Determinism, on the same machine, same library versions, same command:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
@@ -64,12 +63,12 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..data.images import load_image
-from ..data.splits import Split
 from ..errors import ParameterError, RunDirError
 from ..io import read_json, write_json
 from ..provenance import FORMAT_VERSION, device_name, versions
-from ..runs import RUN_FILES, check_out_dir, prepare_split, save_model_atomic, start_run  # noqa: F401 - re-exported
+from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
+from .fit import EpochBatches, fit_phase, history_of
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
 
@@ -150,7 +149,7 @@ def train(
     for note in notes:
         _log(f"note: {note}", verbose)
 
-    fingerprint = _fingerprint(split)
+    fingerprint = data_fingerprint(split)
     run = start_run(out, asdict(cfg), fingerprint, overwrite)  # the first write
     config = {
         "format_version": FORMAT_VERSION,
@@ -213,12 +212,10 @@ def train(
                 def take(idx, _files=files):
                     return (np.stack([load_image(str(f), cfg.image_size) for f in _files[idx]]).astype(np.float32),
                             ytr[idx])
-            from .fit import EpochBatches, fit_phase
-
             batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
             all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr, run.work / "checkpoints" / phase,
                                   **fit_args)
-        history = _history(all_logs, phases, feature_seconds)
+        history = history_of(all_logs, phases, feature_seconds)
         write_json(run.work / "history.json", history)
         save_model_atomic(clf.model, run.work / "model.keras")
         config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -264,23 +261,3 @@ def _notes(cfg: TrainConfig, use_cache: bool, boundary: str | None, feature_prec
         notes.append("precision='bfloat16' applies to cached feature extraction only; this run has no feature "
                      "cache, so everything ran in float32")
     return notes
-
-
-def _history(records: list[dict], phases: list[tuple], feature_seconds: float) -> dict:
-    marks = []
-    for i, rec in enumerate(records, 1):
-        rec["global_epoch"] = i
-    for phase, until, _epochs, lr in phases:
-        mine = [r["global_epoch"] for r in records if r["phase"] == phase]
-        marks.append({"phase": phase, "first_epoch": mine[0] if mine else None, "last_epoch": mine[-1] if mine else None,
-                      "freeze_until": until, "learning_rate": lr})
-    return {"epochs": records, "phases": [p[0] for p in phases], "phase_marks": marks,
-            "feature_extraction_seconds": round(feature_seconds, 3),
-            "train_seconds": round(sum(r["seconds"] for r in records), 3)}
-
-
-def _fingerprint(split: Split) -> str:
-    h = hashlib.sha256()
-    for part in (split.train, split.val, split.test):
-        h.update(part.fingerprint().encode())
-    return h.hexdigest()[:16]

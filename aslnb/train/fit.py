@@ -195,3 +195,17 @@ def fit_phase(phase: str, phase_index: int, model, data: EpochBatches, val_data,
         raise ParameterError(f"training diverged in phase {phase!r} (non-finite loss, {exc}); the learning rate "
                              f"{lr:g} is too high: lower --learning-rate (or --fine-tune-lr)") from None
     return records.records
+
+
+def history_of(records: list[dict], phases: list[tuple], feature_seconds: float) -> dict:
+    """``history.json``: the records (numbered across phases), phase marks, total times."""
+    marks = []
+    for i, rec in enumerate(records, 1):
+        rec["global_epoch"] = i
+    for phase, until, _epochs, lr in phases:
+        mine = [r["global_epoch"] for r in records if r["phase"] == phase]
+        marks.append({"phase": phase, "first_epoch": mine[0] if mine else None, "last_epoch": mine[-1] if mine else None,
+                      "freeze_until": until, "learning_rate": lr})
+    return {"epochs": records, "phases": [p[0] for p in phases], "phase_marks": marks,
+            "feature_extraction_seconds": round(feature_seconds, 3),
+            "train_seconds": round(sum(r["seconds"] for r in records), 3)}
