@@ -68,7 +68,6 @@ from ..io import read_json, write_json
 from ..provenance import FORMAT_VERSION, device_name, versions
 from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
-from .fit import EpochBatches, fit_phase, history_of
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
 
@@ -107,6 +106,8 @@ def train(
     ``callbacks`` (Keras callbacks) are passed to every phase's ``fit``.
     """
     import keras
+
+    from .fit import EpochBatches, fit_phase, history_of  # keras at call time: `import aslnb` stays light
 
     cfg = TrainConfig.from_params(**params)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else int(verbose)
