@@ -55,6 +55,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_at
 from ..settings import resolve_data_dir, resolve_external_dir
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
+_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="aslnb-decode")
 
 
 @dataclass
@@ -210,8 +212,9 @@ def train(
                 model, files = clf.model, split.train.files
                 val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=k)
 
-                def take(idx, _files=files):
-                    return (np.stack([load_image(str(f), cfg.image_size) for f in _files[idx]]).astype(np.float32),
+                def take(idx, _files=files):  # decoded in parallel threads (Pillow releases the GIL), order kept
+                    imgs = _POOL.map(lambda f: load_image(str(f), cfg.image_size), _files[idx])
+                    return (np.stack(list(imgs)).astype(np.float32),
                             ytr[idx])
             batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
             all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr, run.work / "checkpoints" / phase,

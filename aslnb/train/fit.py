@@ -107,11 +107,13 @@ def _fsync(path: Path) -> None:
 class RunBackup(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` whose every save is one atomic commit (see the module docstring)."""
 
-    def __init__(self, backup_dir: Path, records: EpochRecords, verbose: int = 0):
+    def __init__(self, backup_dir: Path, records: EpochRecords, verbose: int = 0, weights_change_at_end: bool = False):
         super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
         self.folder, self.records, self.verbose = Path(backup_dir), records, verbose
         self.state = self.folder / "state.json"
+        self.weights_change_at_end = weights_change_at_end  # EarlyStopping restores the best weights at the end
         self._done = False
+        self._weights: str | None = None
 
     def _load_model(self):
         self.model._initial_epoch = None
@@ -125,7 +127,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RunDirError(f"{self.state}: unreadable checkpoint ({exc.__class__.__name__}); pass --overwrite "
                               "to start again") from None
-        self._done = bool(state.get("done"))
+        self._done, self._weights = bool(state.get("done")), state["weights"]
         self.records.records[:] = state["records"]
         self.model._initial_epoch = self.params["epochs"] if self._done else int(state["epoch"])
         if self.verbose:
@@ -143,6 +145,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             self.model.save_weights(str(path), overwrite=True)
             _fsync(path)
             write_json(self.state, {"epoch": epoch, "weights": name, "done": done, "records": self.records.records})
+            self._weights = name
         except OSError as exc:
             if path.exists() and not self._committed(name):
                 path.unlink()
@@ -162,7 +165,11 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_end(self, logs=None):
         if not self._done:
-            self._save_model(done=True)
+            if self.weights_change_at_end or self._weights is None:
+                self._save_model(done=True)
+            else:  # the last epoch's weights are the final ones: mark the phase done without writing them again
+                write_json(self.state, {"epoch": len(self.records.records), "weights": self._weights, "done": True,
+                                        "records": self.records.records})
             self._done = True
         self.model._initial_epoch = None
 
@@ -185,7 +192,7 @@ def fit_phase(phase: str, phase_index: int, model, data: EpochBatches, val_data,
     stop = ([keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience,
                                            restore_best_weights=True)] if early_stopping_patience else [])
     cbs = [keras.callbacks.TerminateOnNaN(raise_error=True), _SetEpoch(data), *(callbacks or []), *stop, records,
-           RunBackup(backup_dir, records, verbose)]
+           RunBackup(backup_dir, records, verbose, weights_change_at_end=bool(stop))]
     try:
         model.fit(data, epochs=epochs, validation_data=val_data, shuffle=False, callbacks=cbs,
                   verbose=1 if verbose == 1 else 0)
