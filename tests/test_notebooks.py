@@ -59,7 +59,7 @@ def test_colab_cell_parameters_cell_then_setup(notebook):
         names.add(stmt.targets[0].id)
         value = stmt.value
         if stmt.targets[0].id == "PROFILE":
-            assert ast.unparse(value) == "os.environ.get('ASLNB_PROFILE', 'cpu')"
+            assert ast.unparse(value) == "os.environ.get('ASLNB_PROFILE', 'auto')"
         else:
             assert isinstance(value, ast.Constant), f"{stmt.targets[0].id}: a literal value"
     nn = path.name[:2]
