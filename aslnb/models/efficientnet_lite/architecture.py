@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -231,39 +230,6 @@ def _build(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, n
     return keras.Model(inputs, x, name=name)
 
 
-def load_weights_file(model: keras.Model, path: Path, variant: str = "lite0") -> None:
-    """Load a ``.weights.h5`` into ``model``; any mismatch is a :class:`ModelError`.
-
-    Keras matches the file by layer type and order, not by name, and ignores
-    entries the model lacks: the include_top file loads into an include_top=False
-    model (any input size, any pooling) because the classifier comes last.
-    """
-    if not path.is_file():
-        raise ModelError(f"weights file {path} does not exist")
-    if not path.name.endswith(".weights.h5"):
-        raise ModelError(f"weights file {path} must be a Keras '.weights.h5' file")
-    problem = None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model.load_weights(str(path))
-        except Exception as err:  # noqa: BLE001 - reported as ModelError below
-            problem = f"{type(err).__name__}: {' '.join(str(err).split())}"
-    if problem is None:
-        partial = [w for w in caught if "freshly-initialized" in str(w.message)]
-        if partial:
-            problem = " ".join(str(partial[0].message).split())
-        else:
-            for w in caught:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if problem is not None:
-        raise ModelError(
-            f"weights file {path} does not match the EfficientNet-{variant} architecture "
-            f"({problem[:240]}); pass a '.weights.h5' saved from build_efficientnet_lite "
-            f"with variant={variant!r}, or weights='imagenet'"
-        )
-
-
 def build_efficientnet_lite(
     variant: str = "lite0",
     input_shape: Sequence[int | None] | None = None,
@@ -302,9 +268,9 @@ def build_efficientnet_lite(
                    drop if dropout_rate is None else dropout_rate, name or f"efficientnet_{variant}", variant)
     if weights is None:
         return model
-    if isinstance(weights, str) and weights == "imagenet":
-        from .convert import imagenet_weights_path
+    from .convert import imagenet_weights_path, load_weights_file
 
+    if isinstance(weights, str) and weights == "imagenet":
         path = imagenet_weights_path(variant)
     else:
         path = Path(weights).expanduser()

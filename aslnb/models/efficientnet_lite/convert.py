@@ -11,8 +11,10 @@ import hashlib
 import importlib.util
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from ...errors import ModelError
@@ -155,6 +157,39 @@ def convert_pth_to_keras(pth_path: str | os.PathLike | None = None,
     except OSError as err:
         raise ModelError(f"cannot write converted weights to {target}: {err}") from None
     return target
+
+
+def load_weights_file(model: keras.Model, path: Path, variant: str = "lite0") -> None:
+    """Load a ``.weights.h5`` into ``model``; any mismatch is a :class:`ModelError`.
+
+    Keras matches the file by layer type and order, not by name, and ignores
+    entries the model lacks: the include_top file loads into an include_top=False
+    model (any input size, any pooling) because the classifier comes last.
+    """
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist")
+    if not path.name.endswith(".weights.h5"):
+        raise ModelError(f"weights file {path} must be a Keras '.weights.h5' file")
+    problem = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(str(path))
+        except Exception as err:  # noqa: BLE001 - reported as ModelError below
+            problem = f"{type(err).__name__}: {' '.join(str(err).split())}"
+    if problem is None:
+        partial = [w for w in caught if "freshly-initialized" in str(w.message)]
+        if partial:
+            problem = " ".join(str(partial[0].message).split())
+        else:
+            for w in caught:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if problem is not None:
+        raise ModelError(
+            f"weights file {path} does not match the EfficientNet-{variant} architecture "
+            f"({problem[:240]}); pass a '.weights.h5' saved from build_efficientnet_lite "
+            f"with variant={variant!r}, or weights='imagenet'"
+        )
 
 
 def _cached(variant: str) -> Path | None:
