@@ -3,8 +3,8 @@
 ``smoke``: a few images per class, tiny images, 1 epoch (the test suite).
 ``cpu``: the whole 5,800-image sample, the study's 20 epochs, sizes chosen so
 the whole report runs in under an hour on 2 CPU cores (head trained on cached
-features of a fully frozen backbone; weights ``none`` where ImageNet weights
-cannot be downloaded).
+features of a fully frozen backbone; weights ``auto``: ImageNet where the
+weights are cached or can be downloaded, else ``none``, noted in the run).
 ``gpu``: 224 px, the full recipe (conv1-conv4 frozen, conv5 + head trained,
 then a fine-tuning phase), ImageNet weights.
 """
@@ -94,7 +94,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "probe_size": 32, "residual_epochs": 1, "residual_depths": [2, 4], "residual_size": 16,
     },
     "cpu": {
-        "image_size": 128, "epochs": 20, "batch_size": 32, "limit_per_class": None, "weights": "none",
+        "image_size": 128, "epochs": 20, "batch_size": 32, "limit_per_class": None, "weights": "auto",
         "freeze_until": "all", "fine_tune_epochs": 0, "head_units": [256], "external_limit": None,
         "probe_size": 128, "residual_epochs": 8, "residual_depths": [4, 12, 24], "residual_size": 24,
     },
@@ -113,27 +113,28 @@ def profile(name: str) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else v) for k, v in PROFILES[name].items()}
 
 
-# ResNet50's freeze points and their EfficientNet-Lite0 counterparts (same share of the net frozen).
-_FREEZE_EQUIV = {"efficientnet_lite0": {"conv1": "stem", "conv2": "block2", "conv3": "block4", "conv4": "block6",
-                                        "conv5": "head"}}
-
-
 def freeze_for(backbone: str, freeze_until: str) -> str:
-    """The profile's ``freeze_until`` (named after ResNet50 stages) for ``backbone``."""
-    return _FREEZE_EQUIV.get(backbone, {}).get(freeze_until, freeze_until)
+    """The profile's ``freeze_until`` (named after ResNet50 stages) as ``backbone``'s freeze point (the registry's map)."""
+    from .models.registry import freeze_point
+
+    return freeze_point(backbone, freeze_until)
 
 
-def train_params(settings: dict[str, Any], backbone: str = "resnet50", *, seed: int = 0,
+def train_params(settings: dict[str, Any], backbone: str | None = None, *, seed: int = 0,
                  weights: str | None = None) -> dict[str, Any]:
     """The :func:`aslnb.train.train` keyword parameters of a profile's settings.
 
     Notebooks 04 and 05 both call this, so 05 retrains exactly what 04 trained
     when it runs on its own, and recognises a run of 04 as reusable. ``weights``
-    (the WEIGHTS parameter) overrides the profile; without it ResNet50 uses the
-    profile's weights and EfficientNet-Lite0 its offline ImageNet weights.
+    (the WEIGHTS parameter) overrides the profile; without it the backbone's
+    registry entry decides (the study's ResNet50 follows the profile's weights,
+    EfficientNet-Lite uses its offline ImageNet weights). ``backbone``: default the study's.
     """
+    from .models.registry import default_backbone, run_weights
+
+    backbone = backbone or default_backbone()
     if weights is None:
-        weights = settings["weights"] if backbone == "resnet50" else "imagenet"
+        weights = run_weights(backbone, settings["weights"])
     return {
         "backbone": backbone,
         "weights": weights,

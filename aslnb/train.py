@@ -270,8 +270,11 @@ def train(
     split = prepare_split(data_dir, cfg)
     class_names = split.train.class_names
     k = len(class_names)
-    notes: list[str] = []
-    if not cfg.pretrained and cfg.freeze_until != "none":
+    from .models import resolve_weights
+
+    resolved_weights, weights_note = resolve_weights(cfg.backbone, cfg.weights)  # 'auto': imagenet or none
+    notes: list[str] = [weights_note] if weights_note else []
+    if resolved_weights == "none" and cfg.freeze_until != "none":
         notes.append(
             f"weights 'none': the backbone is randomly initialised, so freezing it up to {cfg.freeze_until} keeps "
             "random features fixed; this is a no-pretraining baseline, not transfer learning"
@@ -296,8 +299,8 @@ def train(
         if cfg.freeze_until == "none":
             raise ParameterError("fine_tune_epochs > 0 needs frozen stages to unfreeze (freeze_until != 'none')")
         ft_until = cfg.fine_tune_until or (
-            stages[-2] if cfg.freeze_until == "all" else
-            (stages[stages.index(cfg.freeze_until) - 1] if stages.index(cfg.freeze_until) > 0 else "none"))
+            stages[-2] if clf.freeze_until == "all" else
+            (stages[stages.index(clf.freeze_until) - 1] if stages.index(clf.freeze_until) > 0 else "none"))
     else:
         ft_until = None
     from .features import resolve_precision
@@ -320,7 +323,7 @@ def train(
         "external": str(ext_dir) if ext_dir else None,
         "split": split.describe(),
         "weights_source": weights_source(cfg.backbone, cfg.weights),
-        "pretrained": cfg.pretrained,
+        "pretrained": clf.pretrained,
         "freeze": {"until": cfg.freeze_until, "boundary_layer": boundary, "fine_tune_until": ft_until},
         "feature_cache": {"used": use_cache, "boundary": boundary if use_cache else None},
         "precision": {"requested": cfg.precision, "features": feature_precision, "training": "float32"},

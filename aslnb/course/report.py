@@ -30,8 +30,15 @@ from ..io import read_json, write_json
 
 # Longest time one cell may run, per profile (papermill has no limit by default).
 CELL_TIMEOUT = {"smoke": 300, "cpu": 1800, "gpu": 3600}
-# The second run of notebook 04: the backbone with real ImageNet weights offline.
-SECOND_BACKBONE = {"BACKBONE": "efficientnet_lite0", "WEIGHTS": "imagenet"}
+
+
+def second_backbone() -> dict[str, str]:
+    """The second run of notebook 04: the registry's other course backbone, with its own weights
+    (EfficientNet-Lite0: real ImageNet weights, offline)."""
+    from ..models.registry import course_backbones, get_backbone
+
+    name = course_backbones()[1]
+    return {"BACKBONE": name, "WEIGHTS": get_backbone(name).default_weights or "imagenet"}
 
 
 class NotebookFailed(AslnbError):
@@ -111,10 +118,13 @@ def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, externa
             name = f"{src.name[:3]}finetune_{extras['BACKBONE']}.ipynb" if src.name.startswith("04_") else name
         jobs.append({"source": src, "name": name, "parameters": params})
         if src.name.startswith("04_") and "BACKBONE" in declared[src] and "BACKBONE" not in extras:
-            jobs[-1]["name"] = "04_finetune_resnet50.ipynb"
-            jobs[-1]["parameters"]["BACKBONE"] = "resnet50"
-            jobs.append({"source": src, "name": "04_finetune_efficientnet_lite0.ipynb",
-                         "parameters": {**params, **SECOND_BACKBONE}})
+            from ..models.registry import default_backbone
+
+            second = second_backbone()
+            jobs[-1]["name"] = f"04_finetune_{default_backbone()}.ipynb"
+            jobs[-1]["parameters"]["BACKBONE"] = default_backbone()
+            jobs.append({"source": src, "name": f"04_finetune_{second['BACKBONE']}.ipynb",
+                         "parameters": {**params, **second}})
     return jobs
 
 
@@ -198,18 +208,19 @@ def _forget(metrics_path: Path, sections: set[str], *, whole: bool) -> None:
 
 def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], started: float,
                         seconds: dict[str, float], failed: dict | None, timeout: int) -> None:
-    from ..models.backbones import weights_source
+    from ..models.registry import course_backbones, default_backbone, resolve_weights, weights_source
     from ..provenance import device_name, versions
 
     data = read_json(metrics_path) if metrics_path.is_file() else {}
     settings = get_profile(profile)
+    study = default_backbone()
     r50_weights = next((j["parameters"].get("WEIGHTS") for j in jobs
-                        if j["parameters"].get("BACKBONE", "resnet50") == "resnet50" and "WEIGHTS" in j["parameters"]),
+                        if j["parameters"].get("BACKBONE", study) == study and "WEIGHTS" in j["parameters"]),
                        None) or settings["weights"]
     block: dict[str, Any] = {
         "profile": profile,
         "profile_settings": settings,
-        "resnet50_weights": weights_source("resnet50", r50_weights),
+        f"{study}_weights": weights_source(study, r50_weights),
         "parameters": {j["name"]: {k: v for k, v in j["parameters"].items()} for j in jobs},
         "versions": versions(),
         "device": device_name(),
@@ -221,9 +232,9 @@ def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], star
     }
     if failed:
         block["failed"] = failed
-    if r50_weights in (None, "none"):
-        block["NOTE"] = ("ResNet50 ran WITHOUT ImageNet weights (weights 'none': random initialisation). Its numbers "
-                         "are a no-pretraining baseline, not the study's transfer learning; the efficientnet_lite0 "
-                         "run uses real ImageNet weights.")
+    if resolve_weights(study, r50_weights)[0] == "none":
+        block["NOTE"] = (f"{study} ran WITHOUT ImageNet weights (weights 'none': random initialisation). Its numbers "
+                         f"are a no-pretraining baseline, not the study's transfer learning; the "
+                         f"{course_backbones()[1]} run uses real ImageNet weights.")
     # The block goes first, so the note is the first thing a reader of metrics.json sees.
     write_json(metrics_path, {"_report": block, **{k: v for k, v in data.items() if k != "_report"}})
