@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import AslnbError, ParameterError
 from ..config import profile as get_profile
 from ..provenance import device_name
 from ..io import write_json
+from .colab import ensure_data, on_colab, resolve_profile
 
 if "ipykernel" in sys.modules:
     # In a notebook, import Keras now, dropping the start-up notices TensorFlow's C++
@@ -105,6 +107,9 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
         if given["BACKBONE"] not in backbone_names():
             raise ParameterError(f"parameter BACKBONE={given['BACKBONE']!r}: choose one of "
                                  f"{', '.join(backbone_names())}")
+    given["PROFILE"], note = resolve_profile(given["PROFILE"])
+    if note:
+        print(note)
     settings = get_profile(given["PROFILE"])
     for key, pname in (("weights", "WEIGHTS"), ("image_size", "IMAGE_SIZE"), ("epochs", "EPOCHS"),
                        ("fine_tune_epochs", "FINE_TUNE_EPOCHS")):
@@ -112,7 +117,7 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
             settings[key] = given[pname]
     from ..settings import resolve_data_dir, resolve_external_dir
 
-    data_dir = resolve_data_dir(given["DATA_DIR"])
+    data_dir = ensure_data(given["DATA_DIR"]) or resolve_data_dir(given["DATA_DIR"])
     external_dir = resolve_external_dir(given["EXTERNAL_DIR"], required=need_external)
     report_dir = Path(given["REPORT_DIR"]) if given["REPORT_DIR"] else None
     fig_dir = (report_dir / "figures") if report_dir else Path("figures")
@@ -125,10 +130,6 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
 
 
 _IGNORED = {"In", "Out"}
-
-
-def on_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def banner(run: NotebookRun) -> str:
@@ -145,6 +146,7 @@ def banner(run: NotebookRun) -> str:
         f"aslnb notebook {run.notebook} · profile {run.params['PROFILE']}" + (" · Colab" if on_colab() else ""),
         f"  device   : {device_name()}",
         f"  backend  : keras {keras.__version__} on {keras.backend.backend()} · python {platform.python_version()}",
+        f"  package  : aslnb {__version__} ({Path(__file__).resolve().parents[1]})",
         f"  weights  : {weights}",
         f"  data     : {run.data_dir}",
         f"  external : {run.external_dir or '(none)'}",
