@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from aslnb.course import residual
+from aslnb.course import residual, residual_figures
 from aslnb.errors import ParameterError
 
 
@@ -89,5 +89,5 @@ def test_draw_residual_block():
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = residual.draw_residual_block()
+    fig = residual_figures.draw_residual_block()
     assert fig.axes[0].get_title()

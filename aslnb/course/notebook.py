@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import AslnbError, ParameterError
 from ..config import profile as get_profile
-from ..provenance import device_name
+from ..provenance import device_name, gpu_visible
 from ..io import write_json
 
 if "ipykernel" in sys.modules:
@@ -151,7 +151,7 @@ def banner(run: NotebookRun) -> str:
     if s["weights"] in (None, "none"):
         lines.append("  NOTE     : ResNet50 runs WITHOUT ImageNet pretraining here (weights 'none'): "
                      "its numbers are a no-pretraining baseline.")
-    if "GPU" not in device_name() and run.params["PROFILE"] == "gpu":
+    if not gpu_visible() and run.params["PROFILE"] == "gpu":
         lines.append("  WARNING  : profile 'gpu' but no GPU found: this will be slow")
     return "\n".join(lines)
 
