@@ -12,7 +12,8 @@ The data rule
   without the data, deselect them explicitly with ``pytest -m "not data"``.
 
 Markers: ``slow`` marks the tests that train a model or run the notebooks or the
-benchmark for real (every test using ``tiny_run`` gets it automatically), so
+benchmark for real (every test using ``tiny_run`` or test_report's ``smoke_report``
+gets it automatically), so
 ``pytest -m "not slow"`` is the quick loop; ``make test`` runs everything.
 
 ``tiny_images``  29 class folders (the sample's names) x 200 small JPEGs named by the
@@ -38,7 +39,7 @@ import numpy as np
 import pytest
 
 DATA_FIXTURES = {"sample_dir": "ASLNB_DATA", "external_dir": "ASLNB_EXTERNAL_DATA"}
-SLOW_FIXTURES = {"tiny_run"}  # fixtures that train a model for real
+SLOW_FIXTURES = {"tiny_run", "smoke_report"}  # fixtures that train a model / run the notebooks for real
 TINY_CLASSES = [*string.ascii_uppercase, "del", "nothing", "space"]
 TINY_PER_CLASS, TINY_SIZE = 200, 32
 

@@ -74,6 +74,7 @@ def test_resnet50_stage_params_sum_to_total():
     assert table[4]["output_shape"] == (2, 2, 2048)
 
 
+@pytest.mark.slow
 def test_depth_study_smoke():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (24, 8, 8, 3)).astype("uint8")
