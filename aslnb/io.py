@@ -15,11 +15,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     On an error the temporary file is removed and ``path`` is untouched: a crash or
     a full disk never leaves half a file. The temporary name ends with ``path``'s
-    suffix (``.x.png.1a2b.part.png``), so writers that infer the format from it work.
+    suffixes (``.m.weights.h5.1a2b.part.weights.h5``), so writers that check or infer
+    the format from the name (Keras, NumPy, Matplotlib) work.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".part{path.suffix}")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part" + "".join(path.suffixes))
     os.close(fd)
     tmp = Path(name)
     try:
