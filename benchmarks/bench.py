@@ -100,8 +100,6 @@ QUICK = {
 }
 
 
-
-
 def _subset_dir(data_dir: Path, spec: dict, dest: Path) -> Path:
     """A small class-per-folder tree of symlinks into ``data_dir`` (quick mode)."""
     from aslnb.data.scan import scan_folder

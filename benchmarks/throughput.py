@@ -66,8 +66,6 @@ def _pick_files(folder, n: int) -> np.ndarray:
     return folder.files[idx]
 
 
-
-
 def throughput(folder, cfg: dict, verbose: bool, models_cache: dict | None = None) -> tuple[list[dict], list[dict]]:
     """``(model_only, pipeline)`` rows; see the module docstring."""
     from aslnb.data.images import load_images

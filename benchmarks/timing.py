@@ -8,14 +8,14 @@ from typing import Any, Callable
 
 
 def log(msg: str, verbose: bool) -> None:
+    """A time-stamped progress line on stderr (when ``verbose``)."""
     if verbose:
         print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def rounded(x: float, nd: int = 2) -> float:
+    """``x`` as a plain float rounded to ``nd`` digits (what results.json stores)."""
     return float(round(float(x), nd))
-
-
 
 
 def time_calls(fn: Callable[[], Any], seconds: float, min_calls: int = 2) -> list[float]:
@@ -65,6 +65,7 @@ def matmul_ceiling(n: int, seconds: float) -> dict[str, Any]:
 
 
 def timed_call(fn: Callable[[], Any]) -> float:
+    """Seconds one call of ``fn`` takes."""
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0

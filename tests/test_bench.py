@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import math
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from benchmarks import bench, machine, summary, throughput, timing  # noqa: E402
+from benchmarks import bench, machine, summary, throughput, timing
 
 
 @pytest.fixture(scope="module")
