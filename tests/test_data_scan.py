@@ -22,34 +22,34 @@ def disk_images(folder: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def sample(sample_dir):
-    return scan_folder(sample_dir)
+def sample(tiny_images):
+    return scan_folder(tiny_images)
 
 
 # --------------------------------------------------------------------------- scan
 
 
-def test_classes_in_sorted_order(sample, sample_dir):
-    expected = disk_classes(sample_dir)
+def test_classes_in_sorted_order(sample, tiny_images):
+    expected = disk_classes(tiny_images)
     assert sample.class_names == expected
     # sorted(): upper-case letters sort before lower-case names, as in Keras.
     assert sample.class_names == list(string.ascii_uppercase) + ["del", "nothing", "space"]
     assert len(sample.class_names) == 29
 
 
-def test_counts_match_disk(sample, sample_dir):
-    on_disk = {c: len(disk_images(sample_dir / c)) for c in disk_classes(sample_dir)}
+def test_counts_match_disk(sample, tiny_images):
+    on_disk = {c: len(disk_images(tiny_images / c)) for c in disk_classes(tiny_images)}
     assert sample.counts() == on_disk
     assert set(on_disk.values()) == {200}
     assert len(sample) == sum(on_disk.values()) == 29 * 200
 
 
-def test_labels_match_folder_names(sample, sample_dir):
+def test_labels_match_folder_names(sample, tiny_images):
     assert sample.labels.dtype == np.int64
     assert len(sample.files) == len(sample.labels)
     for f, lab in zip(sample.files, sample.labels):
         assert Path(f).parent.name == sample.class_names[lab]
-    all_on_disk = {str(p) for c in disk_classes(sample_dir) for p in disk_images(sample_dir / c)}
+    all_on_disk = {str(p) for c in disk_classes(tiny_images) for p in disk_images(tiny_images / c)}
     assert len(set(sample.files.tolist())) == len(sample.files)  # no duplicates
     assert set(sample.files.tolist()) == all_on_disk
     assert sample.problems == []
@@ -126,8 +126,8 @@ def test_dataset_info_sample(sample_dir):
     assert d["n_images"] == n and d["root"] == str(sample_dir)
 
 
-def test_dataset_info_sampled_headers(sample_dir):
-    info = dataset_info(sample_dir, sample=100)
+def test_dataset_info_sampled_headers(tiny_images):
+    info = dataset_info(tiny_images, sample=100)
     assert info.n_images == 5800  # counts are never sampled
     looked_at = sum(info.sizes.values())
     assert 100 <= looked_at < 200
@@ -140,12 +140,12 @@ S = 32
 
 
 @pytest.fixture(scope="module")
-def small_folder(sample_dir, tmp_path_factory):
-    """4 classes x 10 real images = 40 files, symlinked into a tmp tree."""
+def small_folder(tiny_images, tmp_path_factory):
+    """4 classes x 10 images = 40 files, symlinked into a tmp tree."""
     root = tmp_path_factory.mktemp("pipe")
     for c in ("B", "K", "del", "space"):
         (root / c).mkdir()
-        files = sorted(disk_images(sample_dir / c))
+        files = sorted(disk_images(tiny_images / c))
         for p in files[::20][:10]:
             (root / c / p.name).symlink_to(p)
     folder = scan_folder(root)

@@ -48,8 +48,8 @@ def check_partition(split: Split, full: ImageFolder, *, everything: bool) -> Non
 
 
 @pytest.fixture(scope="module")
-def sample(sample_dir):
-    return scan_folder(sample_dir)
+def sample(tiny_images):
+    return scan_folder(tiny_images)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from typing import Any
 from .. import __version__
 from ..errors import AslnbError, ParameterError
 from ..config import profile as get_profile
-from ..provenance import device_name
+from ..provenance import device_name, gpu_visible
 from ..io import write_json
 from .colab import ensure_data, on_colab, resolve_profile
 
@@ -156,7 +156,7 @@ def banner(run: NotebookRun) -> str:
     if resolve_weights(study, s["weights"])[0] == "none":
         lines.append(f"  NOTE     : {study} runs WITHOUT ImageNet pretraining here (weights 'none'): "
                      "its numbers are a no-pretraining baseline.")
-    if "GPU" not in device_name() and run.params["PROFILE"] == "gpu":
+    if not gpu_visible() and run.params["PROFILE"] == "gpu":
         lines.append("  WARNING  : profile 'gpu' but no GPU found: this will be slow")
     return "\n".join(lines)
 
