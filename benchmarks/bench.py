@@ -58,6 +58,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from aslnb.config import profile, train_params
 from aslnb.provenance import cpu_model, versions
 from aslnb.io import read_json, write_json
 
@@ -67,23 +68,25 @@ SPEEDUP_GOAL = 15.0
 BF16_ACC_GOAL_POINTS = 0.5
 NO_GPU = "not measured: no GPU lent in this session"
 
-FULL = {
-    "model_sizes": [224, 128],
+_CPU = profile("cpu")
+FULL = {  # the cpu profile's settings (aslnb.config), measured at its size and at the study's 224 px
+    "profile": "cpu",
+    "model_sizes": [224, _CPU["image_size"]],
     "precisions": ["float32", "bfloat16"],
-    "batch_size": 32,
+    "batch_size": _CPU["batch_size"],
     "seconds": 40.0,  # per throughput measurement, split over the rounds
     "rounds": 8,
     "matmul_n": 2048,
     "matmul_seconds": 3.0,
-    "pipeline_sizes": [224, 128],
+    "pipeline_sizes": [224, _CPU["image_size"]],
     "latency_calls": 50,
-    "recipe": {"image_size": 128, "epochs": 20, "batch_size": 32, "weights": "none", "freeze_until": "all",
-               "head_units": [256], "limit_per_class": None, "backbone": "resnet50", "seed": 0},
+    "recipe": train_params(_CPU, "resnet50", seed=0),
     "naive_epochs": 3,
     "evaluate_test": True,
     "data_subset": None,
 }
 QUICK = {
+    "profile": "quick",
     "model_sizes": [32],
     "precisions": ["float32", "bfloat16"],
     "batch_size": 8,
@@ -488,7 +491,7 @@ def recipe(data_dir: Path, cfg: dict, work: Path, verbose: bool) -> tuple[dict, 
     speedup = naive_est / cached["wall_seconds"]
     k = naive_epochs - 1
     rec = {
-        "settings": {**params, "profile": "cpu" if params["image_size"] == 128 else "quick",
+        "settings": {**params, "profile": cfg["profile"],
                      "evaluation": "held-out test split, timed separately (not in the wall times)"},
         "cached": cached,
         "naive": {**naive, "measured_epochs": naive_epochs,
