@@ -112,7 +112,8 @@ class TrainConfig:
             need(isinstance(getattr(self, name), bool), f"{name}={getattr(self, name)!r}: must be True or False")
         need(self.epochs >= 1, f"epochs={self.epochs}: must be at least 1")
         need(self.batch_size >= 1, f"batch_size={self.batch_size}: must be at least 1")
-        need(self.fine_tune_epochs >= 0, f"fine_tune_epochs={self.fine_tune_epochs}: must be 0 (no second phase) or more")
+        need(self.fine_tune_epochs >= 0,
+             f"fine_tune_epochs={self.fine_tune_epochs}: must be 0 (no second phase) or more")
         need(0 <= self.seed <= MAX_SEED, f"seed={self.seed}: must be in 0..{MAX_SEED} (2**32-1); use e.g. seed=0")
         for name in ("learning_rate", "fine_tune_lr"):
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)}: must be positive, e.g. {_default_of(name)}")

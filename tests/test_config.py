@@ -178,7 +178,8 @@ RESIDUAL_BEFORE = {"smoke": {"width": 8, "batch_size": 32, "per_class": 12, "lea
                    "cpu": {"width": 16, "batch_size": 32, "per_class": 60, "learning_rate": 2e-3},
                    "gpu": {"width": 32, "batch_size": 32, "per_class": None, "learning_rate": 2e-3}}
 TRANSFER_BEFORE = {"smoke": {"scratch_epochs": 1, "efficiency_sizes": [2, 4], "batch_size": 32, "max_iter": 200},
-                   "cpu": {"scratch_epochs": 10, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 32, "max_iter": 300},
+                   "cpu": {"scratch_epochs": 10, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 32,
+                           "max_iter": 300},
                    "gpu": {"scratch_epochs": 30, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 64,
                            "max_iter": 1000}}
 
