@@ -55,6 +55,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from aslnb.config import profile, train_params
 from aslnb.io import write_json, write_text
 
 from .machine import gpu_info, machine_info
@@ -66,23 +67,25 @@ from .timing import log, matmul_ceiling, rounded
 __all__ = ["FULL", "QUICK", "run_bench", "headline", "load_results", "to_markdown"]
 
 
-FULL = {
-    "model_sizes": [224, 128],
+_CPU = profile("cpu")
+FULL = {  # the cpu profile's settings (aslnb.config), measured at its size and at the study's 224 px
+    "profile": "cpu",
+    "model_sizes": [224, _CPU["image_size"]],
     "precisions": ["float32", "bfloat16"],
-    "batch_size": 32,
+    "batch_size": _CPU["batch_size"],
     "seconds": 40.0,  # per throughput measurement, split over the rounds
     "rounds": 8,
     "matmul_n": 2048,
     "matmul_seconds": 3.0,
-    "pipeline_sizes": [224, 128],
+    "pipeline_sizes": [224, _CPU["image_size"]],
     "latency_calls": 50,
-    "recipe": {"image_size": 128, "epochs": 20, "batch_size": 32, "weights": "none", "freeze_until": "all",
-               "head_units": [256], "limit_per_class": None, "backbone": "resnet50", "seed": 0},
+    "recipe": train_params(_CPU, "resnet50", seed=0),
     "naive_epochs": 3,
     "evaluate_test": True,
     "data_subset": None,
 }
 QUICK = {
+    "profile": "quick",
     "model_sizes": [32],
     "precisions": ["float32", "bfloat16"],
     "batch_size": 8,

@@ -108,7 +108,7 @@ def recipe(data_dir: Path, cfg: dict, work: Path, verbose: bool) -> tuple[dict, 
     speedup = naive_est / cached["wall_seconds"]
     k = naive_epochs - 1
     rec = {
-        "settings": {**params, "profile": "cpu" if params["image_size"] == 128 else "quick",
+        "settings": {**params, "profile": cfg["profile"],
                      "evaluation": "held-out test split, timed separately (not in the wall times)"},
         "cached": cached,
         "naive": {**naive, "measured_epochs": naive_epochs,

@@ -176,8 +176,7 @@ def train_cli_args(params: dict) -> list[str]:
     for name, value in params.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            if value:
-                out.append(flag)
+            out.append(flag if value else f"--no-{flag[2:]}")
             continue
         out += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
     return out

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aslnb.errors import AslnbError, DataError, ParameterError
-from aslnb.config import PROFILES, freeze_for, train_params
+from aslnb.config import PROFILES, freeze_for, profile, train_params
 from aslnb.course.speller import Speller, decode, signs_for
 
 
@@ -70,7 +70,7 @@ def test_signs_for_round_trips(word):
 
 # ---------------------------------------------------------------- profiles
 def test_profiles_have_the_same_keys():
-    keys = {name: set(p) for name, p in PROFILES.items()}
+    keys = {name: set(profile(name)) for name in PROFILES}
     assert keys["smoke"] == keys["cpu"] == keys["gpu"]
 
 
@@ -79,12 +79,12 @@ def test_train_params_are_valid_training_parameters(name):
     from aslnb.config import TrainConfig
 
     for backbone in ("resnet50", "efficientnet_lite0"):
-        params = train_params(PROFILES[name], backbone)
+        params = train_params(profile(name), backbone)
         TrainConfig.from_params(**params)  # refuses unknown names and bad values
         assert params["backbone"] == backbone
-    assert train_params(PROFILES["cpu"], "efficientnet_lite0")["weights"] == "imagenet"
-    assert train_params(PROFILES["cpu"], "resnet50")["weights"] == PROFILES["cpu"]["weights"]
-    assert train_params(PROFILES["cpu"], "efficientnet_lite0", weights="none")["weights"] == "none"
+    assert train_params(profile("cpu"), "efficientnet_lite0")["weights"] == "imagenet"
+    assert train_params(profile("cpu"), "resnet50")["weights"] == profile("cpu")["weights"]
+    assert train_params(profile("cpu"), "efficientnet_lite0", weights="none")["weights"] == "none"
 
 
 def test_freeze_points_map_to_lite0_stages():
@@ -110,7 +110,7 @@ def test_setup_resolves_and_prints_banner(tmp_path, capsys):
     run = setup("01", _params(tmp_path, EPOCHS=3))
     out = capsys.readouterr().out
     assert "profile smoke" in out and "WITHOUT ImageNet" in out
-    assert run["epochs"] == 3 and run["image_size"] == PROFILES["smoke"]["image_size"]
+    assert run["epochs"] == 3 and run["image_size"] == profile("smoke")["image_size"]
     assert run.fig_dir == tmp_path / "rep" / "figures"
     assert default_run_dir(run, "efficientnet_lite0") == tmp_path / "rep" / "runs" / "smoke-efficientnet_lite0"
 

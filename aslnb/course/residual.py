@@ -23,15 +23,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..config import PROFILES, profile_section
 from ..errors import ParameterError
 
-#: Per-profile defaults of notebook 02 that the shared profiles do not hold.
-#: ``per_class``: training images per class (None = the whole blocked train split).
-RESIDUAL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": {"width": 8, "batch_size": 32, "per_class": 12, "learning_rate": 2e-3},
-    "cpu": {"width": 16, "batch_size": 32, "per_class": 60, "learning_rate": 2e-3},
-    "gpu": {"width": 32, "batch_size": 32, "per_class": None, "learning_rate": 2e-3},
-}
+#: Per-profile settings of notebook 02: the ``residual_*`` settings of :mod:`aslnb.config`'s profiles,
+#: without the prefix. ``per_class``: training images per class (None = the whole blocked train split).
+RESIDUAL_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "residual_") for name in PROFILES}
 
 
 def residual_defaults(profile: str) -> dict[str, Any]:

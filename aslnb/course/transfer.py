@@ -17,18 +17,15 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..config import PROFILES, profile_section
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
 from ..models.registry import build_backbone, course_backbones, get_backbone, run_weights, weights_source
 
-#: Per-profile defaults of notebook 03 that the shared profiles do not hold.
-#: ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter overrides it);
-#: ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added).
-TRANSFER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": {"scratch_epochs": 1, "efficiency_sizes": [2, 4], "batch_size": 32, "max_iter": 200},
-    "cpu": {"scratch_epochs": 10, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 32, "max_iter": 300},
-    "gpu": {"scratch_epochs": 30, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 64, "max_iter": 1000},
-}
+#: Per-profile settings of notebook 03: the ``transfer_*`` settings of :mod:`aslnb.config`'s profiles,
+#: without the prefix. ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter
+#: overrides it); ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added).
+TRANSFER_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "transfer_") for name in PROFILES}
 
 #: The backbones compared (the registry's course backbones: the study's first).
 PROBE_BACKBONES = course_backbones()

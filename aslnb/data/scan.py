@@ -208,6 +208,7 @@ def dataset_info(root: str | os.PathLike, sample: int | None = None) -> DataInfo
     """Classes, counts, image sizes/modes/formats (headers only) and problems."""
     folder = scan_folder(root, allow_empty_classes=True)
     files = folder.files if sample is None else folder.files[:: max(1, len(folder.files) // sample)]
+    files = files.tolist()  # plain str: Pillow's messages show np.str_ as np.str_('...')
     sizes: Counter = Counter()
     modes: Counter = Counter()
     formats: Counter = Counter()
