@@ -31,15 +31,12 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 SPLITS = ("blocked", "random")
 CACHE_MODES = ("auto", "on", "off")
 MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
-# Values of the network's activations per input pixel (all layer outputs, measured at 64 px;
-# tests/test_config.py re-measures them); used to refuse an image size that cannot fit in memory.
-ACTIVATIONS_PER_PIXEL = {"resnet50": 742, "efficientnet_lite0": 460}
 
 
 def _backbone_names() -> tuple[str, ...]:
-    from .models import BACKBONES  # imports Keras: only when a backbone name is checked
+    from .models import backbone_names  # imports Keras: only when a backbone name is checked
 
-    return tuple(BACKBONES)
+    return tuple(backbone_names())
 
 
 def _p(default: Any, help: str, choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None) -> Any:
@@ -58,9 +55,11 @@ class TrainConfig:
     batch_size: int = _p(32, "images per training step")
     image_size: int = _p(224, "square input size in pixels (at least 32; the top is set by the memory at hand)")
     backbone: str = _p("resnet50", "pretrained network under the classifier head", _backbone_names)
-    weights: str = _p("imagenet", "backbone weights: imagenet, none (random initialisation) or a .weights.h5 file")
-    freeze_until: str = _p("conv4", "freeze the backbone up to this stage: none, all, or a stage "
-                                    "(resnet50: conv1..conv5; efficientnet_lite0: stem, block1..block7, head)")
+    weights: str = _p("imagenet", "backbone weights: imagenet, auto (imagenet where cached or downloadable, else "
+                                  "none), none (random initialisation) or a .weights.h5 file")
+    freeze_until: str = _p("conv4", "freeze the backbone up to this stage: none, all, a stage of the backbone, "
+                                    "or the study's ResNet50 name conv1..conv5 (mapped to the same share of any "
+                                    "backbone)")
     head_units: list[int] = _p([256], "hidden ReLU layer sizes of the head, comma-separated, e.g. 512,128")
     dropout: float = _p(0.0, "dropout rate in the head, 0 <= d < 1")
     learning_rate: float = _p(1e-3, "learning rate of the first phase")
@@ -186,7 +185,10 @@ def _choices(name: str) -> tuple[str, ...]:
 
 def activation_bytes(backbone: str, image_size: int, batch_size: int) -> int:
     """Rough float32 bytes of one batch's images and activations through ``backbone``."""
-    per_pixel = ACTIVATIONS_PER_PIXEL.get(backbone, max(ACTIVATIONS_PER_PIXEL.values())) + 3
+    from .models import get_backbone, backbone_names  # imports Keras
+
+    known = [get_backbone(b).activations_per_pixel for b in backbone_names()]
+    per_pixel = (get_backbone(backbone).activations_per_pixel or max(known)) + 3
     return 4 * batch_size * image_size * image_size * per_pixel
 
 

@@ -288,12 +288,12 @@ def test_auto_weights_train_offline_records_what_happened(offline, sample_dir, t
 
 
 def test_cpu_profile_uses_auto_weights():
-    from aslnb.config import PROFILES, train_params
+    from aslnb.config import PROFILES, profile, train_params
 
     assert PROFILES["cpu"]["weights"] == "auto"
-    assert train_params(PROFILES["cpu"], "resnet50")["weights"] == "auto"
-    assert train_params(PROFILES["cpu"], "efficientnet_lite2")["weights"] == "imagenet"
-    assert train_params(PROFILES["gpu"], "efficientnet_lite2")["freeze_until"] == "block6"
+    assert train_params(profile("cpu"), "resnet50")["weights"] == "auto"
+    assert train_params(profile("cpu"), "efficientnet_lite2")["weights"] == "imagenet"
+    assert train_params(profile("gpu"), "efficientnet_lite2")["freeze_until"] == "block6"
 
 
 # ------------------------------------------------------------------- names live in the registry only

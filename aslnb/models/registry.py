@@ -47,6 +47,8 @@ class BackboneSpec:
     imagenet_source: str
     default_weights: str | None = None
     min_size: int = 32
+    #: float32 activations per input pixel over all layers (measured at 64 px; bounds --image-size by memory)
+    activations_per_pixel: int = 0
     study: bool = False
     in_course: bool = False
     extras: Mapping[str, Any] = field(default_factory=dict)

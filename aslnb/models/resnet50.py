@@ -95,6 +95,7 @@ SPEC = register(BackboneSpec(
     freeze_equiv={s: s for s in RESNET_FREEZE_NAMES},
     native_size=224,
     features=2048,
+    activations_per_pixel=742,
     imagenet_path=resnet50_imagenet_path,
     imagenet_status=imagenet_status,
     imagenet_source="Keras cache/download",

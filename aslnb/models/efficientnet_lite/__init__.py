@@ -31,6 +31,9 @@ __all__ = [
     "imagenet_weights_path", "stage_of",
 ]
 
+#: Activations per input pixel of each variant (all layer outputs, measured at 64 px).
+ACTIVATIONS_PER_PIXEL = {"lite0": 460, "lite1": 582, "lite2": 609}
+
 #: ResNet50 freeze points -> Lite stages with about the same share of the net frozen.
 FREEZE_EQUIV = {"conv1": "stem", "conv2": "block2", "conv3": "block4", "conv4": "block6", "conv5": "head"}
 
@@ -58,6 +61,7 @@ def spec(variant: str, *, description: str, in_course: bool = False) -> Backbone
         freeze_equiv=FREEZE_EQUIV,
         native_size=VARIANTS[variant][2],
         features=1280,
+        activations_per_pixel=ACTIVATIONS_PER_PIXEL[variant],
         imagenet_path=partial(_imagenet_path, variant),
         imagenet_status=partial(imagenet_status, variant),
         imagenet_source="PyPI package, offline",
