@@ -162,3 +162,20 @@ def test_massey_manifest_verifies_a_copy(external_dir, tmp_path):
     assert "ayuraj/asl-dataset" in msg and "kaggle datasets download" in msg and "\n" not in msg
     with pytest.raises(ParameterError, match="massey-asl"):
         load_manifest("no-such-set")
+
+
+def test_cli_fetch_external_and_verify_manifest(external_dir, tmp_path, capsys):
+    import shutil
+
+    from aslnb.cli import main
+
+    copy = tmp_path / "massey"
+    shutil.copytree(external_dir / "c", copy / "c")
+    assert main(["data", "fetch", "--external", "--dest", str(copy)]) == 7  # 35 class folders missing
+    out = capsys.readouterr().out
+    assert "70 of 2515 files match manifest massey-asl; 2445 missing, 0 differ" in out
+    assert main(["data", "verify", "--manifest", "massey-asl", str(copy)]) == 8
+    assert "2445 missing" in capsys.readouterr().out
+    assert main(["data", "fetch", "--external", "--dest", str(tmp_path / "none")]) != 0
+    err = capsys.readouterr().err
+    assert "ayuraj/asl-dataset" in err and "kaggle" in err.lower()
