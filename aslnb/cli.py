@@ -189,10 +189,9 @@ def _cmd_data(args) -> int:
         from .data.manifest import verify_folder
 
         rep = verify_folder(root, args.manifest)
-        for rel, reason in rep.bad:
-            print(f"differs: {rel}: {reason}")
-        for rel in rep.missing:
-            print(f"missing: {rel}")
+        lines = [f"differs: {rel}: {reason}" for rel, reason in rep.bad] + [f"missing: {rel}" for rel in rep.missing]
+        for line in lines[:50] + ([f"... and {len(lines) - 50} more"] if len(lines) > 50 else []):
+            print(line)
         print(rep.summary())
         return 8 if bad or not rep.ok else 0
     return 0 if not bad else 8
