@@ -100,7 +100,8 @@ def test_ci_constraints_pin_exact_versions_and_the_makefile_uses_them():
     assert "constraints/ci-linux-x86_64.txt" in make
     install = next(line for line in make.splitlines() if "pip install" in line and "-e" in line)
     assert "$(PIP_C)" in install and re.search(r"^PIP_C := .*-c \$\(CONSTRAINTS\)", make, re.M)
-    dry = subprocess.run(["make", "-n", "-B", "venv", "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True, text=True)
+    dry = subprocess.run(["make", "-n", "-B", "venv", "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True,
+                         text=True)
     if sys.platform == "linux" and __import__("platform").machine() == "x86_64":
         assert "-c constraints/ci-linux-x86_64.txt -e" in dry.stdout, dry.stdout + dry.stderr
 

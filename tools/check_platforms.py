@@ -80,8 +80,8 @@ def _resolve(name: str, platform: str | None, python: str | None, extras: list[s
                 cmd += ["--platform", tag]
             env["PIP_CONFIG_FILE"] = os.devnull
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        result = {"check": name, "platform": platform or "this machine (CI)", "python": python or sys.version.split()[0],
-                  "extras": extras, "ok": proc.returncode == 0}
+        result = {"check": name, "platform": platform or "this machine (CI)",
+                  "python": python or sys.version.split()[0], "extras": extras, "ok": proc.returncode == 0}
         if proc.returncode != 0:
             lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
             result["error"] = "\n".join(lines[-15:])

@@ -106,8 +106,8 @@ def scan_folder(
     entries = _list(root, "data folder")
     subdirs = sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
     if subdirs and class_names is None and len(subdirs) < min_classes:
-        raise DataError(f"{root}: only {len(subdirs)} class folder ({subdirs[0]}); a classifier needs at least "
-                        f"{min_classes} classes: add a folder of images per class")
+        raise DataError(f"{root}: only {len(subdirs)} class folder(s) ({', '.join(subdirs)}); a classifier "
+                        f"needs at least {min_classes} classes: add a folder of images per class")
     if not subdirs:
         loose = [p.name for p in entries if p.is_file() and is_image_name(p)]
         hint = f" (it holds {len(loose)} loose images: move them into one folder per class)" if loose else ""
@@ -125,7 +125,8 @@ def scan_folder(
         if not folder.is_dir():
             problems.append(f"{folder}: class '{name}' has no folder here")
             continue
-        entries = sorted(_list(folder, "class folder"), key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
+        entries = sorted(_list(folder, "class folder"),
+                         key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
         imgs = [p for p in entries if p.is_file() and not p.name.startswith(".") and is_image_name(p)]
         for p in entries:
             if p.is_file() and not p.name.startswith(".") and not is_image_name(p):
