@@ -120,8 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify = dsub.add_parser("verify", help="decode every image and list the bad ones", **fmt)
     verify.add_argument("dir", nargs="?", help="dataset folder (default: --data / $ASLNB_DATA)")
     _add_data(verify)
-    fetch = dsub.add_parser("fetch", help="download N images per class of the original data set", **fmt)
-    fetch.add_argument("--per-class", type=int, default=200, help="images per class, frames spread over 1..3000")
+    verify.add_argument("--manifest", help="also check every file's sha256 against a manifest: "
+                        "asl-alphabet-sample, massey-asl or a JSON file")
+    fetch = dsub.add_parser("fetch", help="download the images of the report (or N per class) of the original data set", **fmt)
+    fetch.add_argument("--per-class", type=int, help="images per class (default: the 200 per class of the "
+                       "shipped manifest, each checked against its sha256; more adds unverified frames)")
+    fetch.add_argument("--external", action="store_true", help="the Massey test set: check a copy made by hand "
+                       "(its Kaggle page needs a login; prints the steps)")
     fetch.add_argument("--dest", help="where to write (default: the user cache folder aslnb reads by default)")
     fetch.add_argument("--base-url", help="mirror of the dataset/ folder (default: $ASLNB_DATA_URL or GitHub)")
     fetch.add_argument("--workers", type=int, default=8, help="parallel downloads")
@@ -178,6 +183,17 @@ _NUMPY_REPR = re.compile(r"\bnp\.[a-z_]+[0-9]*\(")
 def _cmd_data(args) -> int:
     from .settings import resolve_data_dir
 
+    if args.data_command == "fetch" and args.external:
+        from .data.external import check_external
+        from .settings import default_external_dir
+
+        rep = check_external(args.dest or os.environ.get("ASLNB_EXTERNAL_DATA") or default_external_dir())
+        print(rep.summary())
+        for rel, reason in rep.bad[:20]:
+            print(f"  differs {rel}: {reason}")
+        for rel in rep.missing[:20]:
+            print(f"  missing {rel}")
+        return 0 if rep.ok else 7
     if args.data_command == "fetch":
         from .data.fetch import fetch_dataset
         from .settings import default_data_dir
@@ -190,6 +206,9 @@ def _cmd_data(args) -> int:
               f"manifest {res.manifest}")
         for url, reason in res.failed[:20]:
             print(f"  failed {url}: {reason}")
+        if res.unverified_files or res.skipped:
+            print(f"  {len(res.unverified_files)} files beyond the manifest are unverified (no hash to check); "
+                  f"{len(res.skipped)} upstream gaps skipped")
         return 0 if not res.failed else EXIT_FETCH_INCOMPLETE
     root = resolve_data_dir(args.dir or args.data)
     if args.data_command == "info":
@@ -205,6 +224,12 @@ def _cmd_data(args) -> int:
         print("sizes:   " + ", ".join(f"{k} ({v})" for k, v in info.sizes.items()))
         print("modes:   " + ", ".join(f"{k} ({v})" for k, v in info.modes.items()))
         print("formats: " + ", ".join(f"{k} ({v})" for k, v in info.formats.items()))
+        if info.external:
+            ext = info.external
+            print("signers: " + ", ".join(f"{k} ({v})" for k, v in ext["signers"].items()))
+            print("maps onto training classes: " + ", ".join(f"{k}->{v}" for k, v in ext["mapping"].items()))
+            print(f"no training class: {', '.join(ext['unmapped']) or '-'}; "
+                  f"training classes absent: {', '.join(ext['missing_training_classes']) or '-'}")
         print(f"problems: {len(info.problems)}")
         for p in info.problems[:50]:
             print(f"  {p}")
@@ -218,6 +243,15 @@ def _cmd_data(args) -> int:
     for path, reason in bad.items():
         print(f"bad: {path}: {reason}")
     print(f"{root}: {len(folder)} files checked, {len(bad)} bad")
+    if args.manifest:
+        from .data.manifest import verify_folder
+
+        rep = verify_folder(root, args.manifest)
+        lines = [f"differs: {rel}: {reason}" for rel, reason in rep.bad] + [f"missing: {rel}" for rel in rep.missing]
+        for line in lines[:50] + ([f"... and {len(lines) - 50} more"] if len(lines) > 50 else []):
+            print(line)
+        print(rep.summary())
+        return EXIT_BAD_IMAGES if bad or not rep.ok else 0
     return 0 if not bad else EXIT_BAD_IMAGES
 
 

@@ -73,5 +73,5 @@ def ensure_data(data_dir: str | os.PathLike | None) -> Path | None:
     from ..data.fetch import fetch_dataset
 
     print(f"no training images yet: downloading them into {dest} (a few minutes, once per runtime)", flush=True)
-    fetch_dataset(dest)
+    fetch_dataset(dest)  # the frames the report used, each checked against the shipped manifest
     return dest
