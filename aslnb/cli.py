@@ -121,12 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("dir", nargs="?", help="dataset folder (default: --data / $ASLNB_DATA)")
     _add_data(verify)
     verify.add_argument("--manifest", help="also check every file's sha256 against a manifest: "
-                        "asl-alphabet-sample, massey-asl or a JSON file")
+                        "asl-alphabet-sample, massey-asl or a JSON file (default: decode only, no hash check)")
     fetch = dsub.add_parser("fetch", help="download the images of the report (or N per class) of the original data set", **fmt)
     fetch.add_argument("--per-class", type=int, help="images per class (default: the 200 per class of the "
                        "shipped manifest, each checked against its sha256; more adds unverified frames)")
     fetch.add_argument("--external", action="store_true", help="the Massey test set: check a copy made by hand "
-                       "(its Kaggle page needs a login; prints the steps)")
+                       "(its Kaggle page needs a login; prints the steps) (default: the training images)")
     fetch.add_argument("--dest", help="where to write (default: the user cache folder aslnb reads by default)")
     fetch.add_argument("--base-url", help="mirror of the dataset/ folder (default: $ASLNB_DATA_URL or GitHub)")
     fetch.add_argument("--workers", type=int, default=8, help="parallel downloads")
@@ -193,7 +193,7 @@ def _cmd_data(args) -> int:
             print(f"  differs {rel}: {reason}")
         for rel in rep.missing[:20]:
             print(f"  missing {rel}")
-        return 0 if rep.ok else 7
+        return 0 if rep.ok else EXIT_FETCH_INCOMPLETE
     if args.data_command == "fetch":
         from .data.fetch import fetch_dataset
         from .settings import default_data_dir

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from aslnb.errors import EXIT_BAD_IMAGES, EXIT_FETCH_INCOMPLETE
+
 from aslnb.data import load_external, map_class, scan_folder
 from aslnb.data.images import IMAGE_EXTENSIONS
 from aslnb.errors import DataError
@@ -171,10 +173,10 @@ def test_cli_fetch_external_and_verify_manifest(external_dir, tmp_path, capsys):
 
     copy = tmp_path / "massey"
     shutil.copytree(external_dir / "c", copy / "c")
-    assert main(["data", "fetch", "--external", "--dest", str(copy)]) == 7  # 35 class folders missing
+    assert main(["data", "fetch", "--external", "--dest", str(copy)]) == EXIT_FETCH_INCOMPLETE  # 35 classes missing
     out = capsys.readouterr().out
     assert "70 of 2515 files match manifest massey-asl; 2445 missing, 0 differ" in out
-    assert main(["data", "verify", "--manifest", "massey-asl", str(copy)]) == 8
+    assert main(["data", "verify", "--manifest", "massey-asl", str(copy)]) == EXIT_BAD_IMAGES
     assert "2445 missing" in capsys.readouterr().out
     assert main(["data", "fetch", "--external", "--dest", str(tmp_path / "none")]) != 0
     err = capsys.readouterr().err
