@@ -242,7 +242,7 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
                     seconds[job["name"]] = round(time.perf_counter() - t0, 1)
                     if dest.is_file():
                         to_html(dest)
-                    cells = _code_cells(dest)
+                    cells = _code_cells(job["source"])
                     _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[job['name']]:.1f} s ({cells} code cells)")
         ok = True
     finally:
