@@ -17,9 +17,8 @@ Every ``-p NAME=VALUE`` is checked against the parameters the notebooks
 declare (names and types, :data:`aslnb.course.notebook.COMMON_PARAMS` and
 ``NOTEBOOK_PARAMS``) before anything runs or is touched.
 
-The previous report is kept until the new one is complete: it is moved aside
-to ``<profile>.previous`` (copied, when only some notebooks run) and deleted
-only when every notebook succeeded. A notebook that fails stops the report:
+The previous report is kept until the new one is complete (see
+:mod:`aslnb.course.report_folder`). A notebook that fails stops the report:
 the new, partial report folder (the failed notebook's executed copy and HTML
 included) is moved to ``<out>/<profile>.failed`` for debugging, the previous
 report is put back, and the error names the notebook and the failing cell.
@@ -36,8 +35,6 @@ import difflib
 import logging
 import os
 import re
-import shutil
-import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -47,6 +44,7 @@ from typing import Any, Iterable
 from ..errors import AslnbError, ParameterError
 from ..config import profile as get_profile
 from ..io import read_json, write_json
+from .report_folder import ReportFolder
 
 # Longest time one cell may run, per profile (papermill has no limit by default).
 CELL_TIMEOUT = {"smoke": 300, "cpu": 1800, "gpu": 3600}
@@ -206,9 +204,9 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
     jobs = plan(profile, out=out, data=data, external=external, weights=weights, notebooks=notebooks, extra=extra,
                 folder=folder)
     report_dir = Path(out).expanduser().resolve() / profile
-    previous, failed_dir = _sibling(report_dir, "previous"), _sibling(report_dir, "failed")
-    _recover(report_dir, previous, failed_dir)
-    _set_aside(report_dir, previous, whole=notebooks is None)
+    target = ReportFolder(report_dir)
+    failed_dir = target.failed
+    target.open(whole=notebooks is None)
     metrics_path = report_dir / "metrics.json"
     if notebooks is not None:
         _forget(metrics_path, {f"nb{j['name'][:2]}" for j in jobs})
@@ -242,14 +240,16 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
                     seconds[job["name"]] = round(time.perf_counter() - t0, 1)
                     if dest.is_file():
                         to_html(dest)
-                    cells = _code_cells(job["source"])
-                    _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[job['name']]:.1f} s ({cells} code cells)")
+                    _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[job['name']]:.1f} s "
+                                   f"({_code_cells(job['source'])} code cells)")
         ok = True
     finally:
         try:
             _write_report_block(metrics_path, profile, jobs, started, seconds, failed, timeout)
         finally:
-            _finish(report_dir, previous, failed_dir, ok=ok, progress=progress)
+            after = target.close(ok=ok)
+            if after:
+                _say(progress, after)
     return report_dir
 
 
@@ -264,45 +264,6 @@ def _code_cells(notebook: Path) -> int:
     if not notebook.is_file():
         return 0
     return sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
-
-
-def _sibling(report_dir: Path, suffix: str) -> Path:
-    return report_dir.with_name(f"{report_dir.name}.{suffix}")
-
-
-def _recover(report_dir: Path, previous: Path, failed_dir: Path) -> None:
-    """A report killed mid-run left ``<profile>.previous``: put it back (the killed run goes to ``.failed``)."""
-    if not previous.exists():
-        return
-    if report_dir.exists():
-        shutil.rmtree(failed_dir, ignore_errors=True)
-        report_dir.rename(failed_dir)
-    previous.rename(report_dir)
-    print(f"aslnb: warning: an interrupted report left {previous}; restored it as {report_dir}", file=sys.stderr)
-
-
-def _set_aside(report_dir: Path, previous: Path, *, whole: bool) -> None:
-    """Keep the old report as ``previous``: moved for a full report, copied when only some notebooks run."""
-    if report_dir.exists():
-        if whole:
-            report_dir.rename(previous)
-        else:
-            shutil.copytree(report_dir, previous, symlinks=True)
-    report_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _finish(report_dir: Path, previous: Path, failed_dir: Path, *, ok: bool, progress: bool) -> None:
-    """Success: drop the old report. Failure: the new one becomes ``.failed``, the old one comes back."""
-    if ok:
-        shutil.rmtree(previous, ignore_errors=True)
-        return
-    shutil.rmtree(failed_dir, ignore_errors=True)
-    report_dir.rename(failed_dir)
-    if previous.exists():
-        previous.rename(report_dir)
-        _say(progress, f"the previous report in {report_dir} is unchanged; the failed run is in {failed_dir}")
-    else:
-        _say(progress, f"no report written; the failed run is in {failed_dir}")
 
 
 class _TransportNoise(logging.Filter):
