@@ -137,16 +137,20 @@ def _warn(message: str) -> None:
     print(f"aslnb: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _shared_classes_or_fail(data_dir: Path, class_names: list[str]) -> None:
-    """Refuse a folder holding none of the model's classes (e.g. the Massey set given as --data)."""
+def _shared_classes_or_fail(data_dir: Path, class_names: list[str]) -> list[str]:
+    """Refuse a folder holding none of the model's classes (e.g. the Massey set given as --data).
+
+    Returns its sub-folders that are not classes of the model (ignored, with a warning).
+    """
     if not data_dir.is_dir():
-        return  # scan_folder says what is wrong
+        return []  # scan_folder says what is wrong
     found = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if found and not set(found) & set(class_names):
         raise DataError(
             f"{data_dir}: the model's classes ({_short(class_names)}) are missing in {data_dir} (found "
             f"{_short(found)}); pass the training data folder with --data, or give this set as --external "
             "(it maps a-z onto A-Z)")
+    return [f for f in found if f not in class_names]
 
 
 def _short(names: list[str], n: int = 8) -> str:
@@ -163,15 +167,23 @@ def evaluate(
     model=None,
     write: bool = True,
 ) -> dict[str, Any]:
-    """Score a run on its held-out ``subset`` (and ``external``); write ``metrics.json``."""
+    """Score a run on its held-out ``subset`` (and ``external``).
+
+    Writes ``metrics.json`` (``metrics-<folder>.json`` for other data than the run's training data).
+    """
     run_dir = Path(run_dir)
     loaded, class_names, cfg = load_run(run_dir) if model is None else (model, *_names_cfg(run_dir))
     params = cfg["params"]
     size = int(params["image_size"])
     data_dir = resolve_data_dir(data)
-    _shared_classes_or_fail(data_dir, class_names)
+    ignored = _shared_classes_or_fail(data_dir, class_names)
     folder = drop_bad_images(scan_folder(data_dir, class_names=class_names, allow_empty_classes=True))
     missing = [c for c, n in folder.counts().items() if n == 0]
+    if verbose and missing:
+        _warn(f"{data_dir} has no images of {len(missing)} of the model's {len(class_names)} classes "
+              f"({', '.join(missing)}): their recall is not measured")
+    if verbose and ignored:
+        _warn(f"{data_dir}: {len(ignored)} folder(s) are not classes of the model ({_short(ignored)}): ignored")
     from .data.splits import limit_folder
 
     folder = limit_folder(folder, params.get("limit_per_class"))
@@ -200,9 +212,8 @@ def evaluate(
         metrics["note"] = f"evaluated on {data_dir}, trained on {cfg['data']['root']}"
     if missing:
         metrics["missing_classes"] = missing
-        if verbose:
-            _warn(f"{data_dir} has no images of {len(missing)} of the model's {len(class_names)} classes "
-                  f"({', '.join(missing)}): their recall is not measured")
+    if ignored:
+        metrics["ignored_folders"] = ignored
     ext_dir = resolve_external_dir(external)
     if ext_dir is not None:
         ext = load_external(ext_dir, class_names)

@@ -229,7 +229,7 @@ def test_evaluate_on_other_data_keeps_metrics_json_and_warns_of_missing_classes(
                                                                                 aslnb_cli):
     run = _copy_run(tiny_run, tmp_path / "run")
     before = (run / "metrics.json").read_text()
-    other = tmp_dataset({"A": 6, "B": 6, "C": 6})
+    other = tmp_dataset({"A": 6, "B": 6, "C": 6, "extra": ("D", 2)})
     r = aslnb_cli("evaluate", run, "--data", other)
     assert r.returncode == 0, r.stderr
     written = run / f"metrics-{other.name}.json"
@@ -241,7 +241,9 @@ def test_evaluate_on_other_data_keeps_metrics_json_and_warns_of_missing_classes(
     assert f"written to {written}" in said and "other data than the run's training data" in said
     assert "metrics.json is unchanged" in said
     warn = [ln for ln in r.stderr.splitlines() if ln.startswith("aslnb: warning: ")]
-    assert len(warn) == 1 and "26 of the model's 29 classes" in warn[0] and "del, nothing, space" in warn[0]
+    assert len(warn) == 2 and "26 of the model's 29 classes" in warn[0] and "del, nothing, space" in warn[0]
+    assert "1 folder(s) are not classes of the model (extra): ignored" in warn[1]
+    assert m["ignored_folders"] == ["extra"]
 
 
 def test_evaluate_on_the_massey_folder_names_the_missing_classes(tiny_run, tmp_path, tmp_dataset, external_dir,
