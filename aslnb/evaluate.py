@@ -108,7 +108,10 @@ def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load_images, chunks[0], size) if chunks else None
         for i in range(len(chunks)):
-            batch = pending.result()
+            try:
+                batch = pending.result()
+            except DataError as exc:  # keep the message on one line when a file name holds a newline
+                raise DataError("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))) from None
             pending = pool.submit(load_images, chunks[i + 1], size) if i + 1 < len(chunks) else None
             out.append(np.asarray(model.predict_on_batch(batch.astype(np.float32)), dtype=np.float64))
     probs = np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])))

@@ -193,6 +193,14 @@ def test_predict_escapes_a_newline_in_a_file_name(tiny_run, tmp_path, sample_dir
     assert json.loads(capsys.readouterr().out)[0]["file"] == str(odd)
 
 
+def test_a_bad_image_with_a_newline_in_its_name_is_still_one_error_line(tiny_run, tmp_path, capsys):
+    bad = tmp_path / "bad\nname.jpg"
+    bad.write_text("this is not an image\n")
+    rc = main(["predict", str(tiny_run.run_dir), str(bad)])
+    line = _one_error_line(capsys.readouterr().err)
+    assert rc == 2 and "bad\\nname.jpg" in line and "not a readable image" in line
+
+
 @pytest.fixture(scope="module")
 def nan_run(tiny_run, tmp_path_factory):
     """A copy of the tiny run whose classifier weights are NaN (a diverged training)."""
