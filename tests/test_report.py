@@ -64,6 +64,22 @@ def test_plan_runs_04_once_per_backbone_and_routes_extras(tmp_path):
         plan("fast", out=tmp_path)
 
 
+def test_transport_notices_are_dropped_but_errors_and_other_warnings_pass():
+    import logging
+
+    from aslnb.course.report import _TransportNoise
+
+    noise = _TransportNoise()
+
+    def record(level, msg):
+        return logging.LogRecord("traitlets", level, __file__, 1, msg, None, None)
+
+    assert not noise.filter(record(logging.WARNING, "Kernel is running over TCP without encryption. All ..."))
+    assert not noise.filter(record(logging.WARNING, "Debugger warning: It seems that frozen modules are being used"))
+    assert noise.filter(record(logging.ERROR, "Kernel is running over TCP without encryption"))  # errors pass
+    assert noise.filter(record(logging.WARNING, "Input notebook does not contain a cell with tag 'parameters'"))
+
+
 def test_course_has_five_numbered_notebooks():
     assert len(course_notebooks()) >= 3  # 01, 04, 05 here; 02 and 03 come from their own author
 

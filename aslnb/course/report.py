@@ -54,7 +54,7 @@ SECOND_BACKBONE = {"BACKBONE": "efficientnet_lite0", "WEIGHTS": "imagenet"}
 OWN_PARAMS = {"PROFILE": "--profile", "REPORT_DIR": "--out"}
 # The kernel's transport notices: nothing a report reader can act on.
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # drops "Kernel is running over TCP without encryption"
-TRANSPORT_NOISE = re.compile(r"running over TCP without encryption|frozen modules|zmq|Proactor event loop|"
+TRANSPORT_NOISE = re.compile(r"running over TCP without encryption|frozen modules|Proactor event loop|"
                              r"Jupyter is migrating its paths", re.IGNORECASE)
 
 
@@ -267,8 +267,10 @@ def _code_cells(notebook: Path) -> int:
 
 
 class _TransportNoise(logging.Filter):
+    """Drops transport notices of level WARNING and below; errors always pass."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not TRANSPORT_NOISE.search(record.getMessage())
+        return record.levelno >= logging.ERROR or not TRANSPORT_NOISE.search(record.getMessage())
 
 
 @contextmanager
@@ -280,7 +282,7 @@ def _quiet_kernel():
         lg.addFilter(noise)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", module=r"zmq(\..*)?$")
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"zmq(\..*)?$")
             warnings.filterwarnings("ignore", message=r".*(Proactor event loop|Jupyter is migrating its paths)")
             yield
     finally:
