@@ -261,7 +261,7 @@ def test_evaluate_on_the_massey_folder_names_the_missing_classes(tiny_run, tmp_p
     r = aslnb_cli("evaluate", run, "--data", massey_like)
     assert r.returncode == 2
     line = _one_error_line(r.stderr)
-    assert f"the model's classes (A, B, C" in line and f"are missing in {massey_like} (found 0, 1, a, b)" in line
+    assert "the model's classes (A, B, C" in line and f"are missing in {massey_like} (found 0, 1, a, b)" in line
     assert "--external" in line and "no image files found" not in line
     assert not list(run.glob("metrics-*.json"))
 
