@@ -273,21 +273,19 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .evaluate import evaluate
 
-    evaluate(args.run_dir, args.data, external=args.external, subset=args.subset)
-    print(f"metrics written to {os.path.join(args.run_dir, 'metrics.json')}")
+    evaluate(args.run_dir, args.data, external=args.external, subset=args.subset)  # prints where it wrote
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from .predict import predict
+    from .predict import format_result, predict
 
-    results = predict(args.run_dir, args.images, top_k=args.top_k)
+    results = predict(args.run_dir, args.images, top_k=args.top_k)  # refuses non-finite probabilities
     if args.json:
         print(_dumps(results))
     else:
         for r in results:
-            alts = ", ".join(f"{lab} {p:.2f}" for lab, p in r["top_k"][1:])
-            print(f"{r['file']}: {r['label']} ({r['prob']:.3f})" + (f"  [{alts}]" if alts else ""))
+            print(format_result(r))
     return 0
 
 

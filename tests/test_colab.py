@@ -86,7 +86,6 @@ def test_notebook_01_runs_on_a_simulated_colab(tmp_path, sample_dir):
     wheel = next(wheels.glob("aslnb-*.whl"))
     fake = tmp_path / "fake"
     (fake / "google" / "colab").mkdir(parents=True)
-    (fake / "google" / "__init__.py").write_text("")
     (fake / "google" / "colab" / "__init__.py").write_text('"""Stands in for Colab in the test."""\n')
     site = tmp_path / "site"  # what the setup cell's pip installs into
     site.mkdir()
