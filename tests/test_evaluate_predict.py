@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from aslnb.cli import main
+from aslnb.errors import DataError, ModelError, RunDirError
 
 
 def _first_jpeg(sample_dir, cls="B"):
@@ -129,7 +130,7 @@ def test_labels_json_as_a_string_is_one_cli_line(tiny_run, tmp_path, aslnb_cli, 
     run = _copy_run(tiny_run, tmp_path / "run")
     (run / "labels.json").write_text(json.dumps({"class_names": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}))
     r = aslnb_cli("predict", run, image_files[0])
-    assert r.returncode == 5
+    assert r.returncode == RunDirError.exit_code
     line = _one_error_line(r.stderr)
     assert str(run / "labels.json") in line and "list of class names" in line
 
@@ -218,7 +219,7 @@ def nan_run(tiny_run, tmp_path_factory):
 
 def test_predict_json_refuses_nan_probabilities(nan_run, image_files, aslnb_cli):
     r = aslnb_cli("predict", nan_run, image_files[0], "--json")
-    assert r.returncode == 4 and "NaN" not in r.stdout and r.stdout.strip() == ""
+    assert r.returncode == ModelError.exit_code and "NaN" not in r.stdout and r.stdout.strip() == ""
     line = _one_error_line(r.stderr)
     assert str(nan_run) in line and "outputs NaN" in line and "retrain with a lower learning rate" in line
 
@@ -259,7 +260,7 @@ def test_evaluate_on_the_massey_folder_names_the_missing_classes(tiny_run, tmp_p
     run = _copy_run(tiny_run, tmp_path / "run")
     massey_like = tmp_dataset({"0": 2, "1": 2, "a": 2, "b": 2}, source=external_dir)
     r = aslnb_cli("evaluate", run, "--data", massey_like)
-    assert r.returncode == 2
+    assert r.returncode == DataError.exit_code
     line = _one_error_line(r.stderr)
     assert "the model's classes (A, B, C" in line and f"are missing in {massey_like} (found 0, 1, a, b)" in line
     assert "--external" in line and "no image files found" not in line

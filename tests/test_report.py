@@ -168,7 +168,7 @@ def test_cli_parameter_typo_keeps_the_previous_report(tmp_path, aslnb_cli):
     """Issue 14 case 2: `aslnb report --profile smoke --out rep2 -p EPOCH=1`."""
     old = _old_report(tmp_path / "rep2" / "smoke")
     r = aslnb_cli("report", "--profile", "smoke", "--out", tmp_path / "rep2", "-p", "EPOCH=1", timeout=120)
-    assert r.returncode == 6
+    assert r.returncode == ParameterError.exit_code
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("aslnb: error: -p EPOCH: ") and "EPOCHS" in lines[0], r.stderr
     assert r.stdout == ""  # no notebook started

@@ -173,10 +173,10 @@ def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: lis
     except ParameterError as exc:
         raise ParameterError(f"-p {exc}".replace("-p parameter ", "-p ")) from None
     if "BACKBONE" in extras:
-        from ..models.backbones import BACKBONES
+        from ..models.registry import backbone_names
 
-        if extras["BACKBONE"] not in BACKBONES:
-            raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(BACKBONES)}")
+        if extras["BACKBONE"] not in backbone_names():
+            raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(backbone_names())}")
 
 
 def to_html(notebook: Path) -> Path:
