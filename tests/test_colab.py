@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import json
 import os
 import subprocess
 import sys
@@ -87,6 +86,9 @@ def test_notebook_01_runs_on_a_simulated_colab(tmp_path, sample_dir):
     fake = tmp_path / "fake"
     (fake / "google" / "colab").mkdir(parents=True)
     (fake / "google" / "colab" / "__init__.py").write_text('"""Stands in for Colab in the test."""\n')
+    startup = tmp_path / "ipython" / "profile_default" / "startup"  # Colab's kernel imports google.colab at start
+    startup.mkdir(parents=True)
+    (startup / "00-colab.py").write_text("import google.colab  # noqa: F401\n")
     site = tmp_path / "site"  # what the setup cell's pip installs into
     site.mkdir()
     out = tmp_path / "out.ipynb"
@@ -98,7 +100,7 @@ def test_notebook_01_runs_on_a_simulated_colab(tmp_path, sample_dir):
             # Colab installs the package's dependencies; here they are this venv's (no second TensorFlow).
             "PIP_TARGET": str(site), "PIP_NO_DEPS": "1",
             "ASLNB_DATA_URL": url, "ASLNB_CACHE": str(tmp_path / "cache"),
-            "KERAS_HOME": str(tmp_path / "keras"), "MPLBACKEND": "Agg",
+            "KERAS_HOME": str(tmp_path / "keras"), "MPLBACKEND": "Agg", "IPYTHONDIR": str(tmp_path / "ipython"),
         })
         res = subprocess.run([sys.executable, "-m", "papermill", "-k", "python3", "--cwd", str(tmp_path),
                               str(ROOT / "notebooks" / "01_dataset.ipynb"), str(out)],
@@ -110,5 +112,5 @@ def test_notebook_01_runs_on_a_simulated_colab(tmp_path, sample_dir):
     assert f"package  : aslnb" in text and str(site) in text  # the wheel's copy ran, not the checkout
     data = tmp_path / "cache" / "asl-alphabet"
     assert sum(1 for _ in data.rglob("*.jpg")) == sum(1 for _ in sample_dir.rglob("*.jpg"))
-    recorded = json.loads((tmp_path / "figures" / "metrics.json").read_text()) if (tmp_path / "figures" / "metrics.json").exists() else None
-    assert recorded is None or recorded.get("nb01", {}).get("n_images") == 5800
+    assert "no training images yet: downloading them" in text
+    assert f"n_images = {sum(1 for _ in sample_dir.rglob('*.jpg'))}" in text  # notebook 01 ran on what it fetched
