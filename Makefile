@@ -7,22 +7,27 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 PYTEST_ARGS ?=
+# Exact versions CI tests (tensorflow, the CPU build of torch) on Linux x86_64 only;
+# elsewhere pip resolves the ranges of pyproject.toml for the platform. CONSTRAINTS= turns it off.
+CONSTRAINTS ?= $(if $(filter Linux-x86_64,$(shell uname -s)-$(shell uname -m)),constraints/ci-linux-x86_64.txt,)
+PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
 .PHONY: report test venv data clean-venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[lite0,test]"
+	$(PY) -m pip install --quiet $(PIP_C) -e ".[lite0,lite2,test]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (aslnb)" >/dev/null
 	touch $@
 
-# Uses $$ASLNB_DATA when set; otherwise downloads the sample into the user cache (needs internet).
+# Uses $$ASLNB_DATA when set; otherwise downloads the frames the report used (sha256-checked
+# against the shipped manifest) into the user cache (needs internet).
 data: venv
 	@if [ -n "$$ASLNB_DATA" ]; then echo "data: using ASLNB_DATA=$$ASLNB_DATA"; \
-	else $(VENV)/bin/aslnb data fetch --per-class 200; fi
+	else $(VENV)/bin/aslnb data fetch; fi
 
 report: venv data
 	$(VENV)/bin/aslnb report --profile $(PROFILE)

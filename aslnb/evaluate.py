@@ -5,6 +5,16 @@ method, fractions and seed), scores the held-out test split and, when given,
 an external set (only the classes it shares with the training set; which ones
 is recorded), and writes everything to ``metrics.json``.
 
+Evaluating on another data folder than the run's training data writes
+``metrics-<folder name>.json`` (and ``timing-<folder name>.json``) instead, so the
+run's own ``metrics.json`` is never replaced by numbers of other data; one line
+says which file was written. Classes of the model that the data lacks are
+named in a warning line (and in ``missing_classes``); data sharing none of the
+model's classes is refused.
+
+All predictions (here and in :mod:`aslnb.predict`) go through
+:func:`class_probabilities`, which refuses non-finite outputs.
+
 ``metrics.json`` holds only results that are a function of the model and the
 data (no timings, no timestamps), so two runs of the same command can be
 compared byte for byte; how long prediction took goes to ``timing.json``.
@@ -12,16 +22,20 @@ compared byte for byte; how long prediction took goes to ``timing.json``.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .data.external import load_external
-from .data.pipeline import make_dataset
+from .data.images import load_images
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import split_folder
+from .errors import DataError, ModelError
 from .io import write_json
 from .runs import load_run
 from .settings import resolve_data_dir, resolve_external_dir
@@ -79,10 +93,71 @@ def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labe
     }
 
 
+def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
+                        source: str | os.PathLike = "the model") -> np.ndarray:
+    """Class probabilities (N, K) for image ``files``, in order: the one inference path.
+
+    Files are decoded with :func:`aslnb.data.images.load_images` (a bad file raises
+    :class:`DataError` naming it), the next batch while the model runs on this one.
+    Non-finite outputs raise :class:`ModelError` naming ``source`` (the run).
+    """
+    files = [str(f) for f in files]
+    size = int(image_size)
+    chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
+    out: list[np.ndarray] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load_images, chunks[0], size) if chunks else None
+        for i in range(len(chunks)):
+            try:
+                batch = pending.result()
+            except DataError as exc:  # keep the message on one line when a file name holds a newline
+                raise DataError("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))) from None
+            pending = pool.submit(load_images, chunks[i + 1], size) if i + 1 < len(chunks) else None
+            out.append(np.asarray(model.predict_on_batch(batch.astype(np.float32)), dtype=np.float64))
+    probs = np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])))
+    if not np.isfinite(probs).all():
+        bad = int((~np.isfinite(probs)).any(1).sum())
+        raise ModelError(f"{source}: the model outputs NaN or infinity for {bad} of {len(files)} images (its weights "
+                         "diverged in training): retrain with a lower learning rate")
+    return probs
+
+
 def predict_folder(model, folder: ImageFolder, image_size: int, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities for every file of ``folder``, in file order."""
-    ds = make_dataset(folder, image_size, batch_size, with_labels=False)
-    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+    """Class probabilities for every file of ``folder``, in file order (:func:`class_probabilities`)."""
+    return class_probabilities(model, folder.files, image_size, batch_size)
+
+
+def metrics_name(run_cfg: dict, data_dir: Path) -> str:
+    """``metrics.json`` for the run's training data, else ``metrics-<data folder name>.json``."""
+    trained_on = run_cfg.get("data", {}).get("root")
+    if not trained_on or Path(trained_on).expanduser().resolve() == Path(data_dir).expanduser().resolve():
+        return "metrics.json"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(data_dir).resolve().name).strip("._") or "data"
+    return f"metrics-{slug}.json"
+
+
+def _warn(message: str) -> None:
+    print(f"aslnb: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _shared_classes_or_fail(data_dir: Path, class_names: list[str]) -> list[str]:
+    """Refuse a folder holding none of the model's classes (e.g. the Massey set given as --data).
+
+    Returns its sub-folders that are not classes of the model (ignored, with a warning).
+    """
+    if not data_dir.is_dir():
+        return []  # scan_folder says what is wrong
+    found = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if found and not set(found) & set(class_names):
+        raise DataError(
+            f"{data_dir}: the model's classes ({_short(class_names)}) are missing in {data_dir} (found "
+            f"{_short(found)}); pass the training data folder with --data, or give this set as --external "
+            "(it maps a-z onto A-Z)")
+    return [f for f in found if f not in class_names]
+
+
+def _short(names: list[str], n: int = 8) -> str:
+    return ", ".join(names[:n]) + ("..." if len(names) > n else "")
 
 
 def evaluate(
@@ -95,13 +170,23 @@ def evaluate(
     model=None,
     write: bool = True,
 ) -> dict[str, Any]:
-    """Score a run on its held-out ``subset`` (and ``external``); write ``metrics.json``."""
+    """Score a run on its held-out ``subset`` (and ``external``).
+
+    Writes ``metrics.json`` (``metrics-<folder>.json`` for other data than the run's training data).
+    """
     run_dir = Path(run_dir)
     loaded, class_names, cfg = load_run(run_dir) if model is None else (model, *_names_cfg(run_dir))
     params = cfg["params"]
     size = int(params["image_size"])
     data_dir = resolve_data_dir(data)
+    ignored = _shared_classes_or_fail(data_dir, class_names)
     folder = drop_bad_images(scan_folder(data_dir, class_names=class_names, allow_empty_classes=True))
+    missing = [c for c, n in folder.counts().items() if n == 0]
+    if verbose and missing:
+        _warn(f"{data_dir} has no images of {len(missing)} of the model's {len(class_names)} classes "
+              f"({', '.join(missing)}): their recall is not measured")
+    if verbose and ignored:
+        _warn(f"{data_dir}: {len(ignored)} folder(s) are not classes of the model ({_short(ignored)}): ignored")
     from .data.splits import limit_folder
 
     folder = limit_folder(folder, params.get("limit_per_class"))
@@ -111,7 +196,7 @@ def evaluate(
     if len(part) == 0:
         part, subset = split.val, "val"
     t0 = time.perf_counter()
-    probs = predict_folder(loaded, part, size, int(params["batch_size"]))
+    probs = class_probabilities(loaded, part.files, size, int(params["batch_size"]), source=run_dir)
     seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "run": str(run_dir),
@@ -125,14 +210,19 @@ def evaluate(
     timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": subset,
                               "predict_seconds": round(seconds, 3),
                               "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
-    if cfg["data"].get("fingerprint") and data_dir != Path(cfg["data"]["root"]):
+    name = metrics_name(cfg, data_dir)
+    if name != "metrics.json":
         metrics["note"] = f"evaluated on {data_dir}, trained on {cfg['data']['root']}"
+    if missing:
+        metrics["missing_classes"] = missing
+    if ignored:
+        metrics["ignored_folders"] = ignored
     ext_dir = resolve_external_dir(external)
     if ext_dir is not None:
         ext = load_external(ext_dir, class_names)
         ext_folder = drop_bad_images(ext.folder)
         t0 = time.perf_counter()
-        eprobs = predict_folder(loaded, ext_folder, size, int(params["batch_size"]))
+        eprobs = class_probabilities(loaded, ext_folder.files, size, int(params["batch_size"]), source=run_dir)
         timing["external_predict_seconds"] = round(time.perf_counter() - t0, 3)
         shared = [class_names.index(c) for c in ext.shared_classes]
         metrics["external"] = {**ext.describe(), "shared_classes": ext.shared_classes,
@@ -143,8 +233,12 @@ def evaluate(
             line += f"; external accuracy {metrics['external']['accuracy']:.4f} on {metrics['external']['n_images']} images"
         print(line, flush=True)
     if write:
-        write_json(run_dir / "metrics.json", metrics)
-        write_json(run_dir / "timing.json", timing)
+        write_json(run_dir / name, metrics)
+        write_json(run_dir / name.replace("metrics", "timing", 1), timing)
+        if verbose:
+            where = "the run's training data" if name == "metrics.json" else \
+                f"other data than the run's training data {cfg['data']['root']}; metrics.json is unchanged"
+            print(f"metrics of {data_dir} ({where}) written to {run_dir / name}", flush=True)
     return metrics
 
 

@@ -33,6 +33,7 @@ from .data.pipeline import make_dataset
 from .data.scan import ImageFolder
 from .config import PRECISIONS
 from .errors import ParameterError
+from .provenance import gpu_visible
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -55,15 +56,6 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(cpu_flags(cpuinfo) & set(BF16_CPU_FLAGS))
 
 
-def _gpu_visible() -> bool:
-    try:
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    except Exception:  # noqa: BLE001 - other backends / no TF: treat as CPU
-        return False
-
-
 def resolve_precision(precision: str = "auto", *, cpuinfo: str | None = None, gpu: bool | None = None) -> str:
     """``'float32'`` or ``'bfloat16'`` for ``precision`` in ``auto|float32|bfloat16``.
 
@@ -76,7 +68,7 @@ def resolve_precision(precision: str = "auto", *, cpuinfo: str | None = None, gp
     if p != "auto":
         return p
     if gpu is None:
-        gpu = _gpu_visible()
+        gpu = gpu_visible()
     return "bfloat16" if gpu or cpu_has_native_bf16(cpuinfo) else "float32"
 
 

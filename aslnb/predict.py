@@ -1,4 +1,8 @@
-"""Prediction on image files of any size, mode or format Pillow reads."""
+"""Prediction on image files of any size, mode or format Pillow reads.
+
+Probabilities come from :func:`aslnb.evaluate.class_probabilities`, the same
+function evaluation uses (one inference path).
+"""
 from __future__ import annotations
 
 import os
@@ -7,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .data.images import is_image_name, load_image
+from .data.images import is_image_name
 from .errors import DataError
-from .runs import load_run
+from .evaluate import class_probabilities
+from .runs import load_config, load_labels, load_run
 
 
 def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
@@ -19,13 +24,19 @@ def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_name(f))
             if not found:
-                raise DataError(f"{p}: folder holds no image files")
+                raise DataError(f"{display_path(p)}: folder holds no image files")
             out.extend(found)
         elif p.is_file():
             out.append(p)
         else:
-            raise DataError(f"{p}: no such file or folder")
+            raise DataError(f"{display_path(p)}: no such file or folder")
     return out
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as one printable line: names with a newline or other control character are shown repr-style."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *, top_k: int = 3,
@@ -37,18 +48,19 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
     if model is None:
         model, names, cfg = load_run(run_dir)
     else:
-        from .runs import load_config, load_labels
-
         names, cfg = load_labels(run_dir), load_config(run_dir)
     size = int(cfg["params"]["image_size"])
     top_k = max(1, min(int(top_k), len(names)))
+    probs = class_probabilities(model, files, size, batch_size, source=run_dir)
     results: list[dict[str, Any]] = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        batch = np.stack([load_image(f, size) for f in chunk]).astype(np.float32)
-        probs = np.asarray(model.predict_on_batch(batch), dtype=np.float64)
-        for f, p in zip(chunk, probs):
-            order = np.argsort(-p)[:top_k]
-            results.append({"file": str(f), "label": names[order[0]], "prob": float(p[order[0]]),
-                            "top_k": [[names[i], float(p[i])] for i in order]})
+    for f, p in zip(files, probs):
+        order = np.argsort(-p)[:top_k]
+        results.append({"file": str(f), "label": names[order[0]], "prob": float(p[order[0]]),
+                        "top_k": [[names[i], float(p[i])] for i in order]})
     return results
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """One output line of ``aslnb predict``: ``FILE: LABEL (PROB)  [ALT PROB, ...]`` (file name escaped)."""
+    alts = ", ".join(f"{lab} {p:.2f}" for lab, p in result["top_k"][1:])
+    return f"{display_path(result['file'])}: {result['label']} ({result['prob']:.3f})" + (f"  [{alts}]" if alts else "")

@@ -9,31 +9,37 @@ from pathlib import Path
 FORMAT_VERSION = 1
 
 
-def device_name() -> str:
-    """'GPU: <name>' when Keras's backend sees one, else 'CPU: <model>'."""
+def gpu_names() -> list[str]:
+    """Names of the GPUs Keras's backend sees (``[]`` on a CPU, or when the backend cannot tell)."""
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     try:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                details = tf.config.experimental.get_device_details(gpus[0])
-                return f"GPU: {details.get('device_name', gpus[0].name)}"
-        elif backend == "jax":
+            return [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                    for g in tf.config.list_physical_devices("GPU")]
+        if backend == "jax":
             import jax
 
-            d = jax.devices()[0]
-            if d.platform != "cpu":
-                return f"GPU: {d.device_kind}"
-        elif backend == "torch":
+            return [d.device_kind for d in jax.devices() if d.platform != "cpu"]
+        if backend == "torch":
             import torch
 
-            if torch.cuda.is_available():
-                return f"GPU: {torch.cuda.get_device_name(0)}"
-    except Exception:  # noqa: BLE001 - informational only
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no backend library / no driver: treat as CPU
         pass
-    return f"CPU: {cpu_model()} ({os.cpu_count()} cores)"
+    return []
+
+
+def gpu_visible() -> bool:
+    """True when Keras's backend sees a GPU."""
+    return bool(gpu_names())
+
+
+def device_name() -> str:
+    """'GPU: <name>' when Keras's backend sees one, else 'CPU: <model>'."""
+    gpus = gpu_names()
+    return f"GPU: {gpus[0]}" if gpus else f"CPU: {cpu_model()} ({os.cpu_count()} cores)"
 
 
 def cpu_model() -> str:

@@ -15,18 +15,32 @@ from .data.scan import drop_bad_images, scan_folder
 from .data.splits import Split, limit_folder, split_folder
 from .errors import ModelError, RunDirError
 from .provenance import FORMAT_VERSION
-from .io import read_json
+from .io import atomic_path, read_json
 
 
 def load_labels(run_dir: str | os.PathLike) -> list[str]:
+    """The run's class names from ``labels.json``: a list of distinct, non-empty strings."""
     run_dir = Path(run_dir)
     path = run_dir / "labels.json"
     if not path.is_file():
         raise RunDirError(f"{path}: missing; {run_dir} is not a finished run directory (train one with `aslnb train`)")
+    fix = "restore the file from the run or retrain"
     try:
-        return list(read_json(path)["class_names"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{path}: unreadable label map ({exc}); retrain or restore the file") from None
+        data = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: unreadable label map ({exc}); {fix}") from None
+    names = data.get("class_names") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not names:
+        raise RunDirError(f"{path}: \"class_names\" must be a non-empty list of class names, e.g. "
+                          f"[\"A\", \"B\"] (found {type(names).__name__}); {fix}")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise RunDirError(f"{path}: \"class_names\" holds {bad[0]!r}, not a class name (every entry must be a "
+                          f"non-empty string); {fix}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RunDirError(f"{path}: \"class_names\" lists {', '.join(map(repr, dupes))} more than once; {fix}")
+    return list(names)
 
 
 def load_config(run_dir: str | os.PathLike) -> dict:
@@ -36,12 +50,18 @@ def load_config(run_dir: str | os.PathLike) -> dict:
         raise RunDirError(f"{path}: missing; {run_dir} is not a run directory (train one with `aslnb train`)")
     try:
         cfg = read_json(path)
-    except ValueError as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc}); restore the file from the run or retrain") from None
+    if not isinstance(cfg, dict):
+        raise RunDirError(f"{path}: expected a JSON object; restore the file from the run or retrain")
     if cfg.get("format_version") != FORMAT_VERSION:
         raise RunDirError(
             f"{path}: run format {cfg.get('format_version')!r}, this aslnb reads {FORMAT_VERSION}; retrain with this version"
         )
+    size = (cfg.get("params") or {}).get("image_size") if isinstance(cfg.get("params"), dict) else None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise RunDirError(f"{path}: params.image_size is {'missing' if size is None else repr(size)}, expected the "
+                          "model's input size in pixels (e.g. 128); restore the file from the run or retrain")
     return cfg
 
 
@@ -60,8 +80,7 @@ def load_model(path: str | os.PathLike, class_names: list[str] | None = None):
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"{path}: missing; train a model first (`aslnb train --out {path.parent}`)")
-    if not zipfile.is_zipfile(path):
-        raise ModelError(f"{path}: not a Keras model file (corrupt or truncated); retrain or restore it")
+    _check_archive(path)
     refused = ModelError(
         f"{path}: refused by Keras safe mode, it contains code (a Lambda layer or a serialized function) that "
         "would run on loading; only load models you trained yourself with aslnb"
@@ -89,6 +108,24 @@ def load_model(path: str | os.PathLike, class_names: list[str] | None = None):
                 "files from different runs"
             )
     return model
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, each with its own message, an unreadable file, a non-zip file and a truncated zip."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or exc}); fix its permissions "
+                         f"(e.g. `chmod u+r {path}`) or run as the user who owns it") from None
+    if zipfile.is_zipfile(path):
+        return
+    if head == b"PK\x03\x04":
+        raise ModelError(f"{path}: truncated (the zip archive has no end; an interrupted copy or download?); "
+                         "copy it again or retrain")
+    kind = "an empty file" if not head else "not a zip archive"
+    raise ModelError(f"{path}: not a Keras model file ({kind}; a .keras file is a zip archive); "
+                     "restore the right file or retrain")
 
 
 def _holds_code(path: Path) -> bool:
@@ -122,7 +159,14 @@ def load_run(run_dir: str | os.PathLike):
         raise RunDirError(f"{run_dir}: no such run directory; train one with `aslnb train --out {run_dir}`")
     cfg = load_config(run_dir)
     names = load_labels(run_dir)
-    return load_model(run_dir / "model.keras", names), names, cfg
+    model = load_model(run_dir / "model.keras", names)
+    size = cfg["params"]["image_size"]
+    shape = tuple(model.input_shape[1:3])
+    if None not in shape and shape != (size, size):
+        raise RunDirError(f"{run_dir / 'config.json'}: params.image_size is {size} but the model takes "
+                          f"{shape[0]}x{shape[1]} images; the run directory mixes files from different runs: "
+                          "restore config.json or retrain")
+    return model, names, cfg
 
 
 def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
@@ -248,15 +292,10 @@ def start_run(out: Path, params: dict, fingerprint: str, overwrite: bool) -> Run
 
 
 def save_model_atomic(model, path: Path) -> None:
-    """Save to a temporary file next to ``path``, then rename: a full disk never
-    destroys the previous model."""
-    tmp = path.with_name(f".{path.stem}.part.keras")
+    """Save through a temporary file next to ``path``: a full disk never destroys the previous model."""
     try:
-        model.save(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            model.save(tmp)
     except OSError as exc:
         raise RunDirError(f"{path}: could not save the model ({exc.strerror or exc}); the previous file, if any, "
                           "is untouched; free some disk space and rerun the same command to resume") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()

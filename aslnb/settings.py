@@ -28,6 +28,11 @@ def default_data_dir() -> Path:
     return cache_dir() / "asl-alphabet"
 
 
+def default_external_dir() -> Path:
+    """Where ``aslnb data fetch --external`` looks for a hand-made copy of the Massey set."""
+    return cache_dir() / "massey-asl"
+
+
 def keras_home() -> Path:
     """Keras's cache folder (``KERAS_HOME``, else ``~/.keras``)."""
     env = os.environ.get("KERAS_HOME")
@@ -43,6 +48,11 @@ def resolve_data_dir(path: str | os.PathLike | None = None, *, must_exist: bool 
     else:
         source, p = "default", default_data_dir()
     p = p.expanduser()
+    if must_exist and p.exists() and not p.is_dir():
+        raise DataError(
+            f"training data folder {p} (from {source}) is a file, not a folder: set --data or {DATA_ENV} to "
+            "the folder that holds one sub-folder of images per class"
+        )
     if must_exist and not p.is_dir():
         raise DataError(
             f"training data folder {p} (from {source}) does not exist: set --data or "
@@ -67,7 +77,6 @@ def resolve_external_dir(path: str | os.PathLike | None = None, *, required: boo
         return None
     p = p.expanduser()
     if not p.is_dir():
-        raise DataError(
-            f"external data folder {p} (from {source}) does not exist: fix --external or {EXTERNAL_ENV}"
-        )
+        what = "is a file, not a folder" if p.exists() else "does not exist"
+        raise DataError(f"external data folder {p} (from {source}) {what}: fix --external or {EXTERNAL_ENV}")
     return p

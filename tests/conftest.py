@@ -1,28 +1,71 @@
-"""Shared fixtures for the data tests.
+"""Shared fixtures, and the rule for test data.
 
-``sample_dir``   the training sample (``$ASLNB_DATA``), skipped when unset.
-``external_dir`` the external test set (``$ASLNB_EXTERNAL_DATA``), skipped when unset.
+The data rule
+-------------
+* A test that needs only "some images in the real layout" (class-per-folder JPEGs
+  named ``<class><frame>.jpg``) uses ``tiny_images`` or ``tmp_dataset`` (built from
+  it). Those images are made here, in a temporary folder: such tests never skip.
+* A test that needs the REAL data (an accuracy claim, the ported-weights check on
+  real photos, the notebooks, the report) asks for ``sample_dir`` or ``external_dir``.
+  Those tests get the ``data`` marker automatically and FAIL, not skip, when
+  ``$ASLNB_DATA`` / ``$ASLNB_EXTERNAL_DATA`` is unset: ``.ci/run`` always sets them;
+  without the data, deselect them explicitly with ``pytest -m "not data"``.
+
+Markers: ``slow`` marks the tests that train a model or run the notebooks or the
+benchmark for real (every test using ``tiny_run`` or test_report's ``smoke_report``
+gets it automatically), so
+``pytest -m "not slow"`` is the quick loop; ``make test`` runs everything.
+
+``tiny_images``  29 class folders (the sample's names) x 200 small JPEGs named by the
+                 frame numbers the fetcher downloads (``A376.jpg`` ...), 32 px, one
+                 colour and stripe pattern per class plus noise and a slow drift
+                 over the frames (neighbouring frames look alike): a tiny model learns it.
+``sample_dir``   the training sample (``$ASLNB_DATA``); fails when unset.
+``external_dir`` the external test set (``$ASLNB_EXTERNAL_DATA``); fails when unset.
 ``tmp_dataset``  a factory building small class-per-folder trees under ``tmp_path``
-                 from a FEW real images (copied by default, or symlinked). The real
-                 data and the repository are never written to.
+                 from a few images of ``tiny_images`` (or of another source: copied
+                 by default, or symlinked). The real data and the repository are
+                 never written to.
 """
 from __future__ import annotations
 
 import itertools
 import os
 import shutil
+import string
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+DATA_FIXTURES = {"sample_dir": "ASLNB_DATA", "external_dir": "ASLNB_EXTERNAL_DATA"}
+SLOW_FIXTURES = {"tiny_run", "smoke_report"}  # fixtures that train a model / run the notebooks for real
+TINY_CLASSES = [*string.ascii_uppercase, "del", "nothing", "space"]
+TINY_PER_CLASS, TINY_SIZE = 200, 32
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "data: needs the real data ($ASLNB_DATA / $ASLNB_EXTERNAL_DATA); "
+                                       "fails without it (see tests/conftest.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & set(DATA_FIXTURES):
+            item.add_marker(pytest.mark.data)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 def _env_dir(var: str) -> Path:
     value = os.environ.get(var)
     if not value:
-        pytest.skip(f"{var} is not set: point it at the data folder to run this test")
+        pytest.fail(f"{var} is not set: this test needs the real data; point {var} at it "
+                    f'(.ci/run does) or deselect these tests with -m "not data"', pytrace=False)
     path = Path(value).expanduser()
     if not path.is_dir():
-        pytest.fail(f"{var}={value}: not a folder; fix the variable or unset it to skip these tests")
+        pytest.fail(f"{var}={value}: not a folder; fix the variable", pytrace=False)
     return path
 
 
@@ -38,12 +81,41 @@ def external_dir() -> Path:
     return _env_dir("ASLNB_EXTERNAL_DATA")
 
 
+def make_tiny_images(root: Path, classes=TINY_CLASSES, per_class: int = TINY_PER_CLASS,
+                     size: int = TINY_SIZE, seed: int = 0) -> Path:
+    """Write the ``tiny_images`` set under ``root`` (see the module docstring); returns ``root``."""
+    from PIL import Image
+
+    from aslnb.data.fetch import frames_for
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    frames = frames_for(per_class)
+    for k, name in enumerate(classes):
+        colour = np.array([(37 * k) % 256, (91 * k + 60) % 256, (151 * k + 120) % 256], dtype=np.float32)
+        angle = np.pi * k / len(classes)
+        stripes = 60 * np.sin(2 * np.pi * (2 + k % 4) * (np.cos(angle) * xx + np.sin(angle) * yy))
+        folder = root / name
+        folder.mkdir(parents=True)
+        for frame in frames:
+            drift = 40 * np.sin(2 * np.pi * frame / 3000)  # slow change over the "video"
+            img = colour + (stripes + drift)[..., None] + rng.normal(0, 12, (size, size, 3))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"{name}{frame}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory) -> Path:
+    """29 class folders x 200 generated 32 px JPEGs in the sample's layout (read-only by convention)."""
+    return make_tiny_images(tmp_path_factory.mktemp("tiny_images"))
+
+
 @pytest.fixture
-def tmp_dataset(tmp_path, sample_dir):
+def tmp_dataset(tmp_path, tiny_images):
     """Factory: ``make(spec, *, source=None, link=False) -> Path`` of a new dataset root.
 
     ``spec`` maps a class folder name to either a number of images taken from the
-    class of the same name in ``source`` (default: ``sample_dir``), or to a tuple
+    class of the same name in ``source`` (default: ``tiny_images``), or to a tuple
     ``(source_class, n)``. ``n`` may be 0 (an empty class folder). A list of class
     names means 3 images each. Images are picked spread over the source class
     (sorted by name) and keep their file names. Files are copied (safe to
@@ -52,7 +124,7 @@ def tmp_dataset(tmp_path, sample_dir):
     counter = itertools.count()
 
     def make(spec, *, source: Path | None = None, link: bool = False) -> Path:
-        src_root = Path(source) if source is not None else sample_dir
+        src_root = Path(source) if source is not None else tiny_images
         if not isinstance(spec, dict):
             spec = {name: 3 for name in spec}
         root = tmp_path / f"dataset{next(counter)}"
@@ -104,8 +176,7 @@ def train_cli_args(params: dict) -> list[str]:
     for name, value in params.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            if value:
-                out.append(flag)
+            out.append(flag if value else f"--no-{flag[2:]}")
             continue
         out += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
     return out

@@ -43,3 +43,32 @@ def test_import_keras_failure_keeps_its_output(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "native detail before the failure" in r.stderr and "broken install" in r.stderr
+
+
+def test_one_gpu_detection_for_device_name_and_precision(monkeypatch):
+    """provenance.gpu_visible is what device_name and resolve_precision("auto") go by."""
+    from aslnb import features, provenance
+
+    visible = provenance.gpu_visible()
+    assert visible == bool(provenance.gpu_names()) == provenance.device_name().startswith("GPU: ")
+    monkeypatch.setattr(features, "gpu_visible", lambda: True)
+    assert features.resolve_precision("auto", cpuinfo="flags\t: avx2\n") == "bfloat16"
+    monkeypatch.setattr(features, "gpu_visible", lambda: False)
+    assert features.resolve_precision("auto", cpuinfo="flags\t: avx2\n") == "float32"
+
+
+def test_gpu_names_is_empty_when_the_backend_library_is_missing(monkeypatch):
+    import builtins
+
+    from aslnb import provenance
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("no torch here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    assert provenance.gpu_names() == [] and provenance.device_name().startswith("CPU: ")

@@ -1,9 +1,15 @@
 """The ``aslnb`` command: --help everywhere, one-line errors, tracebacks only with --debug, offline."""
 from __future__ import annotations
 
+import argparse
+import json
+
+import numpy as np
 import pytest
 
-from aslnb.cli import build_parser, main
+from aslnb import errors
+from aslnb.cli import _dumps, build_parser, main
+from aslnb.errors import AslnbError, DataError, ParameterError
 
 SUBCOMMANDS = [[], ["data"], ["data", "info"], ["data", "verify"], ["data", "fetch"], ["train"], ["evaluate"],
                ["predict"], ["report"], ["bench"]]
@@ -25,6 +31,90 @@ def test_every_subcommand_has_help(words, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: aslnb {' '.join(words)}".rstrip())
     assert "--help" in out
+
+
+def _subparser(words):
+    parser = build_parser()
+    for word in words:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return parser
+
+
+@pytest.mark.parametrize("words", SUBCOMMANDS, ids=lambda w: " ".join(w) or "aslnb")
+def test_every_option_shows_its_default(words, capsys):
+    """Every option but on/off switches says its default in --help (its value, or what leaving it out means)."""
+    parser = _subparser(words)
+    with pytest.raises(SystemExit):
+        main([*words, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for action in parser._actions:
+        switch = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)  # off unless given
+        if not action.option_strings or action.required or switch:
+            continue
+        text = parser._get_formatter()._get_help_string(action)
+        assert "(default" in text, f"aslnb {' '.join(words)} {action.option_strings[0]}: no default in its help"
+        if action.default is not None and "%(default)" in text:
+            shown = ",".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+            assert f"(default: {shown})" in out
+
+
+def test_train_help_shows_the_dataclass_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("--epochs EPOCHS training epochs of the first phase (default: 20)", "(default: conv4)",
+                 "--head-units N[,N...]", "(default: 256)", "--no-augment"):
+        assert text in out
+    from aslnb.models import backbone_names
+
+    assert all(name in out for name in backbone_names())
+
+
+def test_help_lists_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for code, text in errors.EXIT_CODES.items():
+        assert f"{code:>3}  {text}" in out
+
+
+def test_exit_codes_are_distinct_and_leave_2_to_argparse(capsys):
+    classes = [AslnbError, *AslnbError.__subclasses__()]
+    codes = [c.exit_code for c in classes]
+    assert len(set(codes)) == len(codes) and errors.EXIT_USAGE not in codes
+    assert all(c in errors.EXIT_CODES for c in codes)
+    with pytest.raises(SystemExit) as ex:
+        main(["data", "info", "--no-such-option"])
+    assert ex.value.code == errors.EXIT_USAGE == 2
+
+
+def test_debug_is_accepted_before_and_after_the_command():
+    p = build_parser()
+    assert p.parse_args(["--debug", "evaluate", "r"]).debug is True
+    assert p.parse_args(["evaluate", "r", "--debug"]).debug is True
+    assert p.parse_args(["data", "info", "--debug"]).debug is True
+    assert p.parse_args(["train", "--out", "r", "--debug"]).debug is True
+    assert p.parse_args(["evaluate", "r"]).debug is False
+
+
+def test_data_info_json_holds_plain_strings(tmp_dataset, capsys):
+    root = tmp_dataset({"A": 2, "B": 2})
+    (root / "B" / "broken.jpg").write_bytes(b"not an image")
+    assert main(["data", "info", "--json", str(root)]) == 0
+    out = capsys.readouterr().out
+    info = json.loads(out)
+    assert "np.str_" not in out and info["counts"] == {"A": 2, "B": 3}
+    assert any(p.startswith(str(root / "B" / "broken.jpg")) and f"'{root / 'B' / 'broken.jpg'}'" in p
+               for p in info["problems"]), info["problems"]
+
+
+@pytest.mark.parametrize("bad", [{"m": "cannot open np.str_('/x.jpg')"}, {"x": float("nan")}, {"n": np.int64(3)},
+                                 {"p": object()}])
+def test_json_output_refuses_silently_wrong_values(bad):
+    with pytest.raises((TypeError, ValueError)):
+        _dumps(bad)
+    assert json.loads(_dumps({"a": [1, 2.5, "b", None, True]})) == {"a": [1, 2.5, "b", None, True]}
 
 
 def test_train_help_lists_precision_and_weights(capsys):
@@ -71,9 +161,18 @@ def test_unexpected_errors_are_one_line_too(tmp_path, capsys):
 def test_traceback_only_with_debug(aslnb_cli, tmp_path):
     plain = aslnb_cli("evaluate", tmp_path / "no-run")
     debug = aslnb_cli("--debug", "evaluate", tmp_path / "no-run")
-    assert plain.returncode != 0 and debug.returncode != 0
+    after = aslnb_cli("data", "info", tmp_path / "no-data", "--debug")
+    assert plain.returncode != 0 and debug.returncode != 0 and after.returncode != 0
     _one_error_line(plain.stderr)
     assert "Traceback" in debug.stderr and "RunDirError" in debug.stderr
+    assert "Traceback" in after.stderr and "DataError" in after.stderr
+
+
+def test_data_and_parameter_errors_have_their_own_exit_codes(tmp_path, sample_dir, capsys):
+    assert main(["data", "info", str(tmp_path / "no-data")]) == DataError.exit_code != 2
+    assert main(["train", "--data", str(sample_dir), "--out", str(tmp_path / "run"), "--seed", "-1"]) \
+        == ParameterError.exit_code != 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2
 
 
 def test_fetch_offline_fails_fast_in_one_line(aslnb_cli, closed_port, tmp_path):

@@ -22,34 +22,34 @@ def disk_images(folder: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def sample(sample_dir):
-    return scan_folder(sample_dir)
+def sample(tiny_images):
+    return scan_folder(tiny_images)
 
 
 # --------------------------------------------------------------------------- scan
 
 
-def test_classes_in_sorted_order(sample, sample_dir):
-    expected = disk_classes(sample_dir)
+def test_classes_in_sorted_order(sample, tiny_images):
+    expected = disk_classes(tiny_images)
     assert sample.class_names == expected
     # sorted(): upper-case letters sort before lower-case names, as in Keras.
     assert sample.class_names == list(string.ascii_uppercase) + ["del", "nothing", "space"]
     assert len(sample.class_names) == 29
 
 
-def test_counts_match_disk(sample, sample_dir):
-    on_disk = {c: len(disk_images(sample_dir / c)) for c in disk_classes(sample_dir)}
+def test_counts_match_disk(sample, tiny_images):
+    on_disk = {c: len(disk_images(tiny_images / c)) for c in disk_classes(tiny_images)}
     assert sample.counts() == on_disk
     assert set(on_disk.values()) == {200}
     assert len(sample) == sum(on_disk.values()) == 29 * 200
 
 
-def test_labels_match_folder_names(sample, sample_dir):
+def test_labels_match_folder_names(sample, tiny_images):
     assert sample.labels.dtype == np.int64
     assert len(sample.files) == len(sample.labels)
     for f, lab in zip(sample.files, sample.labels):
         assert Path(f).parent.name == sample.class_names[lab]
-    all_on_disk = {str(p) for c in disk_classes(sample_dir) for p in disk_images(sample_dir / c)}
+    all_on_disk = {str(p) for c in disk_classes(tiny_images) for p in disk_images(tiny_images / c)}
     assert len(set(sample.files.tolist())) == len(sample.files)  # no duplicates
     assert set(sample.files.tolist()) == all_on_disk
     assert sample.problems == []
@@ -126,8 +126,8 @@ def test_dataset_info_sample(sample_dir):
     assert d["n_images"] == n and d["root"] == str(sample_dir)
 
 
-def test_dataset_info_sampled_headers(sample_dir):
-    info = dataset_info(sample_dir, sample=100)
+def test_dataset_info_sampled_headers(tiny_images):
+    info = dataset_info(tiny_images, sample=100)
     assert info.n_images == 5800  # counts are never sampled
     looked_at = sum(info.sizes.values())
     assert 100 <= looked_at < 200
@@ -140,12 +140,12 @@ S = 32
 
 
 @pytest.fixture(scope="module")
-def small_folder(sample_dir, tmp_path_factory):
-    """4 classes x 10 real images = 40 files, symlinked into a tmp tree."""
+def small_folder(tiny_images, tmp_path_factory):
+    """4 classes x 10 images = 40 files, symlinked into a tmp tree."""
     root = tmp_path_factory.mktemp("pipe")
     for c in ("B", "K", "del", "space"):
         (root / c).mkdir()
-        files = sorted(disk_images(sample_dir / c))
+        files = sorted(disk_images(tiny_images / c))
         for p in files[::20][:10]:
             (root / c / p.name).symlink_to(p)
     folder = scan_folder(root)
@@ -228,7 +228,7 @@ def test_make_dataset_one_hot_needs_num_classes(small_folder):
     np.testing.assert_array_equal(y.argmax(axis=1), small_folder.labels)
 
 
-def test_drop_bad_images_decodes_each_unchanged_file_once(tmp_dataset, monkeypatch):
+def test_drop_bad_images_decodes_each_unchanged_file_once(tmp_dataset, monkeypatch, caplog):
     """A second call (train, then evaluate) reuses the first one's checks; a file changed since is decoded again."""
     import aslnb.data.scan as S
 
@@ -241,9 +241,97 @@ def test_drop_bad_images_decodes_each_unchanged_file_once(tmp_dataset, monkeypat
     assert len(S.drop_bad_images(S.scan_folder(root))) == 6 and len(decoded) == 6
     victim = sorted((root / "B").iterdir())[0]
     victim.write_bytes(b"not an image at all")
-    with pytest.warns(UserWarning, match=victim.name):
+    with caplog.at_level("WARNING", logger="aslnb.data"):
         kept = S.drop_bad_images(S.scan_folder(root))
-    assert len(kept) == 5 and decoded[6:] == [str(victim)]
-    with pytest.warns(UserWarning, match=victim.name):  # still bad, still reported, not decoded again
-        assert len(S.drop_bad_images(S.scan_folder(root))) == 5
+        assert len(kept) == 5 and decoded[6:] == [str(victim)]
+        assert len(S.drop_bad_images(S.scan_folder(root))) == 5  # still bad, still reported, not decoded again
     assert len(decoded) == 7
+    skips = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skips) == 2 and all(victim.name in m and "\n" not in m for m in skips)
+
+
+# --------------------------------------------------------------------------- issue 14: data-layer errors
+
+
+def test_unreadable_data_or_class_folder_is_a_data_error(tmp_dataset, monkeypatch):
+    """Tests run as root (permissions are not enforced), so the PermissionError is simulated."""
+    from aslnb.errors import DataError
+
+    root = tmp_dataset({"A": 2, "B": 2})
+    real = Path.iterdir
+    for locked in (root, root / "B"):
+        def iterdir(self, locked=locked):
+            if self == locked:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self)
+
+        monkeypatch.setattr(Path, "iterdir", iterdir)
+        with pytest.raises(DataError) as err:
+            scan_folder(root)
+        msg = str(err.value)
+        assert msg.startswith(f"{locked}: cannot read") and "permission denied" in msg and "\n" not in msg
+    monkeypatch.setattr(Path, "iterdir", real)
+    assert len(scan_folder(root)) == 4
+
+
+def test_data_pointing_at_a_file_says_so(tmp_path, monkeypatch):
+    from aslnb.errors import DataError
+    from aslnb.settings import resolve_data_dir, resolve_external_dir
+
+    f = tmp_path / "images.zip"
+    f.write_bytes(b"PK")
+    with pytest.raises(DataError, match="is a file, not a folder") as err:
+        resolve_data_dir(f)
+    assert "does not exist" not in str(err.value) and str(f) in str(err.value)
+    with pytest.raises(DataError, match="does not exist"):
+        resolve_data_dir(tmp_path / "nope")
+    monkeypatch.setenv("ASLNB_EXTERNAL_DATA", str(f))
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        resolve_external_dir()
+
+
+def test_one_class_only_is_refused_for_training(tmp_dataset):
+    from aslnb.data import split_folder
+    from aslnb.errors import DataError
+
+    root = tmp_dataset({"A": 6})
+    with pytest.raises(DataError) as err:
+        scan_folder(root, min_classes=2)
+    assert str(root) in str(err.value) and "(A)" in str(err.value) and "at least 2 classes" in str(err.value)
+    folder = scan_folder(root)  # listing one class is fine (data info)
+    with pytest.raises(DataError, match="at least 2 classes") as err:
+        split_folder(folder, "random")
+    assert str(root) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_decompression_bomb_is_one_line_naming_the_file(tmp_path, monkeypatch, caplog):
+    """Pillow's DecompressionBombWarning becomes a skip / DataError naming the file, not a warning."""
+    import warnings
+
+    from PIL import Image
+
+    from aslnb.data import check_image, drop_bad_images, find_bad_images, load_image, load_images
+    from aslnb.errors import DataError
+
+    for cls in ("A", "B"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / cls / f"{cls}1.jpg")
+    bomb = tmp_path / "A" / "A2.png"
+    Image.new("RGB", (40, 40)).save(bomb)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 px: Pillow warns (it refuses above 2000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert "decompression bomb" in check_image(bomb)
+        assert set(find_bad_images([bomb, tmp_path / "B" / "B1.jpg"])) == {str(bomb)}
+        with pytest.raises(DataError) as err:
+            load_image(bomb, 8)
+        with pytest.raises(DataError):
+            load_images([str(bomb)], 8)
+        with caplog.at_level("WARNING", logger="aslnb.data"):
+            kept = drop_bad_images(scan_folder(tmp_path))
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    msg = str(err.value)
+    assert msg.startswith(f"{bomb}: refused, too many pixels") and "\n" not in msg
+    assert str(bomb) not in kept.files.tolist() and len(kept) == 2
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert str(bomb) in line and "skipped" in line and "\n" not in line

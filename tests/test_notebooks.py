@@ -59,7 +59,7 @@ def test_colab_cell_parameters_cell_then_setup(notebook):
         names.add(stmt.targets[0].id)
         value = stmt.value
         if stmt.targets[0].id == "PROFILE":
-            assert ast.unparse(value) == "os.environ.get('ASLNB_PROFILE', 'cpu')"
+            assert ast.unparse(value) == "os.environ.get('ASLNB_PROFILE', 'auto')"
         else:
             assert isinstance(value, ast.Constant), f"{stmt.targets[0].id}: a literal value"
     nn = path.name[:2]
@@ -91,8 +91,7 @@ def test_summary_exercises_and_no_progress_bars(notebook):
 def test_stored_outputs_come_from_a_clean_smoke_run(notebook):
     path, nb = notebook
     outs = [o for c in _code(nb) for o in c.get("outputs", [])]
-    if not outs:
-        pytest.skip(f"{path.name} has no stored outputs yet (run tools/refresh_notebooks.py)")
+    assert outs, f"{path.name} has no stored outputs: run tools/refresh_notebooks.py"
     assert not [o for o in outs if o.output_type == "error"], "stored outputs contain an error"
     text = "\n".join(o.get("text", "") for o in outs if o.output_type == "stream")
     assert f"aslnb notebook {path.name[:2]} · profile smoke" in text, "stored outputs must come from the smoke profile"
@@ -103,11 +102,11 @@ def test_stored_outputs_come_from_a_clean_smoke_run(notebook):
             "a checked cell must not print to stderr"
 
 
-def test_nbval(tmp_path):
+@pytest.mark.slow
+def test_nbval(tmp_path, sample_dir, external_dir):
     """Run every notebook under the smoke profile and compare the checked cells."""
-    if not os.environ.get("ASLNB_DATA"):
-        pytest.skip("ASLNB_DATA is not set")
-    env = {**os.environ, "ASLNB_PROFILE": "smoke", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "ASLNB_DATA": str(sample_dir), "ASLNB_EXTERNAL_DATA": str(external_dir),
+           "ASLNB_PROFILE": "smoke", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout", "300",
            "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-p", "no:cacheprovider",
            "-q", "--no-header", "-o", "addopts=", "notebooks/"]

@@ -158,7 +158,7 @@ def test_truncated_model_file_is_refused(tmp_path):
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelError, match="corrupt or truncated"):
+    with pytest.raises(ModelError, match="truncated"):
         load_model(path)
     path.write_bytes(b"PK\x03\x04" + data[4 : len(data) - 30])  # a zip whose end is cut off
     with pytest.raises(ModelError, match=str(path)):

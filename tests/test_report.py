@@ -1,7 +1,8 @@
 """``aslnb report``: the smoke report end to end, and how it fails.
 
 The full smoke report runs once per session (a few minutes on 2 cores); the
-failure tests run one notebook, or a tiny synthetic one, and stop at once.
+failure tests run one notebook, or a tiny synthetic one, and stop at once; bad
+``-p`` parameters are refused without starting a kernel.
 """
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ def test_plan_runs_04_once_per_backbone_and_routes_extras(tmp_path):
     assert by["04_finetune_resnet50.ipynb"]["FINE_TUNE_EPOCHS"] == 1
     assert "FINE_TUNE_EPOCHS" not in by[names[0]]  # 01 does not declare it
     assert all(p["REPORT_DIR"] == str((tmp_path / "smoke").resolve()) for p in by.values())
-    # a name no notebook declares goes everywhere, so the first setup cell refuses it
-    assert all("NOPE" in j["parameters"] for j in plan("smoke", out=tmp_path, extra=["NOPE=1"]))
+    with pytest.raises(ParameterError, match=r"-p NOPE: no notebook to run .* declares this parameter"):
+        plan("smoke", out=tmp_path, extra=["NOPE=1"])
     assert [j["name"][:2] for j in plan("smoke", out=tmp_path, notebooks=["05", "01"])] == ["01", "05"]
     with pytest.raises(ParameterError, match="--notebooks 09"):
         plan("smoke", out=tmp_path, notebooks=["09"])
@@ -63,8 +64,28 @@ def test_plan_runs_04_once_per_backbone_and_routes_extras(tmp_path):
         plan("fast", out=tmp_path)
 
 
+def test_transport_notices_are_dropped_but_errors_and_other_warnings_pass():
+    import logging
+
+    from aslnb.course.report import _TransportNoise
+
+    noise = _TransportNoise()
+
+    def record(level, msg):
+        return logging.LogRecord("traitlets", level, __file__, 1, msg, None, None)
+
+    assert not noise.filter(record(logging.WARNING, "Kernel is running over TCP without encryption. All ..."))
+    assert not noise.filter(record(logging.WARNING, "Debugger warning: It seems that frozen modules are being used"))
+    assert noise.filter(record(logging.ERROR, "Kernel is running over TCP without encryption"))  # errors pass
+    assert noise.filter(record(logging.WARNING, "Input notebook does not contain a cell with tag 'parameters'"))
+
+
 def test_course_has_five_numbered_notebooks():
-    assert len(course_notebooks()) >= 3  # 01, 04, 05 here; 02 and 03 come from their own author
+    names = [p.name for p in course_notebooks()]
+    assert names == ["01_dataset.ipynb", "02_residual_learning.ipynb", "03_transfer_learning.ipynb",
+                     "04_finetune_resnet50.ipynb", "05_results.ipynb"]
+    # every notebook of the folder is a numbered course notebook (none is left out of the report)
+    assert names == sorted(p.name for p in course_notebooks()[0].parent.glob("*.ipynb"))
 
 
 # ---------------------------------------------------------------- the smoke report
@@ -128,44 +149,135 @@ def _assert_short_setup_error(report_dir, notebook, pattern):
     assert len(err.traceback) == 1 and "Traceback" not in text and 'File "' not in text, text
 
 
-@pytest.mark.parametrize("extra, error, pattern", [
-    (["EPOCHZ=3"], "ParameterError", r"unknown parameter\(s\) EPOCHZ for notebook 01"),
-    (["EPOCHS=three"], "ParameterError", r"EPOCHS='three': expected int or None, got str"),
+@pytest.mark.parametrize("extra, pattern", [
+    (["EPOCH=1"], r"-p EPOCH: no notebook to run .* declares this parameter; did you mean EPOCHS\?"),
+    (["EPOCHS=three"], r"-p EPOCHS='three': expected int or None, got str"),
+    (["FINE_TUNE_EPOCHS=2"], r"-p FINE_TUNE_EPOCHS: no notebook to run \(01_dataset.ipynb\)"),
+    (["BACKBONE=vgg16"], r"-p BACKBONE='vgg16': choose one of resnet50"),
+    (["REPORT_DIR=/tmp/x"], r"-p REPORT_DIR: set by `aslnb report` itself; use --out"),
 ])
-def test_bad_parameter_stops_the_setup_cell(tmp_path, sample_dir, extra, error, pattern):
-    with pytest.raises(NotebookFailed, match=rf"notebook 01_dataset.ipynb failed in cell \[\d+\]: {error}"):
-        run_report("smoke", out=tmp_path, notebooks=["01"], extra=extra)
-    _assert_short_setup_error(tmp_path / "smoke", "01_dataset.ipynb", pattern)
-    rep = json.loads((tmp_path / "smoke" / "metrics.json").read_text())["_report"]
-    assert rep["status"] == "failed" and rep["failed"]["notebook"] == "01_dataset.ipynb"
+def test_bad_parameter_is_refused_before_anything_runs_or_is_touched(tmp_path, extra, pattern):
+    old = _old_report(tmp_path / "smoke")
+    with pytest.raises(ParameterError, match=pattern):
+        run_report("smoke", out=tmp_path, notebooks=["01"] if extra[0].startswith("FINE") else None, extra=extra)
+    assert _snapshot(tmp_path / "smoke") == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke"]  # no .previous, no .failed
+
+
+def test_cli_parameter_typo_keeps_the_previous_report(tmp_path, aslnb_cli):
+    """Issue 14 case 2: `aslnb report --profile smoke --out rep2 -p EPOCH=1`."""
+    old = _old_report(tmp_path / "rep2" / "smoke")
+    r = aslnb_cli("report", "--profile", "smoke", "--out", tmp_path / "rep2", "-p", "EPOCH=1", timeout=120)
+    assert r.returncode == ParameterError.exit_code
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aslnb: error: -p EPOCH: ") and "EPOCHS" in lines[0], r.stderr
+    assert r.stdout == ""  # no notebook started
+    assert _snapshot(tmp_path / "rep2" / "smoke") == old
 
 
 def test_missing_data_dir_stops_the_setup_cell(tmp_path):
     missing = tmp_path / "no-such-data"
     with pytest.raises(NotebookFailed, match=r"01_dataset.ipynb failed in cell \[\d+\]: DataError"):
-        run_report("smoke", out=tmp_path, data=missing, notebooks=["01"])
-    _assert_short_setup_error(tmp_path / "smoke", "01_dataset.ipynb", r"DataError: training data folder .*no-such-data")
+        run_report("smoke", out=tmp_path, data=missing, notebooks=["01"], progress=False)
+    _assert_short_setup_error(tmp_path / "smoke.failed", "01_dataset.ipynb",
+                              r"DataError: training data folder .*no-such-data")
+    assert not (tmp_path / "smoke").exists()  # there was no previous report
+    rep = json.loads((tmp_path / "smoke.failed" / "metrics.json").read_text())["_report"]
+    assert rep["status"] == "failed" and rep["failed"]["notebook"] == "01_dataset.ipynb"
 
 
-def test_failing_notebook_keeps_partial_output_and_names_the_cell(tmp_path):
-    folder = tmp_path / "nbs"
-    folder.mkdir()
+def _old_report(report_dir):
+    """A previous report: notebook, HTML, metrics, a figure, a run file."""
+    (report_dir / "figures").mkdir(parents=True)
+    (report_dir / "runs" / "resnet50").mkdir(parents=True)
+    (report_dir / "01_dataset.ipynb").write_text('{"old": true}')
+    (report_dir / "01_dataset.html").write_text("<p>old</p>")
+    (report_dir / "metrics.json").write_text(json.dumps({"_report": {"status": "ok"}, "nb01": {"n": 1},
+                                                         "nb05": {"acc": 0.5}}))
+    (report_dir / "figures" / "nb01_x.png").write_bytes(b"png")
+    (report_dir / "runs" / "resnet50" / "model.keras").write_bytes(b"model")
+    return _snapshot(report_dir)
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _notebook_folder(folder, *, fail: bool, name="01_tiny.ipynb"):
+    """A course folder with one tiny notebook that writes REPORT_DIR/made.txt (and then fails, if asked)."""
+    folder.mkdir(exist_ok=True)
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
     params = nbformat.v4.new_code_cell("PROFILE = 'cpu'\nREPORT_DIR = None")
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("print('got this far', PROFILE)"),
-                nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"),
-                nbformat.v4.new_code_cell("print('never')")]
-    nbformat.write(nb, folder / "01_broken.ipynb")
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import pathlib\npathlib.Path(REPORT_DIR, 'made.txt').write_text(PROFILE)\nprint('got this far', PROFILE)")]
+    if fail:
+        nb.cells += [nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"),
+                     nbformat.v4.new_code_cell("print('never')")]
+    nbformat.write(nb, folder / name)
+    return folder
+
+
+def test_failing_notebook_keeps_the_previous_report_and_the_failed_run(tmp_path, capfd):
+    folder = _notebook_folder(tmp_path / "nbs", fail=True, name="01_broken.ipynb")
+    old = _old_report(tmp_path / "out" / "smoke")
     with pytest.raises(NotebookFailed) as info:
         run_report("smoke", out=tmp_path / "out", folder=folder)
     msg = str(info.value)
     assert "01_broken.ipynb failed in cell [" in msg and "ValueError: broken on purpose" in msg
-    executed = tmp_path / "out" / "smoke" / "01_broken.ipynb"
-    assert "got this far smoke" in _outputs(executed)
-    assert "never" not in _outputs(executed)
-    assert executed.with_suffix(".html").is_file()
+    failed = tmp_path / "out" / "smoke.failed"
+    assert f"partial output kept in {failed / '01_broken.ipynb'}" in msg
+    assert _snapshot(tmp_path / "out" / "smoke") == old  # the previous report, untouched
+    executed = failed / "01_broken.ipynb"
+    assert "got this far smoke" in _outputs(executed) and "never" not in _outputs(executed)
+    assert executed.with_suffix(".html").is_file() and (failed / "made.txt").read_text() == "smoke"
+    assert not (tmp_path / "out" / "smoke.previous").exists()
+    out, err = capfd.readouterr()
+    assert re.search(r"^\[1/1\] 01_broken.ipynb: running$", out, re.M), out
+    assert re.search(r"^\[1/1\] 01_broken.ipynb: failed in \d+\.\d s \(4 code cells\)$", out, re.M), out
+    assert f"the previous report in {tmp_path / 'out' / 'smoke'} is unchanged" in out
+    assert "without encryption" not in err and "frozen modules" not in err, err
+
+
+def test_complete_report_replaces_the_previous_one(tmp_path, capfd):
+    folder = _notebook_folder(tmp_path / "nbs", fail=False)
+    _old_report(tmp_path / "out" / "smoke")
+    (tmp_path / "out" / "smoke.failed").mkdir()  # from an earlier failure: left alone
+    report_dir = run_report("smoke", out=tmp_path / "out", folder=folder)
+    assert report_dir == tmp_path / "out" / "smoke"
+    assert sorted(p.name for p in report_dir.iterdir()) == ["01_tiny.html", "01_tiny.ipynb", "made.txt",
+                                                            "metrics.json"]
+    assert json.loads((report_dir / "metrics.json").read_text())["_report"]["status"] == "ok"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["smoke", "smoke.failed"]
+    out, err = capfd.readouterr()
+    assert re.search(r"^\[1/1\] 01_tiny.ipynb: ok in \d+\.\d s \(2 code cells\)$", out, re.M), out
+    assert "without encryption" not in err and "Kernel is running over TCP" not in err, err
+
+
+def test_partial_report_keeps_the_other_notebooks_numbers(tmp_path):
+    folder = _notebook_folder(tmp_path / "nbs", fail=False)
+    _old_report(tmp_path / "out" / "smoke")
+    report_dir = run_report("smoke", out=tmp_path / "out", folder=folder, notebooks=["01"], progress=False)
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    assert "nb01" not in metrics and metrics["nb05"] == {"acc": 0.5}  # 01's old numbers dropped, 05's kept
+    assert (report_dir / "runs" / "resnet50" / "model.keras").read_bytes() == b"model"
+    assert (report_dir / "made.txt").is_file() and not (tmp_path / "out" / "smoke.previous").exists()
+
+
+def test_a_report_killed_mid_run_is_recovered(tmp_path):
+    folder = _notebook_folder(tmp_path / "nbs", fail=False)
+    old = _old_report(tmp_path / "out" / "smoke.previous")  # what a killed run leaves behind
+    (tmp_path / "out" / "smoke").mkdir()
+    (tmp_path / "out" / "smoke" / "half.txt").write_text("killed")
+    with pytest.raises(ParameterError):  # a refused run touches nothing, not even the leftovers
+        run_report("smoke", out=tmp_path / "out", folder=folder, extra=["NOPE=1"])
+    assert (tmp_path / "out" / "smoke.previous").is_dir() and (tmp_path / "out" / "smoke" / "half.txt").is_file()
+    run_report("smoke", out=tmp_path / "out", folder=folder, notebooks=["01"], progress=False)
+    assert (tmp_path / "out" / "smoke.failed" / "half.txt").read_text() == "killed"
+    report = _snapshot(tmp_path / "out" / "smoke")
+    assert report["runs/resnet50/model.keras"] == old["runs/resnet50/model.keras"] and "made.txt" in report
+    assert not (tmp_path / "out" / "smoke.previous").exists()
 
 
 def test_plan_with_one_backbone_runs_04_once(tmp_path):

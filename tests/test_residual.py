@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from aslnb.course import residual
+from aslnb.course import residual, residual_figures
 from aslnb.errors import ParameterError
 
 
@@ -74,6 +74,7 @@ def test_resnet50_stage_params_sum_to_total():
     assert table[4]["output_shape"] == (2, 2, 2048)
 
 
+@pytest.mark.slow
 def test_depth_study_smoke():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (24, 8, 8, 3)).astype("uint8")
@@ -89,5 +90,5 @@ def test_draw_residual_block():
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = residual.draw_residual_block()
+    fig = residual_figures.draw_residual_block()
     assert fig.axes[0].get_title()

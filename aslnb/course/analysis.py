@@ -151,29 +151,19 @@ def pooled_features(model, folder: ImageFolder, image_size: int, cache_dir=None,
     return extract_features(pooled_extractor(model), folder, image_size, batch_size=batch_size, cache_dir=cache_dir)
 
 
-def linear_probe(features: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
-                 *, alpha: float = 10.0) -> float:
-    """Test accuracy of a linear probe: a ridge classifier (least squares onto one-hot labels,
-    closed form, seconds even for thousands of 2048-d features) on standardised features."""
-    from sklearn.linear_model import RidgeClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha))
-    clf.fit(features[train_idx], labels[train_idx])
-    return float((clf.predict(features[test_idx]) == labels[test_idx]).mean())
-
-
 def random_vs_blocked(folder: ImageFolder, features: np.ndarray, *, val_fraction: float = 0.1,
                       test_fraction: float = 0.2, seed: int = 0) -> dict[str, float]:
-    """Linear-probe test accuracy on the same features with a random and with a blocked split."""
+    """Linear-probe test accuracy (:func:`aslnb.course.transfer.linear_probe`) on the same features
+    with a random and with a blocked split."""
     from ..data.splits import split_folder
+    from .transfer import linear_probe
 
     out = {}
     for method in ("random", "blocked"):
         idx = split_indices(folder, split_folder(folder, method, val_fraction=val_fraction,
                                                  test_fraction=test_fraction, seed=seed))
-        out[method] = linear_probe(features, folder.labels, idx["train"], idx["test"])
+        tr, te = idx["train"], idx["test"]
+        out[method] = linear_probe(features[tr], folder.labels[tr], features[te], folder.labels[te])
     return out
 
 

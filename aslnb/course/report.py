@@ -13,25 +13,58 @@ What a report folder holds:
   ``*seconds*`` / ``*per_second*``; every other number depends only on data,
   parameters and seed.
 
-A notebook that fails stops the report: its partial executed notebook (and
-HTML) stays in the report folder, and the error names the notebook and the
-failing cell.
+Every ``-p NAME=VALUE`` is checked against the parameters the notebooks
+declare (names and types, :data:`aslnb.course.notebook.COMMON_PARAMS` and
+``NOTEBOOK_PARAMS``) before anything runs or is touched.
+
+The previous report is kept until the new one is complete (see
+:mod:`aslnb.course.report_folder`). A notebook that fails stops the report:
+the new, partial report folder (the failed notebook's executed copy and HTML
+included) is moved to ``<out>/<profile>.failed`` for debugging, the previous
+report is put back, and the error names the notebook and the failing cell.
+(The notebooks run in the final folder rather than a temporary one so that the
+paths printed in them and recorded in the runs are the report's own.)
+
+One progress line is printed as each notebook starts and ends. The kernel's
+transport chatter (the unencrypted-TCP warning, the debugger's frozen-modules
+warning, zmq runtime warnings) is not shown; the kernel's errors still are.
 """
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+import re
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import AslnbError, ParameterError
 from ..config import profile as get_profile
 from ..io import read_json, write_json
+from .report_folder import ReportFolder
 
 # Longest time one cell may run, per profile (papermill has no limit by default).
 CELL_TIMEOUT = {"smoke": 300, "cpu": 1800, "gpu": 3600}
-# The second run of notebook 04: the backbone with real ImageNet weights offline.
-SECOND_BACKBONE = {"BACKBONE": "efficientnet_lite0", "WEIGHTS": "imagenet"}
+
+
+def second_backbone() -> dict[str, str]:
+    """The second run of notebook 04: the registry's other course backbone, with its own weights
+    (EfficientNet-Lite0: real ImageNet weights, offline)."""
+    from ..models.registry import course_backbones, get_backbone
+
+    name = course_backbones()[1]
+    return {"BACKBONE": name, "WEIGHTS": get_backbone(name).default_weights or "imagenet"}
+
+
+# Set by `aslnb report` itself: -p may not override them.
+OWN_PARAMS = {"PROFILE": "--profile", "REPORT_DIR": "--out"}
+# The kernel's transport notices: nothing a report reader can act on.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # drops "Kernel is running over TCP without encryption"
+TRANSPORT_NOISE = re.compile(r"running over TCP without encryption|frozen modules|Proactor event loop|"
+                             r"Jupyter is migrating its paths", re.IGNORECASE)
 
 
 class NotebookFailed(AslnbError):
@@ -42,7 +75,7 @@ class NotebookFailed(AslnbError):
 
 def notebooks_dir() -> Path:
     """The course's ``notebooks/`` folder (next to the package in a source checkout)."""
-    d = Path(__file__).resolve().parent.parent / "notebooks"
+    d = Path(__file__).resolve().parents[2] / "notebooks"
     if not d.is_dir():
         raise AslnbError(f"{d}: no notebooks folder; `aslnb report` runs from a source checkout (pip install -e .)")
     return d
@@ -93,7 +126,7 @@ def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, externa
         sources = [p for p in sources if p.name[:2] in {n[:2] for n in wanted}]
     extras = parse_extra(extra)
     declared = {p: set(papermill.inspect_notebook(str(p))) for p in sources}
-    nowhere = {k for k in extras if not any(k in d for d in declared.values())}
+    check_extras(extras, set().union(*declared.values()), [p.name for p in sources])
     base: dict[str, Any] = {"PROFILE": profile, "REPORT_DIR": str(report_dir)}
     if data:
         base["DATA_DIR"] = str(Path(data).expanduser().resolve())
@@ -103,19 +136,47 @@ def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, externa
         base["WEIGHTS"] = weights
     jobs = []
     for src in sources:
-        # An extra goes to the notebooks that declare it; one that no notebook declares goes to
-        # all of them, so the first notebook's setup cell refuses it with a clear message.
-        params = {**base, **{k: v for k, v in extras.items() if k in declared[src] or k in nowhere}}
+        # An extra goes to the notebooks that declare it (check_extras refused the others).
+        params = {**base, **{k: v for k, v in extras.items() if k in declared[src]}}
         name = src.name
         if "BACKBONE" in declared[src] and "BACKBONE" in extras:  # -p BACKBONE=...: one run, named after it
             name = f"{src.name[:3]}finetune_{extras['BACKBONE']}.ipynb" if src.name.startswith("04_") else name
         jobs.append({"source": src, "name": name, "parameters": params})
         if src.name.startswith("04_") and "BACKBONE" in declared[src] and "BACKBONE" not in extras:
-            jobs[-1]["name"] = "04_finetune_resnet50.ipynb"
-            jobs[-1]["parameters"]["BACKBONE"] = "resnet50"
-            jobs.append({"source": src, "name": "04_finetune_efficientnet_lite0.ipynb",
-                         "parameters": {**params, **SECOND_BACKBONE}})
+            from ..models.registry import default_backbone
+
+            second = second_backbone()
+            jobs[-1]["name"] = f"04_finetune_{default_backbone()}.ipynb"
+            jobs[-1]["parameters"]["BACKBONE"] = default_backbone()
+            jobs.append({"source": src, "name": f"04_finetune_{second['BACKBONE']}.ipynb",
+                         "parameters": {**params, **second}})
     return jobs
+
+
+def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: list[str]) -> None:
+    """Refuse a ``-p`` name no notebook to run declares, one set by the report itself, or a wrong type."""
+    from .notebook import COMMON_PARAMS, NOTEBOOK_PARAMS, _check_types
+
+    for name in extras:
+        if name in OWN_PARAMS:
+            raise ParameterError(f"-p {name}: set by `aslnb report` itself; use {OWN_PARAMS[name]} instead")
+        if name not in declared:
+            close = difflib.get_close_matches(name, sorted(declared), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ParameterError(f"-p {name}: no notebook to run ({', '.join(notebook_names)}) declares this "
+                                 f"parameter; {hint}known: {', '.join(sorted(declared - set(OWN_PARAMS)))}")
+    spec: dict[str, tuple[type, ...]] = dict(COMMON_PARAMS)
+    for own in NOTEBOOK_PARAMS.values():
+        spec.update(own)
+    try:
+        _check_types({k: v for k, v in extras.items() if k in spec}, spec)
+    except ParameterError as exc:
+        raise ParameterError(f"-p {exc}".replace("-p parameter ", "-p ")) from None
+    if "BACKBONE" in extras:
+        from ..models.registry import backbone_names
+
+        if extras["BACKBONE"] not in backbone_names():
+            raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(backbone_names())}")
 
 
 def to_html(notebook: Path) -> Path:
@@ -141,53 +202,109 @@ def _failure_message(name: str, exc: Exception, dest: Path) -> str:
 
 def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=None, external=None,
                weights: str | None = None, notebooks: Iterable[str] | None = None, extra=None, *,
-               timeout: int | None = None, kernel_name: str = "python3", folder: Path | None = None) -> Path:
-    """Run the course notebooks with papermill; return the report folder ``<out>/<profile>``."""
+               timeout: int | None = None, kernel_name: str = "python3", folder: Path | None = None,
+               progress: bool = True) -> Path:
+    """Run the course notebooks with papermill; return the report folder ``<out>/<profile>``.
+
+    Every argument is checked first; the previous report is replaced only when all notebooks succeed.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger "frozen modules" notice
     jobs = plan(profile, out=out, data=data, external=external, weights=weights, notebooks=notebooks, extra=extra,
                 folder=folder)
     report_dir = Path(out).expanduser().resolve() / profile
-    report_dir.mkdir(parents=True, exist_ok=True)
+    target = ReportFolder(report_dir)
+    failed_dir = target.failed
+    target.open(whole=notebooks is None)
     metrics_path = report_dir / "metrics.json"
-    _forget(metrics_path, {f"nb{j['name'][:2]}" for j in jobs}, whole=notebooks is None)
+    if notebooks is not None:
+        _forget(metrics_path, {f"nb{j['name'][:2]}" for j in jobs})
     cwd = (folder or notebooks_dir())
     timeout = timeout or CELL_TIMEOUT.get(profile, 1800)
     started = time.time()
     seconds: dict[str, float] = {}
     failed = None
+    ok = False
     try:
-        for job in jobs:
-            dest = report_dir / job["name"]
-            t0 = time.perf_counter()
-            try:
-                papermill.execute_notebook(
-                    str(job["source"]), str(dest), parameters=job["parameters"], kernel_name=kernel_name,
-                    cwd=str(cwd), log_output=False, progress_bar=False, execution_timeout=timeout,
-                )
-            except PapermillExecutionError as exc:
-                failed = {"notebook": job["name"], "cell": exc.exec_count, "error": f"{exc.ename}: {exc.evalue}"}
-                raise NotebookFailed(_failure_message(job["name"], exc, dest)) from exc
-            except Exception as exc:  # noqa: BLE001 - kernel death, timeout: name the notebook
-                failed = {"notebook": job["name"], "cell": None, "error": f"{exc.__class__.__name__}: {exc}"}
-                raise NotebookFailed(_failure_message(job["name"], exc, dest)) from exc
-            finally:
-                seconds[job["name"]] = round(time.perf_counter() - t0, 1)
-                if dest.is_file():
-                    to_html(dest)
+        with _quiet_kernel():
+            for i, job in enumerate(jobs, 1):
+                dest = report_dir / job["name"]
+                tag = f"[{i}/{len(jobs)}] {job['name']}"
+                _say(progress, f"{tag}: running")
+                t0, done = time.perf_counter(), False
+                try:
+                    papermill.execute_notebook(
+                        str(job["source"]), str(dest), parameters=job["parameters"], kernel_name=kernel_name,
+                        cwd=str(cwd), log_output=False, progress_bar=False, execution_timeout=timeout,
+                        extra_arguments=list(KERNEL_ARGS),
+                    )
+                    done = True
+                except PapermillExecutionError as exc:
+                    failed = {"notebook": job["name"], "cell": exc.exec_count, "error": f"{exc.ename}: {exc.evalue}"}
+                    raise NotebookFailed(_failure_message(job["name"], exc, failed_dir / job["name"])) from exc
+                except Exception as exc:  # noqa: BLE001 - kernel death, timeout: name the notebook
+                    failed = {"notebook": job["name"], "cell": None, "error": f"{exc.__class__.__name__}: {exc}"}
+                    raise NotebookFailed(_failure_message(job["name"], exc, failed_dir / job["name"])) from exc
+                finally:
+                    seconds[job["name"]] = round(time.perf_counter() - t0, 1)
+                    if dest.is_file():
+                        to_html(dest)
+                    _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[job['name']]:.1f} s "
+                                   f"({_code_cells(job['source'])} code cells)")
+        ok = True
     finally:
-        _write_report_block(metrics_path, profile, jobs, started, seconds, failed, timeout)
+        try:
+            _write_report_block(metrics_path, profile, jobs, started, seconds, failed, timeout)
+        finally:
+            after = target.close(ok=ok)
+            if after:
+                _say(progress, after)
     return report_dir
 
 
-def _forget(metrics_path: Path, sections: set[str], *, whole: bool) -> None:
-    """Drop the old numbers of the notebooks about to run (all of them for a full report)."""
+def _say(progress: bool, line: str) -> None:
+    if progress:
+        print(line, flush=True)
+
+
+def _code_cells(notebook: Path) -> int:
+    import nbformat
+
+    if not notebook.is_file():
+        return 0
+    return sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
+
+
+class _TransportNoise(logging.Filter):
+    """Drops transport notices of level WARNING and below; errors always pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not TRANSPORT_NOISE.search(record.getMessage())
+
+
+@contextmanager
+def _quiet_kernel():
+    """Drop the kernel transport notices from the loggers and warnings; everything else passes."""
+    noise = _TransportNoise()
+    loggers = [logging.getLogger(n) for n in ("papermill", "traitlets", "nbclient", "jupyter_client", "asyncio")]
+    for lg in loggers:
+        lg.addFilter(noise)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"zmq(\..*)?$")
+            warnings.filterwarnings("ignore", message=r".*(Proactor event loop|Jupyter is migrating its paths)")
+            yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(noise)
+
+
+def _forget(metrics_path: Path, sections: set[str]) -> None:
+    """Drop the old numbers of the notebooks about to run (a partial report keeps the others)."""
     if not metrics_path.is_file():
-        return
-    if whole:
-        metrics_path.unlink()
         return
     data = read_json(metrics_path)
     for s in sections:
@@ -198,18 +315,19 @@ def _forget(metrics_path: Path, sections: set[str], *, whole: bool) -> None:
 
 def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], started: float,
                         seconds: dict[str, float], failed: dict | None, timeout: int) -> None:
-    from ..models.backbones import weights_source
+    from ..models.registry import course_backbones, default_backbone, resolve_weights, weights_source
     from ..provenance import device_name, versions
 
     data = read_json(metrics_path) if metrics_path.is_file() else {}
     settings = get_profile(profile)
+    study = default_backbone()
     r50_weights = next((j["parameters"].get("WEIGHTS") for j in jobs
-                        if j["parameters"].get("BACKBONE", "resnet50") == "resnet50" and "WEIGHTS" in j["parameters"]),
+                        if j["parameters"].get("BACKBONE", study) == study and "WEIGHTS" in j["parameters"]),
                        None) or settings["weights"]
     block: dict[str, Any] = {
         "profile": profile,
         "profile_settings": settings,
-        "resnet50_weights": weights_source("resnet50", r50_weights),
+        f"{study}_weights": weights_source(study, r50_weights),
         "parameters": {j["name"]: {k: v for k, v in j["parameters"].items()} for j in jobs},
         "versions": versions(),
         "device": device_name(),
@@ -221,9 +339,9 @@ def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], star
     }
     if failed:
         block["failed"] = failed
-    if r50_weights in (None, "none"):
-        block["NOTE"] = ("ResNet50 ran WITHOUT ImageNet weights (weights 'none': random initialisation). Its numbers "
-                         "are a no-pretraining baseline, not the study's transfer learning; the efficientnet_lite0 "
-                         "run uses real ImageNet weights.")
+    if resolve_weights(study, r50_weights)[0] == "none":
+        block["NOTE"] = (f"{study} ran WITHOUT ImageNet weights (weights 'none': random initialisation). Its numbers "
+                         f"are a no-pretraining baseline, not the study's transfer learning; the "
+                         f"{course_backbones()[1]} run uses real ImageNet weights.")
     # The block goes first, so the note is the first thing a reader of metrics.json sees.
     write_json(metrics_path, {"_report": block, **{k: v for k, v in data.items() if k != "_report"}})

@@ -4,7 +4,7 @@ Notebook 02 uses this module to show the *degradation problem* (He et al.,
 2016): stacking more plain conv layers makes a network harder to train, so the
 deeper plain net ends with a *higher training loss* than a shallower one,
 while the same depth built from residual blocks ``y = relu(x + F(x))`` trains
-fine. The nets here are deliberately small (16 channels, a stride-2 stem, tiny
+fine (the figures: :mod:`aslnb.course.residual_figures`). The nets here are deliberately small (16 channels, a stride-2 stem, tiny
 images) so that depths 4..24 train in seconds on two CPU cores.
 
 Both families use Keras's default initialisation (Glorot uniform), centred
@@ -23,15 +23,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..config import PROFILES, profile_section
 from ..errors import ParameterError
 
-#: Per-profile defaults of notebook 02 that the shared profiles do not hold.
-#: ``per_class``: training images per class (None = the whole blocked train split).
-RESIDUAL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": {"width": 8, "batch_size": 32, "per_class": 12, "learning_rate": 2e-3},
-    "cpu": {"width": 16, "batch_size": 32, "per_class": 60, "learning_rate": 2e-3},
-    "gpu": {"width": 32, "batch_size": 32, "per_class": None, "learning_rate": 2e-3},
-}
+#: Per-profile settings of notebook 02: the ``residual_*`` settings of :mod:`aslnb.config`'s profiles,
+#: without the prefix. ``per_class``: training images per class (None = the whole blocked train split).
+RESIDUAL_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "residual_") for name in PROFILES}
 
 
 def residual_defaults(profile: str) -> dict[str, Any]:
@@ -225,49 +222,6 @@ def degradation_table(runs: list[DepthRun]) -> list[dict[str, Any]]:
     ]
 
 
-def plot_training_curves(runs: list[DepthRun], ax=None):
-    """Training loss per epoch, one line per net (plain dashed, residual solid, darker = deeper)."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-    else:
-        fig = ax.figure
-    depths = sorted({r.depth for r in runs})
-    for r in runs:
-        shade = 0.35 + 0.65 * (depths.index(r.depth) + 1) / len(depths)
-        colour = plt.cm.Reds(shade) if r.residual else plt.cm.Blues(shade)
-        epochs = range(1, len(r.loss) + 1)
-        ax.plot(epochs, r.loss, "-" if r.residual else "--", marker="o", ms=3, color=colour,
-                label=f"{'residual' if r.residual else 'plain'} {r.depth} layers")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (cross-entropy)")
-    ax.set_title("Degradation: deeper plain nets train worse, residual nets do not")
-    ax.legend(fontsize=8, ncol=2)
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def plot_gradient_norms(norms: dict[str, dict[str, float]], ax=None):
-    """Gradient norm per weighted layer (log scale), one line per net, input layer on the left."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-    else:
-        fig = ax.figure
-    for name, per_layer in norms.items():
-        vals = np.maximum(np.array(list(per_layer.values())), 1e-12)
-        ax.semilogy(range(1, len(vals) + 1), vals, marker="o", ms=3, label=name,
-                    linestyle="--" if name.startswith("plain") else "-")
-    ax.set_xlabel("weighted layer (1 = stem conv, last = dense classifier)")
-    ax.set_ylabel("gradient norm ||dL/dW|| (log scale)")
-    ax.set_title("Gradient reaching each layer at initialisation")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    return fig
-
-
 def resnet50_stage_params(model: keras.Model | None = None) -> dict[str, int]:
     """Parameters per stage of Keras's ResNet50 (``conv1``..``conv5``, plus ``top`` when present).
 
@@ -306,49 +260,3 @@ def resnet50_stage_table(model: keras.Model | None = None, input_size: int = 224
         rows.append({"stage": stage, "blocks": blocks, "output_shape": tuple(out_layer.output.shape[1:]),
                      "params": n})
     return rows
-
-
-def draw_residual_block(ax=None):
-    """Draw ``x -> [conv3x3 -> ReLU -> conv3x3] -> (+) -> ReLU`` with the identity shortcut; returns the figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.2, 6.2))
-    else:
-        fig = ax.figure
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 12)
-    ax.axis("off")
-    boxes = [  # (y, label, colour)
-        (10.0, "conv 3x3, 16 ch", "#cfe2f3"),
-        (8.2, "ReLU", "#fde9c9"),
-        (6.4, "conv 3x3, 16 ch", "#cfe2f3"),
-    ]
-    cx = 4.0
-
-    def arrow(xy0, xy1, **kw):
-        ax.add_patch(FancyArrowPatch(xy0, xy1, arrowstyle="-|>", mutation_scale=14, lw=1.4, color="0.2", **kw))
-
-    ax.text(cx, 11.7, "x", ha="center", va="center", fontsize=13, style="italic")
-    arrow((cx, 11.4), (cx, 10.5))
-    for i, (y, label, colour) in enumerate(boxes):
-        ax.add_patch(FancyBboxPatch((cx - 2.0, y - 0.45), 4.0, 0.9, boxstyle="round,pad=0.05", fc=colour, ec="0.3"))
-        ax.text(cx, y, label, ha="center", va="center", fontsize=10)
-        nxt = boxes[i + 1][0] + 0.5 if i + 1 < len(boxes) else 4.75
-        arrow((cx, y - 0.5), (cx, nxt))
-    ax.add_patch(plt.Circle((cx, 4.3), 0.42, fc="white", ec="0.2", lw=1.4))
-    ax.text(cx, 4.3, "+", ha="center", va="center", fontsize=16)
-    arrow((cx, 3.85), (cx, 3.05))
-    ax.add_patch(FancyBboxPatch((cx - 2.0, 2.1), 4.0, 0.9, boxstyle="round,pad=0.05", fc="#fde9c9", ec="0.3"))
-    ax.text(cx, 2.55, "ReLU", ha="center", va="center", fontsize=10)
-    arrow((cx, 2.05), (cx, 1.2))
-    ax.text(cx, 0.8, "relu(F(x) + x)", ha="center", va="center", fontsize=12, style="italic")
-    # identity shortcut
-    ax.plot([cx, 8.3, 8.3], [11.1, 11.1, 4.3], color="#c0392b", lw=1.8)
-    arrow((8.3, 4.3), (cx + 0.45, 4.3), linestyle="-")
-    ax.text(8.5, 7.7, "identity\nshortcut: x", ha="left", va="center", fontsize=10, color="#c0392b")
-    ax.text(1.2, 8.2, "F(x)", ha="center", va="center", fontsize=13, style="italic", color="#1f4e79")
-    ax.plot([1.8, 1.8], [6.0, 10.4], color="#1f4e79", lw=1)
-    ax.set_title("A residual block: the layers learn only the change F(x)")
-    return fig

@@ -77,7 +77,7 @@ def decode(labels: Iterable[str], n: int = 3, probs: Sequence[float] | None = No
     return sp.text
 
 
-def frames_for(text: str, n: int = 3, *, hold: int | None = None) -> list[str]:
+def signs_for(text: str, n: int = 3, *, hold: int | None = None) -> list[str]:
     """A label sequence that :func:`decode` turns into ``text``: each sign held ``hold`` (>= n) frames,
     with ``nothing`` between equal neighbours (double letters), ``space`` for blanks."""
     hold = n if hold is None else hold

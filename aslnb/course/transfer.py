@@ -17,21 +17,18 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..config import PROFILES, profile_section
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
-from ..models.backbones import get_backbone, weights_source
+from ..models.registry import build_backbone, course_backbones, get_backbone, run_weights, weights_source
 
-#: Per-profile defaults of notebook 03 that the shared profiles do not hold.
-#: ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter overrides it);
-#: ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added).
-TRANSFER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": {"scratch_epochs": 1, "efficiency_sizes": [2, 4], "batch_size": 32, "max_iter": 200},
-    "cpu": {"scratch_epochs": 10, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 32, "max_iter": 300},
-    "gpu": {"scratch_epochs": 30, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 64, "max_iter": 1000},
-}
+#: Per-profile settings of notebook 03: the ``transfer_*`` settings of :mod:`aslnb.config`'s profiles,
+#: without the prefix. ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter
+#: overrides it); ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added).
+TRANSFER_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "transfer_") for name in PROFILES}
 
-#: The two backbones compared, and which weights each uses when the run does not say.
-PROBE_BACKBONES = ("resnet50", "efficientnet_lite0")
+#: The backbones compared (the registry's course backbones: the study's first).
+PROBE_BACKBONES = course_backbones()
 
 
 def transfer_defaults(profile: str) -> dict[str, Any]:
@@ -41,8 +38,9 @@ def transfer_defaults(profile: str) -> dict[str, Any]:
 
 
 def backbone_weights(resnet_weights: str | None) -> dict[str, str]:
-    """The weights each compared backbone uses: ResNet50 follows the run, Lite0 is always ImageNet."""
-    return {"resnet50": resnet_weights or "none", "efficientnet_lite0": "imagenet"}
+    """The weights each compared backbone uses: the study's ResNet50 follows the run (``resnet_weights``),
+    the others use their registry default (EfficientNet-Lite: its offline ImageNet weights)."""
+    return {name: run_weights(name, resnet_weights or "none") for name in PROBE_BACKBONES}
 
 
 def describe_weights(weights: dict[str, str]) -> dict[str, str]:
@@ -60,7 +58,7 @@ def embedding_model(backbone: str, image_size: int, weights: str | None) -> kera
     spec = get_backbone(backbone)
     if image_size < spec.min_size:
         raise ParameterError(f"image_size={image_size}: {backbone} needs at least {spec.min_size} px")
-    base = spec.build((image_size, image_size, 3), weights)
+    base = build_backbone(backbone, (image_size, image_size, 3), weights)
     base.trainable = False
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = inputs

@@ -9,13 +9,19 @@ training classes the external set lacks (``del``, ``nothing``, ``space``) in
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from .manifest import CLASSES
 from .scan import ImageFolder, scan_folder
+
+MASSEY_CLASSES = [str(d) for d in range(10)] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+SIGNER_RE = re.compile(r"^(hand\d+)_", re.IGNORECASE)
 
 
 @dataclass
@@ -78,3 +84,53 @@ def load_external(root: str | os.PathLike, train_classes: list[str]) -> External
     folder = ImageFolder(Path(root), list(train_classes), np.array(files), np.array(labels, dtype=np.int64),
                          ext.problems)
     return ExternalSet(folder, mapping, unmapped, missing)
+
+
+def massey_summary(folder: ImageFolder, train_classes: list[str] = CLASSES) -> dict | None:
+    """Per-signer counts and the class mapping of a Massey-layout folder, else None.
+
+    A Massey-layout folder has class folders among ``0``-``9``, ``a``-``z`` (at least
+    ten of them) and file names that start with the signer, ``handN_``.
+    """
+    names = folder.class_names
+    if len(names) < 10 or not set(names) <= set(MASSEY_CLASSES) or not len(folder):
+        return None
+    signers = [m.group(1).lower() if (m := SIGNER_RE.match(os.path.basename(f))) else None for f in folder.files]
+    if sum(s is not None for s in signers) < 0.9 * len(signers):
+        return None
+    per_signer = Counter(s or "unknown" for s in signers)
+    mapping = {n: t for n in names if (t := map_class(n, train_classes))}
+    counts = folder.counts()
+    return {
+        "layout": "massey",
+        "signers": dict(sorted(per_signer.items(), key=lambda kv: (len(kv[0]), kv[0]))),
+        "mapping": mapping,
+        "unmapped": {n: counts[n] for n in names if n not in mapping},
+        "missing_training_classes": [c for c in train_classes if c not in mapping.values()],
+    }
+
+
+def massey_steps(dest: str | os.PathLike) -> str:
+    """One line: how to get the Massey set by hand (its Kaggle page needs a login)."""
+    return (
+        "the Massey ASL set is the Kaggle dataset ayuraj/asl-dataset, which needs a Kaggle login, so aslnb "
+        "cannot download it: (1) sign in and click Download on its Kaggle page, or run "
+        "`kaggle datasets download -d ayuraj/asl-dataset` with a Kaggle API token; (2) unzip archive.zip; "
+        f"(3) move its folder asl_dataset/ (the one holding 0..9 and a..z) to {dest}; "
+        f"(4) check it with `aslnb data fetch --external --dest {dest}`; (5) export ASLNB_EXTERNAL_DATA={dest}"
+    )
+
+
+def check_external(dest: str | os.PathLike):
+    """Verify a hand-made copy of the Massey set in ``dest`` against the shipped manifest.
+
+    Raises :class:`~aslnb.errors.DownloadError` with the manual steps when ``dest``
+    holds no copy; returns the :class:`~aslnb.data.manifest.VerifyReport` otherwise.
+    """
+    from ..errors import DownloadError
+    from .manifest import MASSEY_MANIFEST, verify_folder
+
+    dest = Path(dest).expanduser()
+    if not dest.is_dir() or not any(p.is_dir() for p in dest.iterdir()):
+        raise DownloadError(f"{dest}: no copy of the Massey set here; " + massey_steps(dest))
+    return verify_folder(dest, MASSEY_MANIFEST)

@@ -1,81 +1,55 @@
-"""Download a subset of the ASL alphabet images (the backend of ``aslnb data fetch``).
+"""Download the ASL alphabet images (the backend of ``aslnb data fetch``).
 
 The images come from a public GitHub mirror of the Kaggle "ASL Alphabet" training set:
-``<base>/<CLASS>/<CLASS><n>.jpg`` for the 29 classes and frames ``n = 1..3000``. The
-base URL is a setting: the ``base_url`` argument, else ``$ASLNB_DATA_URL``, else
-:data:`DEFAULT_BASE_URL`.
+``<base>/<CLASS>/<CLASS><n>.jpg`` for the 29 classes and frames ``n = 1..3000`` (a few
+frames are missing upstream, e.g. ``A1``). The base URL is the ``base_url`` argument,
+else ``$ASLNB_DATA_URL``, else :data:`DEFAULT_BASE_URL`.
 
-:func:`fetch_dataset` downloads ``per_class`` evenly spread frames of each class into
-``dest/<CLASS>/``, in parallel, and is resumable: files already there that decode are
-kept. Each download is written to a hidden temporary file next to its target
-(``.A1008.jpg.part``), checked (HTTP status, Content-Length against the bytes received,
-an ``image/*`` content type when the server sends one, a full PIL decode) and only then
-moved into place with :func:`os.replace`; a bad download leaves nothing behind and is
-reported in :attr:`FetchResult.failed`. ``dest/manifest.json`` maps each good file's
-relative path to its ``sha256``, size in ``bytes`` and source ``url``; it is rewritten
-atomically at the end of every run (also an interrupted one) and only lists files that
-are on disk.
+By default :func:`fetch_dataset` downloads exactly the frames of the shipped manifest
+``asl-alphabet-sample`` (the 200 per class the report used) and checks each against its
+sha256 and size: a file that differs is deleted and reported. ``per_class=N`` takes N of
+those frames per class, evenly spread; beyond the manifest's count it adds frames spread
+over 1..3000 that no hash vouches for: they are marked ``"verified": false`` in
+``dest/manifest.json`` and a 404 on one of them (an upstream gap) is skipped with a
+one-line warning. Runs are resumable: files already there that match their hash (or,
+unverified, decode) are kept. ``dest/manifest.json`` maps each file on disk to its
+``sha256``, ``bytes``, source ``url`` and ``verified``; it is rewritten atomically at the
+end of every run, also an interrupted one.
 """
 from __future__ import annotations
 
 import hashlib
-import io
-import json
+import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DownloadError, ParameterError
-from ..io import write_json
+from ..io import read_json, write_json
 from ..settings import DATA_ENV, default_data_dir
+from .http import HttpFailure, HttpOptions, download, make_session, part_path, probe
+from .manifest import CLASSES, SAMPLE_MANIFEST, Manifest, check_file, load_manifest
 
-__all__ = [
-    "CLASSES",
-    "DATA_URL_ENV",
-    "DEFAULT_BASE_URL",
-    "FRAMES_PER_CLASS",
-    "MANIFEST_NAME",
-    "FetchResult",
-    "fetch_dataset",
-    "frame_url",
-    "frames_for",
-    "resolve_base_url",
-]
+__all__ = ["CLASSES", "DATA_URL_ENV", "DEFAULT_BASE_URL", "FRAMES_PER_CLASS", "MANIFEST_NAME", "FetchResult",
+           "HttpOptions", "fetch_dataset", "frame_url", "frames_for", "plan", "resolve_base_url"]
 
-#: The 29 class folders, in ``sorted()`` order (upper-case letters sort first).
-CLASSES: list[str] = sorted([chr(c) for c in range(ord("A"), ord("Z") + 1)] + ["del", "nothing", "space"])
-#: Frames per class in the full training set, numbered ``1..FRAMES_PER_CLASS``.
+LOG = logging.getLogger("aslnb.data")
 FRAMES_PER_CLASS = 3000
-DEFAULT_BASE_URL = (
-    "https://raw.githubusercontent.com/loicmarie/sign-language-alphabet-recognizer/master/dataset"
-)
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com/loicmarie/sign-language-alphabet-recognizer/master/dataset"
 DATA_URL_ENV = "ASLNB_DATA_URL"
 MANIFEST_NAME = "manifest.json"
-
-#: Extra attempts for a 5xx answer, and the first pause between attempts (doubled each time).
-RETRIES = 2
-RETRY_BACKOFF = 0.25
-#: Seconds the reachability probe may take to connect / to get an answer.
-PROBE_CONNECT_TIMEOUT = 3.0
-PROBE_READ_TIMEOUT = 5.0
-_CHUNK = 64 * 1024
 
 
 @dataclass
 class FetchResult:
-    """What :func:`fetch_dataset` did.
+    """What :func:`fetch_dataset` did; file lists are paths relative to ``dest`` (``"A/A1008.jpg"``).
 
-    ``downloaded`` and ``kept`` are counts (``kept``: already present and valid);
-    ``downloaded_files`` / ``kept_files`` list the same files as paths relative to
-    ``dest`` (``"A/A1008.jpg"``); ``failed`` holds ``(url, reason)`` pairs.
+    ``failed`` and ``skipped`` (upstream gaps among unverified frames) hold ``(url, reason)``.
     """
 
     dest: Path
@@ -83,27 +57,32 @@ class FetchResult:
     downloaded: int = 0
     kept: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     downloaded_files: list[str] = field(default_factory=list)
     kept_files: list[str] = field(default_factory=list)
+    unverified_files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when every requested file is on disk and valid."""
+        """True when every requested file is on disk and valid (gaps skipped)."""
         return not self.failed
 
     @property
     def total(self) -> int:
-        return self.downloaded + self.kept + len(self.failed)
+        return self.downloaded + self.kept + len(self.failed) + len(self.skipped)
+
+
+@dataclass(frozen=True)
+class Task:
+    rel: str
+    url: str
+    expected: tuple[str, int] | None  # (sha256, bytes) from the reference manifest, None: unverified
 
 
 def resolve_base_url(base_url: str | None = None) -> str:
     """The image base URL: ``base_url``, else ``$ASLNB_DATA_URL``, else the default."""
-    if base_url:
-        source, url = "base_url", base_url
-    elif os.environ.get(DATA_URL_ENV):
-        source, url = DATA_URL_ENV, os.environ[DATA_URL_ENV]
-    else:
-        source, url = "default", DEFAULT_BASE_URL
+    source, url = ("base_url", base_url) if base_url else (
+        (DATA_URL_ENV, os.environ[DATA_URL_ENV]) if os.environ.get(DATA_URL_ENV) else ("default", DEFAULT_BASE_URL))
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -115,11 +94,8 @@ def resolve_base_url(base_url: str | None = None) -> str:
 
 
 def frames_for(per_class: int, n_frames: int = FRAMES_PER_CLASS) -> list[int]:
-    """``per_class`` distinct frame numbers spread evenly over ``1..n_frames``, ascending.
-
-    Frame ``i`` (0-based) is the middle of the ``i``-th of ``per_class`` equal slices,
-    so the choice is deterministic and ``per_class == n_frames`` gives every frame.
-    """
+    """``per_class`` distinct frame numbers spread evenly over ``1..n_frames``, ascending
+    (the middle of each of ``per_class`` equal slices)."""
     if isinstance(per_class, bool) or not isinstance(per_class, int):
         raise ParameterError(f"per_class must be an integer, got {per_class!r}")
     if not 1 <= per_class <= n_frames:
@@ -132,250 +108,135 @@ def frame_url(base_url: str, cls: str, n: int) -> str:
     return f"{base_url.rstrip('/')}/{cls}/{cls}{n}.jpg"
 
 
-# --------------------------------------------------------------------------- helpers
+def plan(manifest: Manifest | None, classes: list[str], per_class: int | None, base: str) -> list[Task]:
+    """The files to fetch: the manifest's (or ``per_class`` of them), plus unverified extra frames."""
+    from .scan import frame_number
+
+    by_class = manifest.by_class() if manifest else {}
+    tasks = []
+    for cls in classes:
+        listed = by_class.get(cls, [])
+        n = len(listed) if per_class is None else per_class
+        if n == 0:
+            raise ParameterError(f"the manifest lists no file of class {cls}: give --per-class N")
+        frames_for(n)  # range check
+        if n <= len(listed):
+            picked = [listed[(2 * i + 1) * len(listed) // (2 * n)] for i in range(n)]
+            tasks += [Task(rel, f"{base}/{rel}", manifest.files[rel]) for rel in picked]
+            continue
+        tasks += [Task(rel, f"{base}/{rel}", manifest.files[rel]) for rel in listed]
+        have = {frame_number(r) for r in listed}
+        extra = [f for f in frames_for(min(FRAMES_PER_CLASS, n + len(listed))) if f not in have][: n - len(listed)]
+        tasks += [Task(f"{cls}/{cls}{f}.jpg", frame_url(base, cls, f), None) for f in extra]
+    return tasks
 
 
-class _Bad(Exception):
-    """A download that must be rejected; ``str()`` is the reason."""
-
-
-def _check_image(data: bytes) -> None:
-    """Raise ``_Bad`` unless ``data`` is an image PIL can fully decode."""
+def _decodes(path: Path) -> None:
+    """Raise :class:`HttpFailure` unless ``path`` is an image Pillow can fully decode."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(path) as im:
             im.load()
-    except UnidentifiedImageError:
-        raise _Bad("not a valid image (unrecognised image data)") from None
-    except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError...)
-        raise _Bad(f"not a valid image ({err})") from None
+    except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
+        raise HttpFailure(f"not a valid image ({type(err).__name__}: {err})") from None
 
 
-def _cause(err: BaseException) -> str:
-    """The innermost exception wrapped in ``err``'s args, e.g. ``IncompleteRead(100 bytes read, ...)``."""
-    seen = 0
-    while err.args and isinstance(err.args[-1], BaseException) and seen < 5:
-        err, seen = err.args[-1], seen + 1
-    text, name = str(err), type(err).__name__
-    return text if not seen or text.startswith(name) else f"{name}: {text}"
-
-
-def _unlink(path: Path) -> None:
+def _keep(target: Path, task: Task) -> bool:
+    """True when ``target`` is already good (hash match, or decodes when unverified); else delete it."""
+    if not target.is_file():
+        return False
     try:
-        path.unlink()
-    except FileNotFoundError:
+        if task.expected is not None:
+            if check_file(target, task.expected) is None:
+                return True
+        else:
+            _decodes(target)
+            return True
+    except HttpFailure:
         pass
-
-
-def _part_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.part")
-
-
-def _read_manifest(path: Path) -> dict:
-    """The existing manifest, or ``{}`` if there is none or it is unreadable (it is rebuilt)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict) and "bytes" in v and "sha256" in v}
-
-
-def _download(session: requests.Session, url: str, target: Path, timeout: float) -> tuple[str, int]:
-    """Download ``url`` to ``target`` through a temporary file; return (sha256, bytes).
-
-    Raises ``_Bad`` with the reason on any failure, leaving neither the temporary file
-    nor ``target`` behind (``target`` is only written by the final ``os.replace``).
-    """
-    part = _part_path(target)
-    try:
-        for attempt in range(RETRIES + 1):
-            try:
-                with session.get(url, stream=True, timeout=timeout) as r:
-                    if r.status_code >= 500 and attempt < RETRIES:
-                        time.sleep(RETRY_BACKOFF * 2**attempt)
-                        continue
-                    if r.status_code != 200:
-                        tries = f" after {attempt + 1} attempts" if attempt else ""
-                        raise _Bad(f"HTTP {r.status_code} {r.reason or ''}".rstrip() + tries)
-                    ctype = r.headers.get("Content-Type", "")
-                    mime = ctype.split(";")[0].strip().lower()
-                    if mime and not mime.startswith("image/"):
-                        raise _Bad(f"content type is {mime!r}, not an image (wrong URL or an error page?)")
-                    expected = r.headers.get("Content-Length")
-                    encoded = r.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-                    h = hashlib.sha256()
-                    buf = bytearray()
-                    try:
-                        with open(part, "wb") as f:
-                            for chunk in r.iter_content(_CHUNK):
-                                f.write(chunk)
-                                h.update(chunk)
-                                buf += chunk
-                    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-                        want = f" the announced {expected} bytes" if expected else " the end of the body"
-                        raise _Bad(f"truncated download: connection closed before{want} ({_cause(err)})") from None
-                    if expected is not None and not encoded and expected.isdigit() and int(expected) != len(buf):
-                        raise _Bad(f"truncated download: received {len(buf)} of {expected} bytes (Content-Length)")
-                    if not buf:
-                        raise _Bad("empty response body")
-                    _check_image(bytes(buf))
-                    os.replace(part, target)
-                    return h.hexdigest(), len(buf)
-            except requests.exceptions.Timeout:
-                raise _Bad(f"timed out after {timeout} s") from None
-            except requests.exceptions.ConnectionError as err:
-                raise _Bad(f"connection failed ({_cause(err)})") from None
-            except requests.exceptions.RequestException as err:
-                raise _Bad(f"request failed ({type(err).__name__}: {err})") from None
-        raise _Bad("no attempt made")  # unreachable: the last attempt always returns or raises
-    finally:
-        _unlink(part)
-
-
-def _probe(session: requests.Session, url: str, host: str) -> None:
-    """One quick request to fail fast, with advice, when the host cannot be reached.
-
-    Any HTTP answer (even 404 or 405) counts as reachable; per-file errors are then
-    reported by the downloads themselves.
-    """
-    advice = (
-        f"point the project at local images with --data DIR or {DATA_ENV}=DIR, "
-        f"or set {DATA_URL_ENV} to a mirror"
-    )
-    try:
-        r = session.head(url, timeout=(PROBE_CONNECT_TIMEOUT, PROBE_READ_TIMEOUT), allow_redirects=True)
-        r.close()
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
-        kind = "timed out" if isinstance(err, requests.exceptions.Timeout) else "connection failed"
-        raise DownloadError(f"cannot reach {host} (offline?, {kind}): {advice}") from err
-    except requests.exceptions.RequestException as err:
-        raise DownloadError(f"cannot reach {host} ({type(err).__name__}: {err}): {advice}") from err
-
-
-def _clean_stale_parts(folder: Path) -> None:
-    """Remove temporary files left by an earlier run that was killed."""
-    if folder.is_dir():
-        for p in folder.glob(".*.part"):
-            _unlink(p)
-
-
-# --------------------------------------------------------------------------- main entry
+    target.unlink(missing_ok=True)
+    return False
 
 
 def fetch_dataset(
     dest: str | os.PathLike | None,
-    per_class: int,
+    per_class: int | None = None,
     base_url: str | None = None,
     classes: list[str] | tuple[str, ...] | None = None,
     workers: int = 8,
-    timeout: float = 20,
     progress: bool = True,
+    manifest: Manifest | str | None = SAMPLE_MANIFEST,
+    http: HttpOptions = HttpOptions(),
 ) -> FetchResult:
-    """Download ``per_class`` images of each class into ``dest/<CLASS>/`` (resumable).
+    """Download the frames of ``manifest`` (``per_class`` of them per class) into ``dest/<CLASS>/``.
 
-    ``dest`` defaults to :func:`aslnb.settings.default_data_dir`; ``classes`` to all
-    of :data:`CLASSES`; ``base_url`` to ``$ASLNB_DATA_URL`` or :data:`DEFAULT_BASE_URL`.
-    Files already in ``dest`` that decode are kept. Returns a :class:`FetchResult`;
-    raises :class:`DownloadError` when the host cannot be reached or when every
-    requested download failed.
+    ``dest`` defaults to :func:`aslnb.settings.default_data_dir`, ``classes`` to all 29;
+    ``manifest=None`` fetches ``per_class`` frames spread over 1..3000, all unverified.
+    Returns a :class:`FetchResult`; raises :class:`DownloadError` when the host cannot be
+    reached, a response exceeds ``http.max_bytes``, or every requested download failed.
     """
     dest = Path(dest).expanduser() if dest else default_data_dir()
     base = resolve_base_url(base_url)
-    frames = frames_for(per_class)
-    if classes is None:
-        classes = list(CLASSES)
-    else:
-        classes = list(dict.fromkeys(classes))
-        unknown = [c for c in classes if c not in CLASSES]
-        if unknown or not classes:
-            raise ParameterError(
-                f"unknown class name(s) {unknown or classes}: choose from {', '.join(CLASSES)}"
-            )
+    ref = load_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else manifest
+    if ref is None and per_class is None:
+        raise ParameterError("per_class is needed when no manifest is used")
+    classes = list(CLASSES) if classes is None else list(dict.fromkeys(classes))
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown or not classes:
+        raise ParameterError(f"unknown class name(s) {unknown or classes}: choose from {', '.join(CLASSES)}")
     if workers < 1:
         raise ParameterError(f"workers={workers} must be at least 1")
-
+    tasks = plan(ref, classes, per_class, base)
     manifest_path = dest / MANIFEST_NAME
-    old_manifest = _read_manifest(manifest_path)
+    old = _read_entries(manifest_path)
     result = FetchResult(dest=dest, manifest=manifest_path)
-    tasks = [(cls, n, f"{cls}/{cls}{n}.jpg", frame_url(base, cls, n)) for cls in classes for n in frames]
     entries: dict[str, dict] = {}
+    session = make_session(workers)
 
-    session = requests.Session()
-    session.headers.update({"User-Agent": "aslnb-data-fetch", "Accept-Encoding": "identity"})
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(workers, 1))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-
-    def work(task):
-        _cls, _n, rel, url = task
-        target = dest / rel
-        if target.is_file():
-            try:
-                data = target.read_bytes()
-                _check_image(data)
-                return "kept", rel, url, hashlib.sha256(data).hexdigest(), len(data)
-            except (OSError, _Bad):
-                _unlink(target)  # a corrupt or unreadable file: fetch it again
-        sha, size = _download(session, url, target, timeout)
-        return "downloaded", rel, url, sha, size
+    def work(task: Task) -> tuple[str, str, int]:
+        target = dest / task.rel
+        if _keep(target, task):
+            data = target.read_bytes()
+            return "kept", hashlib.sha256(data).hexdigest(), len(data)
+        sha, size = download(session, task.url, target, http, task.expected,
+                             check=None if task.expected else _decodes)
+        return "downloaded", sha, size
 
     try:
-        # Fail fast when offline, before creating anything; skipped when every file is
-        # already there (a corrupt one then fails on its own).
-        missing = [t for t in tasks if not (dest / t[2]).is_file()]
-        if missing:
-            _probe(session, missing[0][3], urlsplit(base).netloc)
+        missing = [t for t in tasks if not (dest / t.rel).is_file()]
+        if missing:  # fail fast when offline, before creating anything
+            probe(session, missing[0].url, urlsplit(base).netloc,
+                  f"point the project at local images with --data DIR or {DATA_ENV}=DIR, or set {DATA_URL_ENV} "
+                  "to a mirror")
         try:
-            dest.mkdir(parents=True, exist_ok=True)
             for cls in classes:
-                (dest / cls).mkdir(exist_ok=True)
-                _clean_stale_parts(dest / cls)
+                (dest / cls).mkdir(parents=True, exist_ok=True)
+                for p in (dest / cls).glob(".*.part"):  # left by a run that was killed
+                    p.unlink(missing_ok=True)
         except OSError as err:
             raise DownloadError(f"cannot create the data folder {dest} ({err}): choose another --dest") from err
-        bar = tqdm(total=len(tasks), unit="file", desc="aslnb data fetch", disable=not progress)
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aslnb-fetch")
-        try:
+        with tqdm(total=len(tasks), unit="file", desc="aslnb data fetch", disable=not progress) as bar, \
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aslnb-fetch") as pool:
             futures = {pool.submit(work, t): t for t in tasks}
-            for fut in as_completed(futures):
-                _cls, _n, rel, url = futures[fut]
-                try:
-                    status, rel, url, sha, size = fut.result()
-                except _Bad as err:
-                    result.failed.append((url, str(err)))
-                except OSError as err:
-                    result.failed.append((url, f"cannot write {dest / rel} ({err})"))
-                else:
-                    old = old_manifest.get(rel, {})
-                    src = old.get("url", url) if old.get("sha256") == sha else url
-                    entries[rel] = {"sha256": sha, "bytes": size, "url": src}
-                    if status == "kept":
-                        result.kept += 1
-                        result.kept_files.append(rel)
-                    else:
-                        result.downloaded += 1
-                        result.downloaded_files.append(rel)
-                bar.update(1)
-                if result.failed:
-                    bar.set_postfix(failed=len(result.failed), refresh=False)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            bar.close()
-    except BaseException:
-        # Interrupted (Ctrl-C) or failed: still record what is good on disk, then re-raise.
-        if dest.is_dir():
             try:
-                _write_manifest(manifest_path, dest, old_manifest, entries)
+                for fut in as_completed(futures):
+                    task = futures[fut]
+                    _collect(fut, task, dest, old, entries, result)
+                    bar.update(1)
+            finally:
+                for f in futures:
+                    f.cancel()
+    except BaseException:
+        if dest.is_dir():  # interrupted or failed: still record what is good on disk
+            try:
+                _write_entries(manifest_path, dest, old, entries)
             except DownloadError:
                 pass
         raise
     finally:
         session.close()
-    _write_manifest(manifest_path, dest, old_manifest, entries)
-
-    result.failed.sort()
-    result.downloaded_files.sort()
-    result.kept_files.sort()
+    _write_entries(manifest_path, dest, old, entries)
+    for name in ("failed", "skipped", "downloaded_files", "kept_files", "unverified_files"):
+        getattr(result, name).sort()
     if result.failed and not (result.downloaded or result.kept):
         url, reason = result.failed[0]
         err = DownloadError(
@@ -387,24 +248,54 @@ def fetch_dataset(
     return result
 
 
-def _write_manifest(path: Path, dest: Path, old: dict, new: dict) -> None:
-    """Merge this run's entries into the old manifest, keeping only files that are on disk.
+def _collect(fut, task: Task, dest: Path, old: dict, entries: dict, result: FetchResult) -> None:
+    """Record the outcome of one download in ``result`` and ``entries``."""
+    try:
+        status, sha, size = fut.result()
+    except HttpFailure as err:
+        if err.status == 404 and task.expected is None:
+            LOG.warning("%s: skipped, not on the server (a gap in the upstream frames)", task.url)
+            result.skipped.append((task.url, str(err)))
+        else:
+            result.failed.append((task.url, str(err)))
+        return
+    except OSError as err:
+        result.failed.append((task.url, f"cannot write {dest / task.rel} ({err})"))
+        return
+    prev = old.get(task.rel, {})
+    url = prev.get("url", task.url) if prev.get("sha256") == sha else task.url
+    entries[task.rel] = {"sha256": sha, "bytes": size, "url": url, "verified": task.expected is not None}
+    if task.expected is None:
+        result.unverified_files.append(task.rel)
+    if status == "kept":
+        result.kept += 1
+        result.kept_files.append(task.rel)
+    else:
+        result.downloaded += 1
+        result.downloaded_files.append(task.rel)
 
-    Old entries survive when their file still exists with the recorded size (files
-    this run found corrupt or failed to fetch are gone from disk, so they drop out);
-    this run's entries replace old ones.
-    """
-    merged: dict[str, dict] = {}
-    for rel, entry in old.items():
+
+def _read_entries(path: Path) -> dict:
+    """The existing fetch manifest, or ``{}`` if there is none or it is unreadable (it is rebuilt)."""
+    try:
+        data = read_json(path)
+    except Exception:  # noqa: BLE001 - a damaged manifest is rebuilt from the files
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict) and "bytes" in v and "sha256" in v}
+
+
+def _write_entries(path: Path, dest: Path, old: dict, new: dict) -> None:
+    """Merge this run's entries into the old ones, keeping only files on disk with the recorded size."""
+    merged = {}
+    for rel, entry in {**old, **new}.items():
         p = dest / rel
         try:
-            if p.is_file() and p.stat().st_size == entry.get("bytes"):
+            if p.is_file() and p.stat().st_size == entry.get("bytes") and not part_path(p).exists():
                 merged[rel] = entry
         except OSError:
             pass
-    for rel, entry in new.items():
-        if (dest / rel).is_file():
-            merged[rel] = entry
     try:
         write_json(path, merged, indent=1, sort_keys=True)
     except OSError as err:

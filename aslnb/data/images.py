@@ -9,7 +9,9 @@ with bilinear filtering (aspect ratio not kept, as in
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -19,8 +21,29 @@ from PIL import Image, ImageOps
 from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# Pillow refuses images above ~179 Mpx as decompression bombs; 6000x4000 is 24 Mpx.
+# Pillow warns above MAX_IMAGE_PIXELS (a possible decompression bomb) and refuses twice
+# that; 6000x4000 is 24 Mpx. aslnb turns the warning into a one-line error naming the file.
 Image.MAX_IMAGE_PIXELS = 200_000_000
+_BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+@contextlib.contextmanager
+def bombs_as_errors(ignore_others: bool = False):
+    """Raise Pillow's DecompressionBombWarning as an exception inside the block.
+
+    ``warnings.catch_warnings`` swaps process-global state and is not thread-safe:
+    enter this in the calling thread around a pool of workers, never in the workers.
+    """
+    with warnings.catch_warnings():
+        if ignore_others:
+            warnings.simplefilter("ignore")
+        warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+        yield
+
+
+def _guard():
+    """:func:`bombs_as_errors` in the main thread; in a worker the caller has set it up."""
+    return bombs_as_errors() if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
 
 
 def is_image_name(path: str | os.PathLike) -> bool:
@@ -50,7 +73,7 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with _guard(), Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             img = _to_rgb(img)
             if size is not None and img.size != (size, size):
@@ -58,7 +81,10 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
             arr = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+    except _BOMB as exc:
+        raise DataError(f"{path}: refused, too many pixels for an image ({exc}); resize it below "
+                        f"{Image.MAX_IMAGE_PIXELS} pixels") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(
             f"{path}: not a readable image ({exc.__class__.__name__}: {exc}); "
             "delete or replace it (`aslnb data verify DIR` lists all such files)"
@@ -70,8 +96,7 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
 
 def check_image(path: str | os.PathLike) -> str | None:
     """Fully decode ``path``; return None when fine, else the reason it is bad."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with bombs_as_errors(ignore_others=True):
         return _check_image_unguarded(path)
 
 
@@ -80,14 +105,17 @@ def _check_image_unguarded(path: str | os.PathLike) -> str | None:
 
     ``warnings.catch_warnings`` swaps process-global state and is not thread-safe:
     entered from several worker threads at once it can leave every warning
-    ignored afterwards. Worker threads call this; the caller silences warnings once.
+    ignored afterwards. Worker threads call this; the caller enters
+    :func:`bombs_as_errors` once.
     """
     try:
         with Image.open(path) as img:
             img.load()
             if img.size[0] < 1 or img.size[1] < 1:
                 return "image has zero size"
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+    except _BOMB as exc:
+        return f"too many pixels, a possible decompression bomb ({exc})"
+    except (OSError, ValueError, SyntaxError) as exc:
         return f"{exc.__class__.__name__}: {exc}"
     return None
 
@@ -101,6 +129,6 @@ def load_images(paths: list[str] | np.ndarray, size: int, workers: int | None = 
     def work(i: int) -> None:
         out[i] = load_image(paths[i], size)
 
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
         list(pool.map(work, range(len(paths))))
     return out

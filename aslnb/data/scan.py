@@ -11,9 +11,9 @@ id of a class is its index in that list.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,9 +23,22 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .images import _check_image_unguarded, is_image_name
+from .images import _check_image_unguarded, bombs_as_errors, is_image_name
 
 FRAME_RE = re.compile(r"^(?P<prefix>.*?)(?P<frame>\d+)$")
+#: Skip notices go here, one line each (Python prints them to stderr when logging is not set up).
+LOG = logging.getLogger("aslnb.data")
+
+
+def _list(folder: Path, what: str) -> list[Path]:
+    """The entries of ``folder``; an unreadable folder is a :class:`DataError` naming it."""
+    try:
+        return list(folder.iterdir())
+    except PermissionError:
+        raise DataError(f"{folder}: cannot read this {what} (permission denied); fix its permissions "
+                        f"(e.g. chmod -R u+rX {folder}) or point --data elsewhere") from None
+    except OSError as err:
+        raise DataError(f"{folder}: cannot read this {what} ({err.strerror or err})") from None
 
 
 @dataclass
@@ -75,22 +88,28 @@ def scan_folder(
     *,
     class_names: list[str] | None = None,
     allow_empty_classes: bool = False,
+    min_classes: int = 1,
 ) -> ImageFolder:
     """List the images of a class-per-folder dataset (no decoding).
 
     ``class_names`` fixes the label ids (for evaluation data that must match a
     model's classes); folders not in it are reported as problems. Raises
-    :class:`DataError` for a missing folder, a folder with no class sub-folders,
-    or an empty class folder (unless ``allow_empty_classes``).
+    :class:`DataError` for a missing or unreadable folder, a folder with no class
+    sub-folders or fewer than ``min_classes`` (training needs 2), or an empty class
+    folder (unless ``allow_empty_classes``).
     """
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"{root}: folder does not exist; check --data / ASLNB_DATA")
     if not root.is_dir():
         raise DataError(f"{root}: is a file, expected a folder with one sub-folder per class")
-    subdirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries = _list(root, "data folder")
+    subdirs = sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
+    if subdirs and class_names is None and len(subdirs) < min_classes:
+        raise DataError(f"{root}: only {len(subdirs)} class folder(s) ({', '.join(subdirs)}); a classifier "
+                        f"needs at least {min_classes} classes: add a folder of images per class")
     if not subdirs:
-        loose = [p.name for p in root.iterdir() if p.is_file() and is_image_name(p)]
+        loose = [p.name for p in entries if p.is_file() and is_image_name(p)]
         hint = f" (it holds {len(loose)} loose images: move them into one folder per class)" if loose else ""
         raise DataError(f"{root}: no class sub-folders found{hint}; expected root/<class>/<image>.jpg")
     problems: list[str] = []
@@ -106,7 +125,8 @@ def scan_folder(
         if not folder.is_dir():
             problems.append(f"{folder}: class '{name}' has no folder here")
             continue
-        entries = sorted(folder.iterdir(), key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
+        entries = sorted(_list(folder, "class folder"),
+                         key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
         imgs = [p for p in entries if p.is_file() and not p.name.startswith(".") and is_image_name(p)]
         for p in entries:
             if p.is_file() and not p.name.startswith(".") and not is_image_name(p):
@@ -133,8 +153,7 @@ def find_bad_images(paths, workers: int = 4, progress: bool = False) -> dict[str
     it = paths
     # Silence Pillow's warnings once, here in the calling thread: catch_warnings is
     # not thread-safe, so the workers must not enter it (see _check_image_unguarded).
-    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
-        warnings.simplefilter("ignore")
+    with bombs_as_errors(ignore_others=True), ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(_check_image_unguarded, it)
         if progress:
             from tqdm.auto import tqdm
@@ -166,10 +185,11 @@ def _bad_images_memo(paths) -> dict[str, str]:
 
 
 def drop_bad_images(folder: ImageFolder, *, warn: bool = True) -> ImageFolder:
-    """Decode every file once and drop the unreadable ones, warning with each name.
+    """Decode every file once and drop the unreadable ones, logging one line per file.
 
     This is the documented behaviour for training and evaluation: a corrupt file
-    is skipped with a warning naming it (``aslnb data verify`` lists them all).
+    is skipped with a one-line notice naming it on the ``aslnb.data`` logger (printed
+    to stderr when logging is not set up; ``aslnb data verify`` lists them all).
     """
     bad = _bad_images_memo(folder.files)
     if not bad:
@@ -179,7 +199,7 @@ def drop_bad_images(folder: ImageFolder, *, warn: bool = True) -> ImageFolder:
         msg = f"{path}: skipped, not a readable image ({reason}); run `aslnb data verify` and delete or replace it"
         folder.problems.append(msg)
         if warn:
-            warnings.warn(msg, stacklevel=2)
+            LOG.warning("%s", msg)
     out = folder.subset(keep)
     out.problems = folder.problems
     if len(out) == 0:
@@ -199,6 +219,7 @@ class DataInfo:
     modes: dict[str, int]
     formats: dict[str, int]
     problems: list[str]
+    external: dict | None = None  # Massey layout: per-signer counts, class mapping (external.massey_summary)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -208,6 +229,7 @@ def dataset_info(root: str | os.PathLike, sample: int | None = None) -> DataInfo
     """Classes, counts, image sizes/modes/formats (headers only) and problems."""
     folder = scan_folder(root, allow_empty_classes=True)
     files = folder.files if sample is None else folder.files[:: max(1, len(folder.files) // sample)]
+    files = files.tolist()  # plain str: Pillow's messages show np.str_ as np.str_('...')
     sizes: Counter = Counter()
     modes: Counter = Counter()
     formats: Counter = Counter()
@@ -220,7 +242,7 @@ def dataset_info(root: str | os.PathLike, sample: int | None = None) -> DataInfo
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return None, None, f"{p}: cannot open ({exc.__class__.__name__}: {exc})"
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with bombs_as_errors(ignore_others=True), ThreadPoolExecutor(max_workers=8) as pool:
         for size, mode, fmt in pool.map(header, files):
             if size is None:
                 problems.append(fmt)
@@ -228,7 +250,9 @@ def dataset_info(root: str | os.PathLike, sample: int | None = None) -> DataInfo
                 sizes[size] += 1
                 modes[mode] += 1
                 formats[fmt] += 1
+    from .external import massey_summary
+
     return DataInfo(
         str(folder.root), folder.class_names, folder.counts(), len(folder), dict(sizes.most_common()),
-        dict(modes.most_common()), dict(formats.most_common()), problems,
+        dict(modes.most_common()), dict(formats.most_common()), problems, massey_summary(folder),
     )

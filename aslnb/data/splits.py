@@ -20,13 +20,12 @@ random (stratified) with a warning.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ParameterError
-from .scan import ImageFolder, frame_number
+from ..errors import DataError, ParameterError
+from .scan import LOG, ImageFolder, frame_number
 
 SPLIT_METHODS = ("blocked", "random")
 DEFAULT_GAP = 20  # frame numbers; sample frames lie ~15 apart, originals 1 apart
@@ -130,6 +129,11 @@ def split_folder(
     if method not in SPLIT_METHODS:
         raise ParameterError(f"split={method!r}: unknown split, choose one of {', '.join(SPLIT_METHODS)}")
     _check_fractions(val_fraction, test_fraction)
+    present = [n for i, n in enumerate(folder.class_names) if (folder.labels == i).any()]
+    if len(present) < 2:
+        only = f" ({present[0]})" if present else ""
+        raise DataError(f"{folder.root}: images of {len(present)} class{only} only; a classifier needs at least "
+                        "2 classes: add one folder of images per class")
     rng = np.random.default_rng(seed)
     assign = np.zeros(len(folder), dtype=np.int8)
     no_frame: list[str] = []
@@ -148,11 +152,8 @@ def split_folder(
             no_frame.extend(folder.files[idx[~has]].tolist())
             assign[idx[~has]] = _random_assign(int((~has).sum()), val_fraction, test_fraction, rng)
     if no_frame:
-        warnings.warn(
-            f"{len(no_frame)} files have no frame number in their name (e.g. {no_frame[0]}): "
-            "they were split at random, so near-duplicates among them may leak across the split",
-            stacklevel=2,
-        )
+        LOG.warning("%d files have no frame number in their name (e.g. %s): they were split at random, "
+                    "so near-duplicates among them may leak across the split", len(no_frame), no_frame[0])
     return Split(
         train=folder.subset(assign == 0),
         val=folder.subset(assign == 1),

@@ -1,9 +1,28 @@
-"""Models: backbones by name and the study's classifier."""
-from .backbones import BACKBONES, BackboneSpec, check_weights, get_backbone, weights_source
+"""Models: the backbone registry (ResNet50, EfficientNet-Lite0/1/2) and the study's classifier.
+
+Importing this package registers every backbone and the custom layers saved models need.
+"""
+from . import resnet50  # noqa: F401 - registered first: the study's backbone
+from . import efficientnet_lite  # noqa: F401 - registers efficientnet_lite0/1/2 and their layer
 from .classifier import Classifier, apply_freeze, build_classifier, frozen_stages, split_at_boundary
 from .layers import CaffePreprocess
+from .registry import (
+    BackboneSpec,
+    backbone_names,
+    build_backbone,
+    check_weights,
+    course_backbones,
+    default_backbone,
+    freeze_point,
+    get_backbone,
+    register,
+    resolve_weights,
+    run_weights,
+    weights_source,
+)
 
 __all__ = [
-    "BACKBONES", "BackboneSpec", "CaffePreprocess", "check_weights", "Classifier", "apply_freeze", "build_classifier",
-    "frozen_stages", "get_backbone", "split_at_boundary", "weights_source",
+    "BackboneSpec", "CaffePreprocess", "Classifier", "apply_freeze", "backbone_names", "build_backbone", "build_classifier",
+    "check_weights", "course_backbones", "default_backbone", "freeze_point", "frozen_stages", "get_backbone",
+    "register", "resolve_weights", "run_weights", "split_at_boundary", "weights_source",
 ]

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import keras
 
 from ..errors import ModelError, ParameterError
-from .backbones import BackboneSpec, get_backbone
+from .registry import BackboneSpec, build_backbone, get_backbone, resolve_weights
 
 _WEIGHTLESS_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
-FREEZE_CHOICES_DOC = "'none', 'all', or a stage name (e.g. conv4 for resnet50)"
 
 
 @dataclass
@@ -44,17 +43,13 @@ class Classifier:
 
 
 def frozen_stages(spec: BackboneSpec, freeze_until: str) -> tuple[str, ...]:
-    """The stages ``freeze_until`` freezes."""
-    if freeze_until == "none":
+    """The stages ``freeze_until`` freezes (a ResNet50 name maps through :meth:`BackboneSpec.freeze_point`)."""
+    point = spec.freeze_point(freeze_until)
+    if point == "none":
         return ()
-    if freeze_until == "all":
+    if point == "all":
         return spec.stages
-    if freeze_until not in spec.stages:
-        raise ParameterError(
-            f"freeze_until={freeze_until!r}: unknown for {spec.name}; use {FREEZE_CHOICES_DOC}: "
-            f"{', '.join(('none', 'all') + spec.stages)}"
-        )
-    return spec.stages[: spec.stages.index(freeze_until) + 1]
+    return spec.stages[: spec.stages.index(point) + 1]
 
 
 def boundary_layer(backbone: keras.Model, spec: BackboneSpec, freeze_until: str) -> str | None:
@@ -83,7 +78,7 @@ def build_classifier(
     num_classes: int,
     image_size: int = 224,
     *,
-    backbone: str = "resnet50",
+    backbone: str | None = None,
     weights: str | None = "imagenet",
     freeze_until: str = "conv4",
     head_units: tuple[int, ...] | list[int] = (256,),
@@ -91,7 +86,15 @@ def build_classifier(
     augment: bool = False,
     seed: int = 0,
 ) -> Classifier:
-    """Build the classifier; see the module docstring for the architecture."""
+    """Build the classifier; see the module docstring for the architecture.
+
+    ``backbone``: a registered name (default: the study's); ``weights``: ``imagenet``,
+    ``auto`` (ImageNet where it can be had, else none), ``none`` or a file;
+    ``freeze_until``: a freeze point of the backbone or a ResNet50 name (mapped).
+    """
+    from .registry import default_backbone
+
+    backbone = backbone or default_backbone()
     spec = get_backbone(backbone)
     if image_size < spec.min_size:
         raise ParameterError(f"image_size={image_size}: {backbone} needs at least {spec.min_size} px")
@@ -99,9 +102,10 @@ def build_classifier(
         raise ParameterError(f"dropout={dropout}: must be in [0, 1)")
     if num_classes < 2:
         raise ParameterError(f"num_classes={num_classes}: need at least 2 classes")
-    frozen_stages(spec, freeze_until)  # validates the name
-    pretrained = weights not in (None, "none")
-    base = spec.build((image_size, image_size, 3), weights)
+    freeze_until = spec.freeze_point(freeze_until)  # validates the name; ResNet50 names map
+    weights = resolve_weights(backbone, weights)[0]
+    pretrained = weights != "none"
+    base = build_backbone(backbone, (image_size, image_size, 3), weights)
     apply_freeze(base, spec, freeze_until, freeze_bn=pretrained)
 
     inputs = keras.Input((image_size, image_size, 3), name="image")

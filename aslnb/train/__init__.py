@@ -137,7 +137,7 @@ def train(
         from ..data.external import load_external
 
         load_external(ext_dir, class_names)  # no shared class: refused now, not after training
-    from ..models import apply_freeze, build_classifier, split_at_boundary, weights_source
+    from ..models import apply_freeze, build_classifier, resolve_weights, split_at_boundary, weights_source
 
     clf = build_classifier(k, cfg.image_size, backbone=cfg.backbone, weights=cfg.weights,
                            freeze_until=cfg.freeze_until, head_units=cfg.head_units, dropout=cfg.dropout,
@@ -146,9 +146,11 @@ def train(
     if cfg.cache_features == "on" and (boundary is None or cfg.augment):
         raise ParameterError("cache_features='on' needs a frozen boundary (freeze_until != 'none') and augment off")
     use_cache = cfg.cache_features != "off" and boundary is not None and not cfg.augment
-    ft_until = _fine_tune_until(cfg, clf.spec.stages) if cfg.fine_tune_epochs else None
+    ft_until = _fine_tune_until(cfg, clf.freeze_until, clf.spec.stages) if cfg.fine_tune_epochs else None
     feature_precision = resolve_precision(cfg.precision) if use_cache else None
-    notes = _notes(cfg, use_cache, boundary, feature_precision)
+    resolved_weights, weights_note = resolve_weights(cfg.backbone, cfg.weights)  # 'auto': imagenet or none
+    notes = ([weights_note] if weights_note else []) + _notes(cfg, resolved_weights, use_cache, boundary,
+                                                              feature_precision)
     for note in notes:
         _log(f"note: {note}", verbose)
 
@@ -163,7 +165,7 @@ def train(
         "external": str(ext_dir) if ext_dir else None,
         "split": split.describe(),
         "weights_source": weights_source(cfg.backbone, cfg.weights),
-        "pretrained": cfg.pretrained,
+        "pretrained": clf.pretrained,
         "freeze": {"until": cfg.freeze_until, "boundary_layer": boundary, "fine_tune_until": ft_until},
         "feature_cache": {"used": use_cache, "boundary": boundary if use_cache else None},
         "precision": {"requested": cfg.precision, "features": feature_precision, "training": "float32"},
@@ -240,20 +242,22 @@ def train(
     return RunResult(out, config, history, {}, model=clf.model, classifier=clf)
 
 
-def _fine_tune_until(cfg: TrainConfig, stages: list[str]) -> str:
+def _fine_tune_until(cfg: TrainConfig, frozen_until: str, stages: list[str]) -> str:
+    """The second phase's freeze point: the given one, else one stage before ``frozen_until`` (the backbone's name)."""
     if cfg.freeze_until == "none":
         raise ParameterError("fine_tune_epochs > 0 needs frozen stages to unfreeze (freeze_until != 'none')")
     if cfg.fine_tune_until:
         return cfg.fine_tune_until
-    if cfg.freeze_until == "all":
+    if frozen_until == "all":
         return stages[-2]
-    i = stages.index(cfg.freeze_until)
+    i = stages.index(frozen_until)
     return stages[i - 1] if i > 0 else "none"
 
 
-def _notes(cfg: TrainConfig, use_cache: bool, boundary: str | None, feature_precision: str | None) -> list[str]:
+def _notes(cfg: TrainConfig, resolved_weights: str, use_cache: bool, boundary: str | None,
+           feature_precision: str | None) -> list[str]:
     notes = []
-    if not cfg.pretrained and cfg.freeze_until != "none":
+    if resolved_weights == "none" and cfg.freeze_until != "none":
         notes.append(f"weights 'none': the backbone is randomly initialised, so freezing it up to {cfg.freeze_until} "
                      "keeps random features fixed; this is a no-pretraining baseline, not transfer learning")
     if cfg.augment and cfg.cache_features == "auto" and boundary is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,7 +30,7 @@ import keras
 import numpy as np
 
 from ..errors import ParameterError, RunDirError
-from ..io import read_json, write_json
+from ..io import atomic_path, read_json, write_json
 
 # Steps run per call of the compiled train function when the head trains on cached
 # features: a batch of features costs less than the Python round trip of one step.
@@ -99,11 +98,6 @@ class EpochRecords(keras.callbacks.Callback):
                   f"{rec['images_per_second']:.1f} img/s", flush=True)
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
 class RunBackup(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` whose every save is one atomic commit (see the module docstring)."""
 
@@ -139,29 +133,23 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     def _save_model(self, done: bool = False):
         epoch = len(self.records.records)
         name = f"state-{epoch}{'-done' if done else ''}.weights.h5"
-        path = self.folder / name
+        target = self.folder / name
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.model.save_weights(str(path), overwrite=True)
-            _fsync(path)
+            with atomic_path(target) as tmp:  # no partial file on any error
+                self.model.save_weights(str(tmp), overwrite=True)
+            target = self.state
             write_json(self.state, {"epoch": epoch, "weights": name, "done": done, "records": self.records.records})
-            self._weights = name
         except OSError as exc:
-            if path.exists() and not self._committed(name):
-                path.unlink()
+            if target == self.state:
+                (self.folder / name).unlink(missing_ok=True)
             hint = "free some disk space and " if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
-            raise RunDirError(f"{exc.filename or path}: could not write the checkpoint ({exc.strerror or exc}); "
-                              f"{hint}rerun the same command to resume from the last complete epoch") from None
+            raise RunDirError(f"{target}: could not write the checkpoint ({exc.strerror or exc}); {hint}rerun the "
+                              "same command to resume from the last complete epoch") from None
+        self._weights = name
         for old in self.folder.glob("state-*.weights.h5"):
             if old.name != name:
                 old.unlink()
         write_json(self.folder / "epochs.json", self.records.records)  # a readable copy
-
-    def _committed(self, name: str) -> bool:
-        try:
-            return read_json(self.state).get("weights") == name
-        except (OSError, ValueError):
-            return False
 
     def on_train_end(self, logs=None):
         if not self._done:

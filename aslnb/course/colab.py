@@ -1,0 +1,77 @@
+"""Where a notebook runs: the profile for this machine, and the data on a fresh Colab runtime.
+
+Every notebook starts with the same setup cell (``SETUP_CELL``): on Colab it
+installs this package (leaving Colab's own TensorFlow and torch alone); elsewhere
+it does nothing. :func:`aslnb.course.notebook.setup` then calls
+:func:`resolve_profile` (``PROFILE="auto"``: ``gpu`` when a GPU is visible, else
+``cpu`` with a hint on how to get one on Colab) and, on Colab only,
+:func:`ensure_data`, which downloads the training images when none are present.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..provenance import device_name
+from ..settings import DATA_ENV, default_data_dir
+
+#: Where the course lives; the setup cell of every notebook installs from here.
+REPO_URL = "https://github.com/aslnb/aslnb"
+#: Overrides what the setup cell installs (a wheel file, a fork, a branch); used by the Colab test.
+INSTALL_ENV = "ASLNB_INSTALL"
+
+SETUP_CELL = f'''\
+# Setup, the same in every notebook. On Colab it installs the course package (about a minute);
+# Colab's own TensorFlow and torch are kept. Elsewhere it does nothing.
+import os
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib
+    import subprocess
+
+    spec = os.environ.get("{INSTALL_ENV}", "aslnb[lite0] @ git+{REPO_URL}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec], check=True)
+    importlib.invalidate_caches()'''
+
+COLAB_GPU_HINT = ("no GPU on this Colab runtime: using the cpu profile; for the gpu profile choose "
+                  "Runtime › Change runtime type › T4 GPU and run the notebook again")
+
+
+def on_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+def gpu_visible() -> bool:
+    """True when Keras's backend sees a GPU."""
+    return device_name().startswith("GPU")
+
+
+def resolve_profile(name: str) -> tuple[str, str | None]:
+    """``(profile, note)``: ``auto`` becomes ``gpu`` with a GPU, else ``cpu`` (with a hint on Colab)."""
+    if name != "auto":
+        return name, None
+    if gpu_visible():
+        return "gpu", "profile auto: a GPU is visible, using the gpu profile"
+    return "cpu", COLAB_GPU_HINT if on_colab() else "profile auto: no GPU visible, using the cpu profile"
+
+
+def ensure_data(data_dir: str | os.PathLike | None) -> Path | None:
+    """On Colab with no data given or found: download the course's images; returns their folder.
+
+    Elsewhere, or when ``data_dir`` / ``$ASLNB_DATA`` is set or the default folder
+    already holds images, nothing happens and None is returned (the caller then
+    resolves the folder as usual, with its own clear error).
+    """
+    if not on_colab() or data_dir or os.environ.get(DATA_ENV):
+        return None
+    dest = default_data_dir()
+    if dest.is_dir() and any(p.is_dir() for p in dest.iterdir()):
+        return dest
+    from ..data.fetch import fetch_dataset
+
+    print(f"no training images yet: downloading them into {dest} (a few minutes, once per runtime)", flush=True)
+    fetch_dataset(dest)  # the frames the report used, each checked against the shipped manifest
+    return dest

@@ -1,0 +1,190 @@
+"""The backbone registry: every backbone the package knows, described once.
+
+A :class:`BackboneSpec` says how to build a backbone (raw RGB 0..255 in, after
+its own preprocessing layer; a feature map out), its stages in forward order,
+how its freeze points relate to the study's ResNet50 names (``conv1`` ..
+``conv5``), where its ImageNet weights come from and its native image size.
+Backbone modules (:mod:`.resnet50`, :mod:`.efficientnet_lite`) call
+:func:`register`; everything else asks :func:`get_backbone`,
+:func:`backbone_names`, :func:`freeze_point` and :func:`resolve_weights`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import ParameterError
+
+#: The study's freeze points (ResNet50 stages); every backbone maps them onto its own stages.
+RESNET_FREEZE_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone: how to build it, its stages and freeze points, its weights.
+
+    ``build(input_shape, weights)`` returns the backbone without top; ``weights`` is
+    None, ``"imagenet"`` or a file path. ``imagenet_path(download)`` gives the
+    ImageNet weights file (fetching/converting it when ``download``);
+    ``imagenet_status()`` says ``(available, where)`` without fetching anything.
+    ``default_weights``: the weights the backbone uses when a run names none for it
+    (``None``: it follows the profile's ``weights`` setting, as the study's ResNet50 does).
+    """
+
+    name: str
+    description: str
+    build: Callable[[tuple[int, int, int], str | None], Any]
+    preprocess: Callable[[], Any]
+    stages: tuple[str, ...]
+    stage_of: Callable[[str], str]
+    freeze_equiv: Mapping[str, str]
+    native_size: int
+    features: int
+    imagenet_path: Callable[[bool], Path]
+    imagenet_status: Callable[[], tuple[bool, str]]
+    imagenet_source: str
+    default_weights: str | None = None
+    min_size: int = 32
+    #: float32 activations per input pixel over all layers (measured at 64 px; bounds --image-size by memory)
+    activations_per_pixel: int = 0
+    study: bool = False
+    in_course: bool = False
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def freeze_points(self) -> tuple[str, ...]:
+        """Every accepted ``freeze_until`` of this backbone's own (``none``, its stages, ``all``)."""
+        return ("none",) + self.stages + ("all",)
+
+    def freeze_point(self, name: str) -> str:
+        """``name`` (``none``, ``all``, a stage, or a ResNet50 name ``conv1..conv5``) as this backbone's point."""
+        if name in ("none", "all") or name in self.stages:
+            return name
+        if name in self.freeze_equiv:
+            return self.freeze_equiv[name]
+        raise ParameterError(
+            f"freeze_until={name!r}: unknown for {self.name}; use none, all, one of its stages "
+            f"({', '.join(self.stages)}) or a ResNet50 stage name ({', '.join(RESNET_FREEZE_NAMES)})"
+        )
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register(spec: BackboneSpec, *, replace: bool = False) -> BackboneSpec:
+    """Add ``spec`` to the registry (``replace=True`` to redefine a name)."""
+    if spec.name in _REGISTRY and not replace and _REGISTRY[spec.name] is not spec:
+        raise ParameterError(f"backbone {spec.name!r} is already registered")
+    missing = sorted(set(RESNET_FREEZE_NAMES) - set(spec.freeze_equiv))
+    bad = sorted(v for v in spec.freeze_equiv.values() if v not in spec.freeze_points)
+    if missing or bad:
+        raise ParameterError(f"backbone {spec.name!r}: freeze_equiv must map {', '.join(RESNET_FREEZE_NAMES)} "
+                             f"onto its freeze points (missing {missing}, unknown {bad})")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _load_builtin() -> None:
+    from . import efficientnet_lite, resnet50  # noqa: F401 - they register their specs
+
+
+def backbone_names() -> tuple[str, ...]:
+    """The registered backbone names, in registration order (the study's first)."""
+    _load_builtin()
+    return tuple(_REGISTRY)
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The :class:`BackboneSpec` called ``name``; unknown names are a :class:`ParameterError`."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ParameterError(f"backbone={name!r}: unknown, choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def default_backbone() -> str:
+    """The study's backbone (the one registered with ``study=True``)."""
+    _load_builtin()
+    return next(s.name for s in _REGISTRY.values() if s.study)
+
+
+def course_backbones() -> tuple[str, ...]:
+    """The backbones the course's notebooks compare (``in_course=True``), the study's first."""
+    _load_builtin()
+    return tuple(s.name for s in _REGISTRY.values() if s.in_course)
+
+
+def freeze_point(backbone: str, name: str) -> str:
+    """``name`` (``none``, ``all``, a stage, or a ResNet50 name) as ``backbone``'s freeze point.
+
+    ``freeze_point("efficientnet_lite0", "conv4")`` is ``"block6"``: the same share of
+    the net frozen.
+    """
+    return get_backbone(backbone).freeze_point(name)
+
+
+def run_weights(backbone: str, profile_weights: str) -> str:
+    """The weights ``backbone`` uses in a run whose profile says ``profile_weights``."""
+    spec = get_backbone(backbone)
+    return profile_weights if spec.default_weights is None else spec.default_weights
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def resolve_weights(backbone: str, weights: str | None) -> tuple[str, str]:
+    """``(weights to use, reason)``: ``auto`` becomes ``imagenet`` where the weights can be had, else ``none``.
+
+    ``auto`` looks for the ImageNet weights without fetching them (the cache, an
+    installed package, a reachable download URL). Other values pass through
+    (``None``/``""`` as ``none``) with an empty reason.
+    """
+    spec = get_backbone(backbone)
+    if weights in (None, "", "none"):
+        return "none", ""
+    if weights != "auto":
+        return str(weights), ""
+    ok, where = spec.imagenet_status()
+    if ok:
+        return "imagenet", f"weights 'auto' -> imagenet for {backbone}: {where}"
+    return "none", f"weights 'auto' -> none for {backbone} (no pretraining): {where}"
+
+
+def build_backbone(backbone: str, input_shape: tuple[int, int, int], weights: str | None) -> Any:
+    """``backbone`` without top (a ``keras.Model``) with ``weights`` (``auto`` resolved first)."""
+    spec = get_backbone(backbone)
+    resolved = resolve_weights(backbone, weights)[0]
+    return spec.build(tuple(input_shape), None if resolved == "none" else resolved)
+
+
+def check_weights(backbone: str, weights: str | None) -> Path | None:
+    """Make sure the weights ``weights`` of ``backbone`` are at hand, before any work is done.
+
+    ``'imagenet'``: the weights file (downloaded or converted now if needed; offline
+    and missing: a :class:`ModelError` saying what to do); ``'auto'``: that, or
+    nothing when they cannot be had; a path: it must exist; ``'none'``: nothing.
+    Returns the weights file, or None.
+    """
+    from .weightfiles import weights_file
+
+    spec = get_backbone(backbone)
+    weights = resolve_weights(backbone, weights)[0]
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        return spec.imagenet_path(True)
+    return weights_file(weights)
+
+
+def weights_source(backbone: str, weights: str | None) -> str:
+    """A short human description of where the weights come from (``auto``: what it resolved to, and why)."""
+    resolved, why = resolve_weights(backbone, weights)
+    if resolved == "none":
+        text = "none (random initialisation)"
+    elif resolved == "imagenet":
+        text = f"imagenet ({get_backbone(backbone).imagenet_source})"
+    else:
+        text = f"file {os.fspath(resolved)}"
+    return f"{text}; {why}" if weights == "auto" else text
