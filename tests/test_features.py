@@ -246,3 +246,12 @@ def test_whole_backbone_frozen_caches_pooled_vectors():
     assert keras.backend.standardize_dtype(bf.dtype) == "float32"
     ref = keras.ops.convert_to_numpy(frozen(x, training=False))
     assert np.abs(keras.ops.convert_to_numpy(bf) - ref).mean() <= 0.02 * np.abs(ref).mean()
+
+
+def test_cache_dir_must_be_a_writable_folder(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for bad in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(ParameterError, match=f"{tmp_path / 'afile'}: is a file, not a folder"):
+            F.check_cache_dir(bad)
+    assert F.check_cache_dir(tmp_path / "new" / "cache") == tmp_path / "new" / "cache"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
