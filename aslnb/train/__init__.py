@@ -52,6 +52,7 @@ Determinism, on the same machine, same library versions, same command:
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -71,7 +72,11 @@ from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_at
 from ..settings import resolve_data_dir, resolve_external_dir
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
-_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="aslnb-decode")
+
+
+@functools.cache
+def _decode_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="aslnb-decode")
 
 
 @dataclass
@@ -207,7 +212,10 @@ def train(
                 feature_seconds += time.perf_counter() - t0
                 _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
                      f"images in {time.perf_counter() - t0:.1f}s", verbose)
-                take, val_data, fit_args["steps_per_execution"] = (lambda idx: (ftr[idx], ytr[idx])), (fva, yva), 16
+                val_data, fit_args["steps_per_execution"] = (fva, yva), 16
+
+                def take(idx, _x=ftr):
+                    return _x[idx], ytr[idx]
             else:
                 from ..data.pipeline import make_dataset
 
@@ -215,9 +223,8 @@ def train(
                 val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=k)
 
                 def take(idx, _files=files):  # decoded in parallel threads (Pillow releases the GIL), order kept
-                    imgs = _POOL.map(lambda f: load_image(str(f), cfg.image_size), _files[idx])
-                    return (np.stack(list(imgs)).astype(np.float32),
-                            ytr[idx])
+                    imgs = _decode_pool().map(lambda f: load_image(str(f), cfg.image_size), _files[idx])
+                    return np.stack(list(imgs)).astype(np.float32), ytr[idx]
             batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
             all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr, run.work / "checkpoints" / phase,
                                   **fit_args)
