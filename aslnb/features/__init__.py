@@ -165,8 +165,9 @@ def _compute(model: keras.Model, folder, image_size: int, batch_size: int, verbo
     return np.asarray(model.predict(ds, verbose=verbose), dtype=np.float32)
 
 
-def shard_rows(batch_size: int, rows: int = SHARD_ROWS) -> int:
+def shard_rows(batch_size: int, rows: int | None = None) -> int:
     """Rows per shard: ``rows`` rounded up to whole batches, so every shard sees the batches one ``predict`` would."""
+    rows = SHARD_ROWS if rows is None else rows
     return -(-rows // batch_size) * batch_size
 
 
