@@ -10,7 +10,7 @@ Writes ``benchmarks/datapath.json``:
   round, fed (a) from in-memory tensors, (b) by ``make_dataset`` with each variant below, and
   decode-only rates (iterating the dataset without the model). Variants alternate inside
   every round, so a slow phase of the machine hits them alike; the median and the best
-  round are reported.
+  round are reported, and each round's wall time (``seconds_rounds``).
 """
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ def rounds(folder, size: int, n: int, n_rounds: int, batch_size: int = 32) -> di
             out[name].append(n / (time.perf_counter() - t0))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in out.items()), flush=True)
     return {k: {"median": round(statistics.median(v), 2), "best": round(max(v), 2),
-                "rounds": [round(x, 2) for x in v]} for k, v in out.items()}
+                "rounds": [round(x, 2) for x in v], "seconds_rounds": [round(n / x, 2) for x in v]}
+            for k, v in out.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
