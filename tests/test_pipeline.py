@@ -68,6 +68,13 @@ def test_other_files_fall_back_to_pillow(tmp_path, sample_files):
     rgb.save(plain)
     big = tmp_path / "h.jpg"  # Pillow would `reduce` it first at 16 px
     rgb.resize((120, 120)).save(big)
+    gray, bmp = tmp_path / "i.png", tmp_path / "j.bmp"  # tf.io decodes these as Pillow does
+    square = rgb.crop((0, 0, 20, 20))
+    square.convert("L").save(gray)
+    square.save(bmp)
+    for f in (gray, bmp):
+        assert tf_decodable(f)
+        np.testing.assert_array_equal(_decode_all([str(f)], 20, "tf")[0], load_image(f, 20))  # no resize: exact
     files = [*map(str, made.values()), str(plain), str(big)]
     assert tf_routes(files, 16).tolist() == [False] * len(made) + [True, False]
     assert tf_decodable(big, 32) and not tf_decodable(tmp_path / "missing.jpg")
