@@ -95,12 +95,14 @@ def test_disk_cache_reused_not_rewritten(frozen, folder, tmp_path, computes):
     first = F.extract_features(frozen, folder, SIZE, batch_size=4, cache_dir=cache)
     assert len(computes) == 1
     (path,) = cache.iterdir()
-    assert path.name.startswith("features-") and path.suffix == ".npy"
-    before = path.stat()
+    assert path.name.startswith("features-") and path.is_dir()
+    assert _files(path) == ["manifest.json", "shard-00000.npy"]
+    shard = path / "shard-00000.npy"
+    before = shard.stat()
     second = F.extract_features(frozen, folder, SIZE, batch_size=8, cache_dir=cache)
     assert len(computes) == 1, "same key: the cache must be read, not recomputed"
     np.testing.assert_array_equal(first, second)
-    after = path.stat()
+    after = shard.stat()
     assert (after.st_mtime_ns, after.st_ino, after.st_size) == (before.st_mtime_ns, before.st_ino, before.st_size)
     assert _files(cache) == [path.name]
 
@@ -181,19 +183,21 @@ def test_interrupted_write_leaves_no_file(frozen, folder, tmp_path, monkeypatch)
     monkeypatch.setattr(np, "save", real_save)
     feats = F.extract_features(frozen, folder, SIZE, cache_dir=cache)
     (path,) = cache.iterdir()
-    np.testing.assert_array_equal(np.load(path), feats)
+    np.testing.assert_array_equal(np.asarray(F.FeatureStore(path)), feats)
 
 
 def test_truncated_cache_file_is_recomputed(frozen, folder, tmp_path, computes):
     cache = tmp_path / "cache"
     a = F.extract_features(frozen, folder, SIZE, cache_dir=cache)
     (path,) = cache.iterdir()
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])  # e.g. a copy cut short by a full disk
+    shard = path / "shard-00000.npy"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])  # e.g. a copy cut short by a full disk
     b = F.extract_features(frozen, folder, SIZE, cache_dir=cache)
     assert len(computes) == 2
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(np.load(path), a)
+    np.testing.assert_array_equal(np.load(shard), a)
+    assert _files(cache) == [path.name]
 
 
 def test_bf16_close_to_fp32(frozen, folder, tmp_path, computes):

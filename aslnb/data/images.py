@@ -6,6 +6,13 @@ CMYK, 16-bit) is converted to 8-bit RGB, and it is resized to ``size x size``
 with bilinear filtering (aspect ratio not kept, as in
 ``keras.utils.image_dataset_from_directory``). The result is ``uint8``, values
 0..255: the model applies its own preprocessing.
+
+:func:`tf_decodable` says from a file's header (Pillow opens lazily: no pixel
+is decoded) whether TensorFlow's own decoders give the same RGB pixels as
+Pillow: a JPEG/PNG/BMP in mode RGB or L, with no EXIF rotation, no
+transparency and no reduce step in Pillow's resize. ``aslnb.data.pipeline``
+sends those files to ``tf.io`` when asked (``decoder='tf'``) and every other
+file to :func:`load_image`.
 """
 from __future__ import annotations
 
@@ -64,6 +71,33 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         hi = arr.max() or 1.0
         img = Image.fromarray((arr * (255.0 / hi)).astype(np.uint8))
     return img.convert("RGB")
+
+
+# Formats and modes TensorFlow decodes to the pixels Pillow's convert("RGB") gives.
+TF_FORMATS = ("JPEG", "PNG", "BMP")
+TF_MODES = ("RGB", "L")
+_EXIF_ORIENTATION = 0x0112
+
+
+def tf_decodable(path: str | os.PathLike, size: int | None = None) -> bool:
+    """True when ``tf.io`` decodes ``path`` as :func:`load_image` does, up to the resize's rounding.
+
+    Reads the header only. False for other formats (TIFF, WebP, GIF, ...), modes
+    (CMYK, RGBA, P, 16-bit), an EXIF orientation other than 1, PNG transparency, a
+    file Pillow cannot open, and when Pillow's resize to ``size`` would first
+    ``reduce`` the image (``reducing_gap=3``: a side >= 6 x ``size``).
+    """
+    try:
+        with Image.open(path) as img:
+            if img.format not in TF_FORMATS or img.mode not in TF_MODES or "transparency" in img.info:
+                return False
+            if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                return False
+            if size is not None and max(img.size[0] // size, img.size[1] // size) >= 6:
+                return False
+    except Exception:  # noqa: BLE001 - anything odd goes to Pillow, which names the file in its error
+        return False
+    return True
 
 
 def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:

@@ -9,6 +9,13 @@ activations depend on: the data (file names, sizes and modification times),
 the image size, the frozen weights themselves, the boundary layer and the
 precision, so a stale cache is never reused.
 
+On disk a cache is a folder of ``.npy`` shards (:mod:`aslnb.features.store`),
+written once and atomically. Sets up to ``IN_MEMORY_MAX_BYTES`` (1 GiB) come
+back as one numpy array, as before; larger ones as a :class:`FeatureStore`,
+which indexes like an array (``store[idx]``) and reads the rows of each batch
+from memory maps. (``freeze_until='conv4'`` at 224 px is ~0.8 MB per image:
+~70 GB for the 87,000-image set.)
+
 Precision: ``float32`` runs the frozen part as built. ``bfloat16`` runs a copy
 of it under the Keras dtype policy ``mixed_bfloat16`` (bf16 matmuls and
 convolutions, float32 weights and BatchNormalization statistics) and returns
@@ -22,18 +29,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import weakref
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from .data.pipeline import make_dataset
-from .data.scan import ImageFolder
-from .config import PRECISIONS
-from .errors import ParameterError
-from .provenance import gpu_visible
+from ..config import PRECISIONS
+from ..data.pipeline import make_dataset
+from ..data.scan import ImageFolder
+from ..errors import ParameterError
+from ..provenance import gpu_visible
+from .store import SHARD_ROWS, FeatureStore, open_store, write_store
+
+#: Above this many bytes a disk cache is returned as a :class:`FeatureStore` (memory maps), not loaded.
+IN_MEMORY_MAX_BYTES = 1 << 30
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -149,36 +159,16 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     return copy
 
 
-def _compute(model: keras.Model, folder: ImageFolder, image_size: int, batch_size: int, verbose: int) -> np.ndarray:
+def _compute(model: keras.Model, folder, image_size: int, batch_size: int, verbose: int) -> np.ndarray:
+    """Features of ``folder`` (an ImageFolder or a ``(files, labels)`` pair) in one ``predict``."""
     ds = make_dataset(folder, image_size, batch_size, with_labels=False)
     return np.asarray(model.predict(ds, verbose=verbose), dtype=np.float32)
 
 
-def _load_cached(path: Path, n: int) -> np.ndarray | None:
-    if not path.is_file():
-        return None
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):  # truncated or foreign file: recompute and replace it
-        return None
-    if arr.ndim < 1 or arr.shape[0] != n or arr.dtype != np.float32:
-        return None
-    return arr
-
-
-def _save_atomic(path: Path, arr: np.ndarray) -> None:
-    """Write to a temporary ``.npy.part`` file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:  # also on KeyboardInterrupt: no partial file is left behind
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def shard_rows(batch_size: int, rows: int | None = None) -> int:
+    """Rows per shard: ``rows`` rounded up to whole batches, so every shard sees the batches one ``predict`` would."""
+    rows = SHARD_ROWS if rows is None else rows
+    return -(-rows // batch_size) * batch_size
 
 
 def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
@@ -201,23 +191,29 @@ def extract_features(
     cache_dir: str | os.PathLike | None = None,
     precision: str = "float32",
     verbose: int = 0,
-) -> np.ndarray:
+    in_memory_max_bytes: int | None = None,
+) -> np.ndarray | FeatureStore:
     """float32 activations of ``frozen`` for every image of ``folder`` (file order kept).
 
     ``precision``: ``float32``, ``bfloat16`` or ``auto`` (see the module
-    docstring). With ``cache_dir`` the array is stored as
-    ``features-<key>.npy`` and reused when the key matches; it is written
-    atomically, so an interrupted run leaves no partial file, and an
-    unreadable file is recomputed.
+    docstring). With ``cache_dir`` the features are stored as the shard folder
+    ``features-<key>/`` (computed one shard at a time, so memory holds one shard)
+    and reused when the key matches; it is written atomically, so an interrupted
+    run leaves nothing, and an unreadable store is recomputed. A store larger than
+    ``in_memory_max_bytes`` (default ``IN_MEMORY_MAX_BYTES``) is returned as a
+    :class:`FeatureStore`, a smaller one as an array. Without ``cache_dir`` the
+    array is computed in memory.
     """
     precision = resolve_precision(precision)
-    path = None
-    if cache_dir is not None:
-        path = check_cache_dir(cache_dir) / f"features-{cache_key(folder, image_size, frozen, precision)}.npy"
-        cached = _load_cached(path, len(folder))
-        if cached is not None:
-            return cached
-    feats = _compute(with_precision(frozen, precision), folder, image_size, batch_size, verbose)
-    if path is not None:
-        _save_atomic(path, feats)
-    return feats
+    if cache_dir is None:
+        return _compute(with_precision(frozen, precision), folder, image_size, batch_size, verbose)
+    path = check_cache_dir(cache_dir) / f"features-{cache_key(folder, image_size, frozen, precision)}"
+    store = open_store(path, len(folder))
+    if store is None:
+        model, rows = with_precision(frozen, precision), shard_rows(batch_size)
+        files, labels = np.asarray(folder.files), np.asarray(folder.labels)
+        chunks = (_compute(model, (files[a:a + rows], labels[a:a + rows]), image_size, batch_size, verbose)
+                  for a in range(0, len(folder), rows))
+        store = write_store(path, chunks, rows)
+    limit = IN_MEMORY_MAX_BYTES if in_memory_max_bytes is None else in_memory_max_bytes
+    return store if store.nbytes > limit else np.asarray(store)
