@@ -52,9 +52,11 @@ Determinism, on the same machine, same library versions, same command:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -112,17 +114,13 @@ def train(
     ``params`` are the fields of :class:`TrainConfig` (unknown names are refused);
     ``callbacks`` (Keras callbacks) are passed to every phase's ``fit``.
     """
-    import keras
-
-    from .fit import EpochBatches, fit_phase, history_of  # keras at call time: `import aslnb` stays light
-
     cfg = TrainConfig.from_params(**params)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else int(verbose)
     data_dir = resolve_data_dir(data)
     ext_dir = resolve_external_dir(external)
     out = Path(out)
-    from ..features import check_cache_dir, resolve_precision
-    from ..models import check_weights, frozen_stages, get_backbone
+    from ..features import check_cache_dir
+    from ..models import check_weights, frozen_stages, get_backbone  # imports keras: `import aslnb` stays light
 
     # Fail fast, before the data is scanned or anything is written:
     frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
@@ -130,6 +128,25 @@ def train(
     check_out_dir(out, data_dir, overwrite)
     if feature_cache_dir is not None:
         check_cache_dir(feature_cache_dir)
+    from .distribute import placement
+
+    with placement(cfg.distribute, cfg.mixed_precision) as place:  # restores the dtype policy afterwards
+        if place.chief:
+            return _train(cfg, place, data_dir, ext_dir, out, overwrite, verbose, feature_cache_dir, callbacks)
+        with tempfile.TemporaryDirectory(prefix="aslnb-worker-") as tmp:  # the chief writes `out`
+            _log(f"worker (not the chief): training into {tmp}, deleted at the end; the chief writes {out}", verbose)
+            res = _train(cfg, place, data_dir, ext_dir, Path(tmp) / "run", False, verbose, None, callbacks)
+            return dataclasses.replace(res, run_dir=None)
+
+
+def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: Path, overwrite: bool, verbose: int,
+           feature_cache_dir, callbacks: list | None) -> RunResult:
+    import keras
+
+    from ..features import resolve_precision
+    from ..models import get_backbone
+    from .fit import CACHED_STEPS_PER_EXECUTION, EpochBatches, fit_phase, history_of
+
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -144,9 +161,11 @@ def train(
         load_external(ext_dir, class_names)  # no shared class: refused now, not after training
     from ..models import apply_freeze, build_classifier, resolve_weights, split_at_boundary, weights_source
 
-    clf = build_classifier(k, cfg.image_size, backbone=cfg.backbone, weights=cfg.weights,
-                           freeze_until=cfg.freeze_until, head_units=cfg.head_units, dropout=cfg.dropout,
-                           augment=cfg.augment, seed=cfg.seed)
+    with place.scope():
+        clf = build_classifier(k, cfg.image_size, backbone=cfg.backbone, weights=cfg.weights,
+                               freeze_until=cfg.freeze_until, head_units=cfg.head_units, dropout=cfg.dropout,
+                               augment=cfg.augment, seed=cfg.seed)
+    place.sync_batch_norm(clf.model, True)  # off again before the model is saved
     boundary = clf.boundary_layer()
     if cfg.cache_features == "on" and (boundary is None or cfg.augment):
         raise ParameterError("cache_features='on' needs a frozen boundary (freeze_until != 'none') and augment off")
@@ -155,7 +174,7 @@ def train(
     feature_precision = resolve_precision(cfg.precision) if use_cache else None
     resolved_weights, weights_note = resolve_weights(cfg.backbone, cfg.weights)  # 'auto': imagenet or none
     notes = ([weights_note] if weights_note else []) + _notes(cfg, resolved_weights, use_cache, boundary,
-                                                              feature_precision)
+                                                              feature_precision) + _backend_notes(cfg, use_cache)
     for note in notes:
         _log(f"note: {note}", verbose)
 
@@ -173,7 +192,9 @@ def train(
         "pretrained": clf.pretrained,
         "freeze": {"until": cfg.freeze_until, "boundary_layer": boundary, "fine_tune_until": ft_until},
         "feature_cache": {"used": use_cache, "boundary": boundary if use_cache else None},
-        "precision": {"requested": cfg.precision, "features": feature_precision, "training": "float32"},
+        "precision": {"requested": cfg.precision, "features": feature_precision, "training": place.policy},
+        "distribution": place.describe(cfg.batch_size, [cfg.learning_rate] + ([cfg.fine_tune_lr]
+                                                                              if cfg.fine_tune_epochs else [])),
         "param_counts": clf.param_counts(),
         "device": device_name(),
         "versions": versions(),
@@ -212,7 +233,8 @@ def train(
                 feature_seconds += time.perf_counter() - t0
                 _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
                      f"images in {time.perf_counter() - t0:.1f}s", verbose)
-                val_data, fit_args["steps_per_execution"] = (fva, yva), 16
+                val_data = (fva, yva)
+                fit_args["steps_per_execution"] = 1 if keras.backend.backend() == "torch" else CACHED_STEPS_PER_EXECUTION
 
                 def take(idx, _x=ftr):
                     return _x[idx], ytr[idx]
@@ -226,10 +248,12 @@ def train(
                     imgs = _decode_pool().map(lambda f: load_image(str(f), cfg.image_size), _files[idx])
                     return np.stack(list(imgs)).astype(np.float32), ytr[idx]
             batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
-            all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr, run.work / "checkpoints" / phase,
-                                  **fit_args)
+            with place.scope():
+                all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr,
+                                      run.work / "checkpoints" / phase, **fit_args)
         history = history_of(all_logs, phases, feature_seconds)
         write_json(run.work / "history.json", history)
+        place.sync_batch_norm(clf.model, False)
         save_model_atomic(clf.model, run.work / "model.keras")
         config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(run.work / "config.json", config)
@@ -259,6 +283,19 @@ def _fine_tune_until(cfg: TrainConfig, frozen_until: str, stages: list[str]) -> 
         return stages[-2]
     i = stages.index(frozen_until)
     return stages[i - 1] if i > 0 else "none"
+
+
+def _backend_notes(cfg: TrainConfig, use_cache: bool) -> list[str]:
+    """What this Keras backend does not do of the requested options (one line each)."""
+    import keras
+
+    backend, notes = keras.backend.backend(), []
+    if backend != "tensorflow" and cfg.deterministic:
+        notes.append(f"deterministic=True: op determinism is a TensorFlow switch; the {backend} backend is seeded "
+                     "but its ops are not made deterministic")
+    if backend == "torch" and use_cache:
+        notes.append("the torch backend runs one step per call (steps_per_execution=1): slower on cached features")
+    return notes
 
 
 def _notes(cfg: TrainConfig, resolved_weights: str, use_cache: bool, boundary: str | None,

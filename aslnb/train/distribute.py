@@ -1,0 +1,171 @@
+"""Where a training run computes: the distribution strategy and the mixed-precision policy.
+
+:func:`placement` (a context manager) sets both up for one :func:`aslnb.train.train`
+call and undoes both afterwards (the global Keras dtype policy and, on JAX,
+the global distribution are restored, so nothing leaks into the caller).
+
+``distribute`` (``--distribute``):
+
+* ``none``: the default device.
+* ``mirrored``: TensorFlow ``MirroredStrategy`` over this machine's GPUs (else
+  its logical CPU devices, when several are configured); on JAX,
+  ``keras.distribution.DataParallel`` over all of JAX's devices.
+* ``multiworker``: TensorFlow ``MultiWorkerMirroredStrategy``; the machines are
+  named by ``TF_CONFIG``. Every worker runs the same command; the chief writes
+  ``--out``, the other workers train into a temporary folder they delete.
+* ``tpu``: TensorFlow ``TPUStrategy`` through ``TPUClusterResolver`` (Colab).
+
+The global batch is ``batch_size``, split evenly across the replicas (Keras's
+data adapter distributes the ``EpochBatches`` batches); the learning rate is not
+rescaled, so a run on N replicas follows the single-device recipe. Model
+building, ``compile`` and ``fit`` run inside ``strategy.scope()``.
+
+``mixed_precision`` (``--mixed-precision``): ``off`` (float32), ``bfloat16``
+(``mixed_bfloat16``: any device; fast on TPUs, recent GPUs and CPUs with native
+bf16) or ``float16`` (``mixed_float16``, GPUs only; Keras adds loss scaling).
+The classifier's softmax stays float32 (:mod:`aslnb.models.classifier`).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ..errors import ParameterError
+
+
+@dataclass
+class Placement:
+    """The strategy (None: Keras's default) and dtype policy of one run."""
+
+    name: str
+    backend: str
+    replicas: int = 1
+    policy: str = "float32"
+    chief: bool = True
+    strategy: Any = None
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def sync_batch_norm(self, model, on: bool) -> None:
+        """Batch statistics of the global batch, not of each replica's share (TensorFlow strategies).
+
+        ``BatchNormalization(synchronized=True)`` all-reduces the moments across
+        replicas, so N replicas train as one device would. It is switched off
+        again before the model is saved: a saved ``synchronized=True`` loads on
+        the TensorFlow backend only.
+        """
+        if self.strategy is None or self.replicas == 1:
+            return
+        import keras
+
+        for layer in _walk(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = on
+
+    def describe(self, batch_size: int, learning_rates: list[float]) -> dict:
+        """The ``distribution`` record of ``config.json``."""
+        return {"strategy": self.name, "backend": self.backend, "replicas": self.replicas, "chief": self.chief,
+                "global_batch_size": batch_size, "per_replica_batch_size": batch_size / self.replicas,
+                "learning_rate": learning_rates[0], "learning_rates": learning_rates}
+
+
+def dtype_policy(mixed_precision: str) -> str:
+    """The Keras dtype policy of ``mixed_precision`` on this machine; float16 without a GPU is refused."""
+    if mixed_precision == "off":
+        return "float32"
+    if mixed_precision == "float16":
+        from ..provenance import gpu_visible
+
+        if not gpu_visible():
+            raise ParameterError("mixed_precision='float16': needs a GPU (this backend sees none); use "
+                                 "--mixed-precision bfloat16 or off on a CPU")
+    return f"mixed_{mixed_precision}"
+
+
+@contextlib.contextmanager
+def placement(distribute: str, mixed_precision: str) -> Iterator[Placement]:
+    """Set up the strategy and the dtype policy for a run; restore the global state afterwards."""
+    import keras
+
+    backend = keras.backend.backend()
+    policy = dtype_policy(mixed_precision)
+    place = Placement(distribute, backend, policy=policy)
+    saved_policy = keras.config.dtype_policy()
+    saved_distribution = keras.distribution.distribution() if backend == "jax" else None
+    if distribute != "none":
+        _set_up(place)
+    try:
+        keras.config.set_dtype_policy(policy)
+        yield place
+    finally:
+        keras.config.set_dtype_policy(saved_policy)
+        if backend == "jax":
+            keras.distribution.set_distribution(saved_distribution)
+
+
+def _set_up(place: Placement) -> None:
+    if place.backend == "tensorflow":
+        place.strategy = _tf_strategy(place.name)
+        place.replicas = int(place.strategy.num_replicas_in_sync)
+        if place.name == "multiworker":
+            place.chief = _is_chief(place.strategy.cluster_resolver)
+    elif place.backend == "jax" and place.name in ("mirrored", "tpu"):
+        import jax
+        import keras
+
+        devices = jax.devices()
+        if place.name == "tpu" and devices[0].platform != "tpu":
+            raise ParameterError("distribute='tpu': JAX sees no TPU (devices: "
+                                 f"{devices[0].platform}); pick a TPU runtime or use --distribute none")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+        place.replicas = len(devices)
+    else:
+        raise ParameterError(f"distribute={place.name!r}: not supported on the {place.backend} backend; use "
+                             "KERAS_BACKEND=tensorflow (all strategies) or jax (mirrored, tpu), or --distribute none")
+
+
+def _tf_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if name == "multiworker":
+        try:
+            cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster")
+        except ValueError as exc:
+            raise ParameterError(f"TF_CONFIG: not valid JSON ({exc}); see the README's multi-machine example") \
+                from None
+        if not cluster:
+            raise ParameterError("distribute='multiworker': set TF_CONFIG (the cluster's workers and this one's "
+                                 "index) on every machine; see the README's 'Bigger than one machine'")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    try:  # tpu
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ParameterError(f"distribute='tpu': no TPU found ({first}); in Colab pick Runtime > Change runtime "
+                             "type > TPU, or use --distribute none") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _is_chief(resolver) -> bool:
+    """The chief (or worker 0 of a cluster without a chief) writes the run."""
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+
+
+def _walk(layer) -> Iterator[Any]:
+    yield layer
+    for sub in getattr(layer, "layers", []):
+        yield from _walk(sub)
