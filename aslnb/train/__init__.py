@@ -132,7 +132,9 @@ def train(
 
     with placement(cfg.distribute, cfg.mixed_precision) as place:  # restores the dtype policy afterwards
         if place.chief:
-            return _train(cfg, place, data_dir, ext_dir, out, overwrite, verbose, feature_cache_dir, callbacks)
+            res = _train(cfg, place, data_dir, ext_dir, out, overwrite, verbose, feature_cache_dir, callbacks)
+            # A multi-worker model's predict waits for every worker: callers load model.keras instead.
+            return dataclasses.replace(res, model=None, classifier=None) if place.name == "multiworker" else res
         with tempfile.TemporaryDirectory(prefix="aslnb-worker-") as tmp:  # the chief writes `out`
             _log(f"worker (not the chief): training into {tmp}, deleted at the end; the chief writes {out}", verbose)
             res = _train(cfg, place, data_dir, ext_dir, Path(tmp) / "run", False, verbose, None, callbacks)
@@ -234,7 +236,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                 _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
                      f"images in {time.perf_counter() - t0:.1f}s", verbose)
                 val_data = (fva, yva)
-                fit_args["steps_per_execution"] = 1 if keras.backend.backend() == "torch" else CACHED_STEPS_PER_EXECUTION
+                fit_args["steps_per_execution"] = place.steps_per_execution(CACHED_STEPS_PER_EXECUTION)
 
                 def take(idx, _x=ftr):
                     return _x[idx], ytr[idx]

@@ -1,15 +1,17 @@
 """Where a training run computes: the distribution strategy and the mixed-precision policy.
 
 :func:`placement` (a context manager) sets both up for one :func:`aslnb.train.train`
-call and undoes both afterwards (the global Keras dtype policy and, on JAX,
-the global distribution are restored, so nothing leaks into the caller).
+call and undoes both afterwards (the global Keras dtype policy is restored,
+so nothing leaks into the caller). Strategies need the TensorFlow backend:
+on JAX and torch ``distribute`` other than ``none`` is refused in one line
+(Keras's JAX ``DataParallel`` shards each batch evenly across devices and
+fails on the uneven last batches of training and feature extraction).
 
 ``distribute`` (``--distribute``):
 
 * ``none``: the default device.
 * ``mirrored``: TensorFlow ``MirroredStrategy`` over this machine's GPUs (else
-  its logical CPU devices, when several are configured); on JAX,
-  ``keras.distribution.DataParallel`` over all of JAX's devices.
+  its logical CPU devices, when several are configured).
 * ``multiworker``: TensorFlow ``MultiWorkerMirroredStrategy``; the machines are
   named by ``TF_CONFIG``. Every worker runs the same command; the chief writes
   ``--out``, the other workers train into a temporary folder they delete.
@@ -18,7 +20,19 @@ the global distribution are restored, so nothing leaks into the caller).
 The global batch is ``batch_size``, split evenly across the replicas (Keras's
 data adapter distributes the ``EpochBatches`` batches); the learning rate is not
 rescaled, so a run on N replicas follows the single-device recipe. Model
-building, ``compile`` and ``fit`` run inside ``strategy.scope()``.
+building, ``compile`` and ``fit`` run inside ``strategy.scope()``, and the
+BatchNormalization layers train with ``synchronized=True`` (moments of the
+global batch, as on one device; switched off before saving). Tested on 2
+logical CPU devices: the weights after one epoch equal the single-device
+ones to float32 summation order (tests/test_distribute.py). The loss is
+averaged per replica, so a last batch that does not split evenly weighs its
+examples slightly differently than one device would.
+
+Multi-worker specifics (Keras 3.15, TF 2.21): one step per call
+(``steps_per_execution=1``: the multi-step loop fails with collectives), a
+work-around for tensorflow/tensorflow#72388 (scalar logs), and ``train``
+returns no model object (its ``predict`` would wait for every worker): the
+caller loads ``model.keras``, as ``aslnb train`` does to evaluate.
 
 ``mixed_precision`` (``--mixed-precision``): ``off`` (float32), ``bfloat16``
 (``mixed_bfloat16``: any device; fast on TPUs, recent GPUs and CPUs with native
@@ -49,6 +63,10 @@ class Placement:
 
     def scope(self) -> contextlib.AbstractContextManager:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def steps_per_execution(self, wanted: int) -> int:
+        """``wanted``, or 1 where Keras allows no more (torch) or the multi-step loop fails (multi-worker)."""
+        return 1 if self.backend == "torch" or self.name == "multiworker" else wanted
 
     def sync_batch_norm(self, model, on: bool) -> None:
         """Batch statistics of the global batch, not of each replica's share (TensorFlow strategies).
@@ -95,16 +113,16 @@ def placement(distribute: str, mixed_precision: str) -> Iterator[Placement]:
     policy = dtype_policy(mixed_precision)
     place = Placement(distribute, backend, policy=policy)
     saved_policy = keras.config.dtype_policy()
-    saved_distribution = keras.distribution.distribution() if backend == "jax" else None
     if distribute != "none":
         _set_up(place)
+    undo = _patch_multiworker_reduce() if place.name == "multiworker" and backend == "tensorflow" else None
     try:
         keras.config.set_dtype_policy(policy)
         yield place
     finally:
         keras.config.set_dtype_policy(saved_policy)
-        if backend == "jax":
-            keras.distribution.set_distribution(saved_distribution)
+        if undo is not None:
+            undo()
 
 
 def _set_up(place: Placement) -> None:
@@ -113,19 +131,10 @@ def _set_up(place: Placement) -> None:
         place.replicas = int(place.strategy.num_replicas_in_sync)
         if place.name == "multiworker":
             place.chief = _is_chief(place.strategy.cluster_resolver)
-    elif place.backend == "jax" and place.name in ("mirrored", "tpu"):
-        import jax
-        import keras
-
-        devices = jax.devices()
-        if place.name == "tpu" and devices[0].platform != "tpu":
-            raise ParameterError("distribute='tpu': JAX sees no TPU (devices: "
-                                 f"{devices[0].platform}); pick a TPU runtime or use --distribute none")
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
-        place.replicas = len(devices)
-    else:
+    else:  # JAX: keras.distribution.DataParallel shards every batch evenly across the devices and fails on
+        # the uneven last batches of training and feature extraction (tried: IndivisibleError).
         raise ParameterError(f"distribute={place.name!r}: not supported on the {place.backend} backend; use "
-                             "KERAS_BACKEND=tensorflow (all strategies) or jax (mirrored, tpu), or --distribute none")
+                             "KERAS_BACKEND=tensorflow for a distribution strategy, or --distribute none")
 
 
 def _tf_strategy(name: str):
@@ -163,6 +172,30 @@ def _is_chief(resolver) -> bool:
     task_type, task_id = resolver.task_type, resolver.task_id
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+
+
+def _patch_multiworker_reduce():
+    """Work around tensorflow/tensorflow#72388 (open with Keras 3.15): under ``MultiWorkerMirroredStrategy``
+    Keras reduces each step's scalar logs with ``strategy.reduce("MEAN", v, axis=0)``, which fails on a
+    scalar ("Invalid reduction dimension 0 for input with 0 dimensions"). During the run, scalar
+    per-replica values are averaged over all replicas (``axis=None``) instead; everything else goes to
+    Keras's own function. Returns the function that undoes the patch."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from keras import tree
+
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+    def undo() -> None:
+        tf_trainer.reduce_per_replica = original
+
+    return undo
 
 
 def _walk(layer) -> Iterator[Any]:
