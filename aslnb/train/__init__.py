@@ -72,6 +72,7 @@ from ..io import read_json, write_json
 from ..provenance import FORMAT_VERSION, device_name, versions
 from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
+from .notes import run_notes
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
 
@@ -175,8 +176,8 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
     ft_until = _fine_tune_until(cfg, clf.freeze_until, clf.spec.stages) if cfg.fine_tune_epochs else None
     feature_precision = resolve_precision(cfg.precision) if use_cache else None
     resolved_weights, weights_note = resolve_weights(cfg.backbone, cfg.weights)  # 'auto': imagenet or none
-    notes = ([weights_note] if weights_note else []) + _notes(cfg, resolved_weights, use_cache, boundary,
-                                                              feature_precision) + _backend_notes(cfg, use_cache)
+    notes = ([weights_note] if weights_note else []) + run_notes(cfg, resolved_weights, use_cache, boundary,
+                                                                 feature_precision)
     for note in notes:
         _log(f"note: {note}", verbose)
 
@@ -285,33 +286,3 @@ def _fine_tune_until(cfg: TrainConfig, frozen_until: str, stages: list[str]) -> 
         return stages[-2]
     i = stages.index(frozen_until)
     return stages[i - 1] if i > 0 else "none"
-
-
-def _backend_notes(cfg: TrainConfig, use_cache: bool) -> list[str]:
-    """What this Keras backend does not do of the requested options (one line each)."""
-    import keras
-
-    backend, notes = keras.backend.backend(), []
-    if backend != "tensorflow" and cfg.deterministic:
-        notes.append(f"deterministic=True: op determinism is a TensorFlow switch; the {backend} backend is seeded "
-                     "but its ops are not made deterministic")
-    if backend == "torch" and use_cache:
-        notes.append("the torch backend runs one step per call (steps_per_execution=1): slower on cached features")
-    return notes
-
-
-def _notes(cfg: TrainConfig, resolved_weights: str, use_cache: bool, boundary: str | None,
-           feature_precision: str | None) -> list[str]:
-    notes = []
-    if resolved_weights == "none" and cfg.freeze_until != "none":
-        notes.append(f"weights 'none': the backbone is randomly initialised, so freezing it up to {cfg.freeze_until} "
-                     "keeps random features fixed; this is a no-pretraining baseline, not transfer learning")
-    if cfg.augment and cfg.cache_features == "auto" and boundary is not None:
-        notes.append("feature cache bypassed: augmentation runs before the backbone, so features differ every epoch")
-    if use_cache and feature_precision != "float32":
-        notes.append(f"features extracted in {feature_precision} (precision={cfg.precision}); the head trains in "
-                     "float32")
-    elif not use_cache and cfg.precision == "bfloat16":
-        notes.append("precision='bfloat16' applies to cached feature extraction only; this run has no feature "
-                     "cache, so everything ran in float32")
-    return notes
