@@ -48,7 +48,14 @@ Determinism, on the same machine, same library versions, same command:
   tolerance. ``precision='bfloat16'`` features are deterministic too, but
   differ from the float32 ones (bf16 keeps 8 mantissa bits), so a bf16 run is
   compared with a float32 run only to a tolerance.
-* the other Keras backends (torch) are not made deterministic here.
+* the other Keras backends (JAX, torch) are seeded but not made deterministic;
+  a note in ``config.json`` says so.
+* several replicas (``distribute``) sum in another order: equal to one device
+  to float32 rounding only; mixed precision changes the numbers beyond that.
+
+Where it computes (``distribute``: several GPUs, machines or a TPU;
+``mixed_precision``): :mod:`aslnb.train.distribute`; ``config.json`` records
+both (``distribution``, ``precision.training``).
 """
 from __future__ import annotations
 

@@ -156,12 +156,16 @@ def _tf_strategy(name: str):
             raise ParameterError("distribute='multiworker': set TF_CONFIG (the cluster's workers and this one's "
                                  "index) on every machine; see the README's 'Bigger than one machine'")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    try:  # tpu
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    try:  # tpu: a TPU node named by the environment (COLAB_TPU_ADDR, TPU_NAME), else this TPU VM's own chips
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        except ValueError:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        text = str(exc).strip()
+        first = text.splitlines()[0].split(". ")[0][:150] if text else exc.__class__.__name__
         raise ParameterError(f"distribute='tpu': no TPU found ({first}); in Colab pick Runtime > Change runtime "
                              "type > TPU, or use --distribute none") from None
     return tf.distribute.TPUStrategy(resolver)
