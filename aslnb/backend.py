@@ -20,6 +20,8 @@ START_UP_NOTICES = (
     "oneDNN custom operations are on",
     "cpu_feature_guard.cc",
     "To enable the following instructions:",
+    # The CUDA build of TensorFlow (the `tensorflow` wheel) on a machine without an NVIDIA driver:
+    "Could not find cuda drivers on your machine",
 )
 
 

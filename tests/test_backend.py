@@ -72,3 +72,17 @@ def test_gpu_names_is_empty_when_the_backend_library_is_missing(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "torch")
     monkeypatch.setattr(builtins, "__import__", no_torch)
     assert provenance.gpu_names() == [] and provenance.device_name().startswith("CPU: ")
+
+
+def test_the_real_import_prints_nothing_on_this_machine():
+    """The installed TensorFlow (CUDA build from PyPI, CPU-only here) imports through import_keras silently."""
+    code = "from aslnb.backend import import_keras; import_keras(); import keras; print(keras.backend.backend())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() in ("tensorflow", "jax", "torch"), r.stderr
+    assert r.stderr == "", r.stderr
+
+
+def test_cuda_build_notice_is_dropped():
+    line = ("I0000 00:00:1795595171.233767    4672 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+            "GPU will not be used.\n")
+    assert filter_notices(line + "kept\n") == "kept\n"

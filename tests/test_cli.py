@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from aslnb import errors
-from aslnb.cli import _dumps, build_parser, main
+from aslnb.cli import build_parser, main
+from aslnb.cli.commands import _dumps
 from aslnb.errors import AslnbError, DataError, ParameterError
 
 SUBCOMMANDS = [[], ["data"], ["data", "info"], ["data", "verify"], ["data", "fetch"], ["train"], ["evaluate"],

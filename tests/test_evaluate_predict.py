@@ -199,7 +199,7 @@ def test_a_bad_image_with_a_newline_in_its_name_is_still_one_error_line(tiny_run
     bad.write_text("this is not an image\n")
     rc = main(["predict", str(tiny_run.run_dir), str(bad)])
     line = _one_error_line(capsys.readouterr().err)
-    assert rc == 2 and "bad\\nname.jpg" in line and "not a readable image" in line
+    assert rc == DataError.exit_code and "bad\\nname.jpg" in line and "not a readable image" in line
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import nbformat
 import pytest
 
 from aslnb.errors import ParameterError
-from aslnb.course.report import NotebookFailed, course_notebooks, parse_extra, plan, run_report
+from aslnb.course.report import NotebookFailed, course_notebooks, plan, run_report
+from aslnb.course.report_params import parse_extra
 
 
 def _outputs(path, *, kinds=("stream", "execute_result", "display_data")) -> str:
@@ -67,7 +68,7 @@ def test_plan_runs_04_once_per_backbone_and_routes_extras(tmp_path):
 def test_transport_notices_are_dropped_but_errors_and_other_warnings_pass():
     import logging
 
-    from aslnb.course.report import _TransportNoise
+    from aslnb.course.report_kernel import TransportNoise as _TransportNoise
 
     noise = _TransportNoise()
 

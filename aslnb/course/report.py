@@ -31,13 +31,8 @@ warning, zmq runtime warnings) is not shown; the kernel's errors still are.
 """
 from __future__ import annotations
 
-import difflib
-import logging
 import os
-import re
 import time
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -45,6 +40,8 @@ from ..errors import AslnbError, ParameterError
 from ..config import profile as get_profile
 from ..io import read_json, write_json
 from .report_folder import ReportFolder
+from .report_kernel import KERNEL_ARGS, quiet_kernel
+from .report_params import check_extras, parse_extra
 
 # Longest time one cell may run, per profile (papermill has no limit by default).
 CELL_TIMEOUT = {"smoke": 300, "cpu": 1800, "gpu": 3600}
@@ -57,14 +54,6 @@ def second_backbone() -> dict[str, str]:
 
     name = course_backbones()[1]
     return {"BACKBONE": name, "WEIGHTS": get_backbone(name).default_weights or "imagenet"}
-
-
-# Set by `aslnb report` itself: -p may not override them.
-OWN_PARAMS = {"PROFILE": "--profile", "REPORT_DIR": "--out"}
-# The kernel's transport notices: nothing a report reader can act on.
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # drops "Kernel is running over TCP without encryption"
-TRANSPORT_NOISE = re.compile(r"running over TCP without encryption|frozen modules|Proactor event loop|"
-                             r"Jupyter is migrating its paths", re.IGNORECASE)
 
 
 class NotebookFailed(AslnbError):
@@ -84,27 +73,6 @@ def notebooks_dir() -> Path:
 def course_notebooks(folder: Path | None = None) -> list[Path]:
     """``notebooks/[0-9][0-9]_*.ipynb`` in order."""
     return sorted((folder or notebooks_dir()).glob("[0-9][0-9]_*.ipynb"))
-
-
-def parse_extra(extra: Iterable[str] | dict[str, Any] | None) -> dict[str, Any]:
-    """``["EPOCHS=3", "WEIGHTS=none"]`` -> ``{"EPOCHS": 3, "WEIGHTS": "none"}`` (values read as YAML)."""
-    import yaml
-
-    if not extra:
-        return {}
-    if isinstance(extra, dict):
-        return dict(extra)
-    out: dict[str, Any] = {}
-    for item in extra:
-        name, sep, value = str(item).partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ParameterError(f"-p {item!r}: expected NAME=VALUE, e.g. -p EPOCHS=5")
-        try:
-            out[name] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError as exc:
-            raise ParameterError(f"-p {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
-    return out
 
 
 def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, external=None, weights: str | None = None,
@@ -151,32 +119,6 @@ def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, externa
             jobs.append({"source": src, "name": f"04_finetune_{second['BACKBONE']}.ipynb",
                          "parameters": {**params, **second}})
     return jobs
-
-
-def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: list[str]) -> None:
-    """Refuse a ``-p`` name no notebook to run declares, one set by the report itself, or a wrong type."""
-    from .notebook import COMMON_PARAMS, NOTEBOOK_PARAMS, _check_types
-
-    for name in extras:
-        if name in OWN_PARAMS:
-            raise ParameterError(f"-p {name}: set by `aslnb report` itself; use {OWN_PARAMS[name]} instead")
-        if name not in declared:
-            close = difflib.get_close_matches(name, sorted(declared), n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise ParameterError(f"-p {name}: no notebook to run ({', '.join(notebook_names)}) declares this "
-                                 f"parameter; {hint}known: {', '.join(sorted(declared - set(OWN_PARAMS)))}")
-    spec: dict[str, tuple[type, ...]] = dict(COMMON_PARAMS)
-    for own in NOTEBOOK_PARAMS.values():
-        spec.update(own)
-    try:
-        _check_types({k: v for k, v in extras.items() if k in spec}, spec)
-    except ParameterError as exc:
-        raise ParameterError(f"-p {exc}".replace("-p parameter ", "-p ")) from None
-    if "BACKBONE" in extras:
-        from ..models.registry import backbone_names
-
-        if extras["BACKBONE"] not in backbone_names():
-            raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(backbone_names())}")
 
 
 def to_html(notebook: Path) -> Path:
@@ -229,7 +171,7 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
     failed = None
     ok = False
     try:
-        with _quiet_kernel():
+        with quiet_kernel():
             for i, job in enumerate(jobs, 1):
                 dest = report_dir / job["name"]
                 tag = f"[{i}/{len(jobs)}] {job['name']}"
@@ -276,30 +218,6 @@ def _code_cells(notebook: Path) -> int:
     if not notebook.is_file():
         return 0
     return sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
-
-
-class _TransportNoise(logging.Filter):
-    """Drops transport notices of level WARNING and below; errors always pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or not TRANSPORT_NOISE.search(record.getMessage())
-
-
-@contextmanager
-def _quiet_kernel():
-    """Drop the kernel transport notices from the loggers and warnings; everything else passes."""
-    noise = _TransportNoise()
-    loggers = [logging.getLogger(n) for n in ("papermill", "traitlets", "nbclient", "jupyter_client", "asyncio")]
-    for lg in loggers:
-        lg.addFilter(noise)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"zmq(\..*)?$")
-            warnings.filterwarnings("ignore", message=r".*(Proactor event loop|Jupyter is migrating its paths)")
-            yield
-    finally:
-        for lg in loggers:
-            lg.removeFilter(noise)
 
 
 def _forget(metrics_path: Path, sections: set[str]) -> None:

@@ -1,0 +1,163 @@
+"""What each ``aslnb`` subcommand does (the parser is in :mod:`aslnb.cli.parser`)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig, check_cache_dir
+from ..errors import EXIT_BAD_IMAGES, EXIT_FETCH_INCOMPLETE, AslnbError
+
+
+def _dumps(obj: Any) -> str:
+    """JSON text of plain data; refuses what would come out silently wrong (a bug, not a user error)."""
+    text = json.dumps(obj, indent=2, allow_nan=False)  # NaN is not JSON; numpy ints, paths... raise TypeError
+    found = _NUMPY_REPR.search(text)
+    if found:
+        raise ValueError(f"JSON output holds a numpy repr ({found.group(0)}...): build the message from str()")
+    return text
+
+
+_NUMPY_REPR = re.compile(r"\bnp\.[a-z_]+[0-9]*\(")
+
+
+def _cmd_data(args) -> int:
+    from ..settings import resolve_data_dir
+
+    if args.data_command == "fetch" and args.external:
+        from ..data.external import check_external
+        from ..settings import default_external_dir
+
+        rep = check_external(args.dest or os.environ.get("ASLNB_EXTERNAL_DATA") or default_external_dir())
+        print(rep.summary())
+        for rel, reason in rep.bad[:20]:
+            print(f"  differs {rel}: {reason}")
+        for rel in rep.missing[:20]:
+            print(f"  missing {rel}")
+        return 0 if rep.ok else EXIT_FETCH_INCOMPLETE
+    if args.data_command == "fetch":
+        from ..data.fetch import fetch_dataset
+        from ..settings import default_data_dir
+
+        dest = args.dest or args.data or os.environ.get("ASLNB_DATA") or str(default_data_dir())
+        classes = args.classes.split(",") if args.classes else None
+        res = fetch_dataset(dest, args.per_class, base_url=args.base_url, classes=classes, workers=args.workers,
+                            progress=sys.stderr.isatty())
+        print(f"{res.dest}: {res.downloaded} downloaded, {res.kept} already present, {len(res.failed)} failed; "
+              f"manifest {res.manifest}")
+        for url, reason in res.failed[:20]:
+            print(f"  failed {url}: {reason}")
+        if res.unverified_files or res.skipped:
+            print(f"  {len(res.unverified_files)} files beyond the manifest are unverified (no hash to check); "
+                  f"{len(res.skipped)} upstream gaps skipped")
+        return 0 if not res.failed else EXIT_FETCH_INCOMPLETE
+    root = resolve_data_dir(args.dir or args.data)
+    if args.data_command == "info":
+        from ..data.scan import dataset_info
+
+        info = dataset_info(root)
+        if args.json:
+            print(_dumps(info.as_dict()))
+            return 0
+        print(f"{info.root}: {len(info.class_names)} classes, {info.n_images} images")
+        for name, n in info.counts.items():
+            print(f"  {name:>8}: {n}")
+        print("sizes:   " + ", ".join(f"{k} ({v})" for k, v in info.sizes.items()))
+        print("modes:   " + ", ".join(f"{k} ({v})" for k, v in info.modes.items()))
+        print("formats: " + ", ".join(f"{k} ({v})" for k, v in info.formats.items()))
+        if info.external:
+            ext = info.external
+            print("signers: " + ", ".join(f"{k} ({v})" for k, v in ext["signers"].items()))
+            print("maps onto training classes: " + ", ".join(f"{k}->{v}" for k, v in ext["mapping"].items()))
+            print(f"no training class: {', '.join(ext['unmapped']) or '-'}; "
+                  f"training classes absent: {', '.join(ext['missing_training_classes']) or '-'}")
+        print(f"problems: {len(info.problems)}")
+        for p in info.problems[:50]:
+            print(f"  {p}")
+        return 0
+    from ..data.scan import find_bad_images, scan_folder
+
+    folder = scan_folder(root, allow_empty_classes=True)
+    bad = find_bad_images(folder.files, progress=sys.stderr.isatty())
+    for p in folder.problems:
+        print(f"problem: {p}")
+    for path, reason in bad.items():
+        print(f"bad: {path}: {reason}")
+    print(f"{root}: {len(folder)} files checked, {len(bad)} bad")
+    if args.manifest:
+        from ..data.manifest import verify_folder
+
+        rep = verify_folder(root, args.manifest)
+        lines = [f"differs: {rel}: {reason}" for rel, reason in rep.bad] + [f"missing: {rel}" for rel in rep.missing]
+        for line in lines[:50] + ([f"... and {len(lines) - 50} more"] if len(lines) > 50 else []):
+            print(line)
+        print(rep.summary())
+        return EXIT_BAD_IMAGES if bad or not rep.ok else 0
+    return 0 if not bad else EXIT_BAD_IMAGES
+
+
+def _cmd_train(args) -> int:
+    from ..train import train
+
+    check_cache_dir(args.feature_cache_dir)
+    params = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    res = train(args.data, args.out, external=args.external, overwrite=args.overwrite,
+                feature_cache_dir=args.feature_cache_dir, **params)
+    if res.run_dir is None:  # a multi-worker run's non-chief worker: the chief writes and evaluates the run
+        print(f"worker finished; the chief writes {args.out}")
+        return 0
+    if not args.no_evaluate:
+        from ..evaluate import evaluate
+
+        evaluate(res.run_dir, res.config["data"]["root"], external=res.config["external"], model=res.model)
+    print(f"run written to {res.run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from ..evaluate import evaluate
+
+    evaluate(args.run_dir, args.data, external=args.external, subset=args.subset)  # prints where it wrote
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from ..predict import format_result, predict
+
+    results = predict(args.run_dir, args.images, top_k=args.top_k)  # refuses non-finite probabilities
+    if args.json:
+        print(_dumps(results))
+    else:
+        for r in results:
+            print(format_result(r))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from ..course.report import run_report
+
+    out = run_report(args.profile, out=args.out, data=args.data, external=args.external, weights=args.weights,
+                     notebooks=args.notebooks.split(",") if args.notebooks else None, extra=args.parameter)
+    print(f"report written to {out}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    # The benchmarks live beside the package in a source checkout and are not installed.
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "bench.py").is_file():
+        raise AslnbError("aslnb bench needs a source checkout (the benchmarks are not installed): clone the "
+                         "repository, `pip install -e .` there, and run `aslnb bench` or `python -m benchmarks.run`")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.bench import run_bench
+
+    path = run_bench(data=args.data, out=args.out, quick=args.quick)
+    print(f"benchmark results written to {path}")
+    return 0
+
+

@@ -1,0 +1,57 @@
+"""``aslnb report -p NAME=VALUE``: parsed as YAML and checked before anything runs or is touched."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
+from ..errors import ParameterError
+
+# Set by `aslnb report` itself: -p may not override them.
+OWN_PARAMS = {"PROFILE": "--profile", "REPORT_DIR": "--out"}
+
+
+def parse_extra(extra: Iterable[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """``["EPOCHS=3", "WEIGHTS=none"]`` -> ``{"EPOCHS": 3, "WEIGHTS": "none"}`` (values read as YAML)."""
+    import yaml
+
+    if not extra:
+        return {}
+    if isinstance(extra, dict):
+        return dict(extra)
+    out: dict[str, Any] = {}
+    for item in extra:
+        name, sep, value = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParameterError(f"-p {item!r}: expected NAME=VALUE, e.g. -p EPOCHS=5")
+        try:
+            out[name] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ParameterError(f"-p {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+    return out
+
+
+def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: list[str]) -> None:
+    """Refuse a ``-p`` name no notebook to run declares, one set by the report itself, or a wrong type."""
+    from .notebook import COMMON_PARAMS, NOTEBOOK_PARAMS, _check_types
+
+    for name in extras:
+        if name in OWN_PARAMS:
+            raise ParameterError(f"-p {name}: set by `aslnb report` itself; use {OWN_PARAMS[name]} instead")
+        if name not in declared:
+            close = difflib.get_close_matches(name, sorted(declared), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ParameterError(f"-p {name}: no notebook to run ({', '.join(notebook_names)}) declares this "
+                                 f"parameter; {hint}known: {', '.join(sorted(declared - set(OWN_PARAMS)))}")
+    spec: dict[str, tuple[type, ...]] = dict(COMMON_PARAMS)
+    for own in NOTEBOOK_PARAMS.values():
+        spec.update(own)
+    try:
+        _check_types({k: v for k, v in extras.items() if k in spec}, spec)
+    except ParameterError as exc:
+        raise ParameterError(f"-p {exc}".replace("-p parameter ", "-p ")) from None
+    if "BACKBONE" in extras:
+        from ..models.registry import backbone_names
+
+        if extras["BACKBONE"] not in backbone_names():
+            raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(backbone_names())}")
