@@ -30,6 +30,8 @@ from .errors import ParameterError
 PRECISIONS = ("auto", "float32", "bfloat16")
 SPLITS = ("blocked", "random")
 CACHE_MODES = ("auto", "on", "off")
+DISTRIBUTE = ("none", "mirrored", "multiworker", "tpu")
+MIXED_PRECISION = ("off", "bfloat16", "float16")
 MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
 
 
@@ -81,6 +83,11 @@ class TrainConfig:
                                    "bf16, else float32)", PRECISIONS)
     early_stopping_patience: int | None = _p(None, "stop a phase after this many epochs without a lower val_loss "
                                                    "and keep its best epoch's weights (default: every epoch runs)")
+    distribute: str = _p("none", "where to train: none (one device), mirrored (this machine's GPUs or logical "
+                                 "devices), multiworker (the machines of TF_CONFIG), tpu (a Colab TPU); the global "
+                                 "batch is batch_size, split across replicas (aslnb.train.distribute)", DISTRIBUTE)
+    mixed_precision: str = _p("off", "mixed-precision training: off (float32), bfloat16, float16 (GPU only); "
+                                     "the softmax stays float32", MIXED_PRECISION)
 
     @classmethod
     def from_params(cls, **params: Any) -> "TrainConfig":
@@ -125,7 +132,7 @@ class TrainConfig:
         need(self.val_fraction + self.test_fraction < 1,
              f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g}: must be < 1 to leave "
              "images to train on; lower val_fraction or test_fraction")
-        for name in ("split", "cache_features", "precision", "backbone"):
+        for name in ("split", "cache_features", "precision", "distribute", "mixed_precision", "backbone"):
             allowed = _choices(name)
             need(getattr(self, name) in allowed, f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
         need(isinstance(self.weights, str) and self.weights != "",

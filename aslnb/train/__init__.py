@@ -48,13 +48,22 @@ Determinism, on the same machine, same library versions, same command:
   tolerance. ``precision='bfloat16'`` features are deterministic too, but
   differ from the float32 ones (bf16 keeps 8 mantissa bits), so a bf16 run is
   compared with a float32 run only to a tolerance.
-* the other Keras backends (torch) are not made deterministic here.
+* the other Keras backends (JAX, torch) are seeded but not made deterministic;
+  a note in ``config.json`` says so.
+* several replicas (``distribute``) sum in another order: equal to one device
+  to float32 rounding only; mixed precision changes the numbers beyond that.
+
+Where it computes (``distribute``: several GPUs, machines or a TPU;
+``mixed_precision``): :mod:`aslnb.train.distribute`; ``config.json`` records
+both (``distribution``, ``precision.training``).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -70,6 +79,7 @@ from ..io import read_json, write_json
 from ..provenance import FORMAT_VERSION, device_name, versions
 from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
+from .notes import run_notes
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
 
@@ -112,17 +122,13 @@ def train(
     ``params`` are the fields of :class:`TrainConfig` (unknown names are refused);
     ``callbacks`` (Keras callbacks) are passed to every phase's ``fit``.
     """
-    import keras
-
-    from .fit import EpochBatches, fit_phase, history_of  # keras at call time: `import aslnb` stays light
-
     cfg = TrainConfig.from_params(**params)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else int(verbose)
     data_dir = resolve_data_dir(data)
     ext_dir = resolve_external_dir(external)
     out = Path(out)
-    from ..features import check_cache_dir, resolve_precision
-    from ..models import check_weights, frozen_stages, get_backbone
+    from ..features import check_cache_dir
+    from ..models import check_weights, frozen_stages, get_backbone  # imports keras: `import aslnb` stays light
 
     # Fail fast, before the data is scanned or anything is written:
     frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
@@ -130,6 +136,27 @@ def train(
     check_out_dir(out, data_dir, overwrite)
     if feature_cache_dir is not None:
         check_cache_dir(feature_cache_dir)
+    from .distribute import placement
+
+    with placement(cfg.distribute, cfg.mixed_precision) as place:  # restores the dtype policy afterwards
+        if place.chief:
+            res = _train(cfg, place, data_dir, ext_dir, out, overwrite, verbose, feature_cache_dir, callbacks)
+            # A multi-worker model's predict waits for every worker: callers load model.keras instead.
+            return dataclasses.replace(res, model=None, classifier=None) if place.name == "multiworker" else res
+        with tempfile.TemporaryDirectory(prefix="aslnb-worker-") as tmp:  # the chief writes `out`
+            _log(f"worker (not the chief): training into {tmp}, deleted at the end; the chief writes {out}", verbose)
+            res = _train(cfg, place, data_dir, ext_dir, Path(tmp) / "run", False, verbose, None, callbacks)
+            return dataclasses.replace(res, run_dir=None)
+
+
+def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: Path, overwrite: bool, verbose: int,
+           feature_cache_dir, callbacks: list | None) -> RunResult:
+    import keras
+
+    from ..features import resolve_precision
+    from ..models import get_backbone
+    from .fit import CACHED_STEPS_PER_EXECUTION, EpochBatches, fit_phase, history_of
+
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -144,9 +171,11 @@ def train(
         load_external(ext_dir, class_names)  # no shared class: refused now, not after training
     from ..models import apply_freeze, build_classifier, resolve_weights, split_at_boundary, weights_source
 
-    clf = build_classifier(k, cfg.image_size, backbone=cfg.backbone, weights=cfg.weights,
-                           freeze_until=cfg.freeze_until, head_units=cfg.head_units, dropout=cfg.dropout,
-                           augment=cfg.augment, seed=cfg.seed)
+    with place.scope():
+        clf = build_classifier(k, cfg.image_size, backbone=cfg.backbone, weights=cfg.weights,
+                               freeze_until=cfg.freeze_until, head_units=cfg.head_units, dropout=cfg.dropout,
+                               augment=cfg.augment, seed=cfg.seed)
+    place.sync_batch_norm(clf.model, True)  # off again before the model is saved
     boundary = clf.boundary_layer()
     if cfg.cache_features == "on" and (boundary is None or cfg.augment):
         raise ParameterError("cache_features='on' needs a frozen boundary (freeze_until != 'none') and augment off")
@@ -154,8 +183,8 @@ def train(
     ft_until = _fine_tune_until(cfg, clf.freeze_until, clf.spec.stages) if cfg.fine_tune_epochs else None
     feature_precision = resolve_precision(cfg.precision) if use_cache else None
     resolved_weights, weights_note = resolve_weights(cfg.backbone, cfg.weights)  # 'auto': imagenet or none
-    notes = ([weights_note] if weights_note else []) + _notes(cfg, resolved_weights, use_cache, boundary,
-                                                              feature_precision)
+    notes = ([weights_note] if weights_note else []) + run_notes(cfg, resolved_weights, use_cache, boundary,
+                                                                 feature_precision)
     for note in notes:
         _log(f"note: {note}", verbose)
 
@@ -173,7 +202,9 @@ def train(
         "pretrained": clf.pretrained,
         "freeze": {"until": cfg.freeze_until, "boundary_layer": boundary, "fine_tune_until": ft_until},
         "feature_cache": {"used": use_cache, "boundary": boundary if use_cache else None},
-        "precision": {"requested": cfg.precision, "features": feature_precision, "training": "float32"},
+        "precision": {"requested": cfg.precision, "features": feature_precision, "training": place.policy},
+        "distribution": place.describe(cfg.batch_size, [cfg.learning_rate] + ([cfg.fine_tune_lr]
+                                                                              if cfg.fine_tune_epochs else [])),
         "param_counts": clf.param_counts(),
         "device": device_name(),
         "versions": versions(),
@@ -212,7 +243,8 @@ def train(
                 feature_seconds += time.perf_counter() - t0
                 _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
                      f"images in {time.perf_counter() - t0:.1f}s", verbose)
-                val_data, fit_args["steps_per_execution"] = (fva, yva), 16
+                val_data = (fva, yva)
+                fit_args["steps_per_execution"] = place.steps_per_execution(CACHED_STEPS_PER_EXECUTION)
 
                 def take(idx, _x=ftr):
                     return _x[idx], ytr[idx]
@@ -226,10 +258,12 @@ def train(
                     imgs = _decode_pool().map(lambda f: load_image(str(f), cfg.image_size), _files[idx])
                     return np.stack(list(imgs)).astype(np.float32), ytr[idx]
             batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
-            all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr, run.work / "checkpoints" / phase,
-                                  **fit_args)
+            with place.scope():
+                all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr,
+                                      run.work / "checkpoints" / phase, **fit_args)
         history = history_of(all_logs, phases, feature_seconds)
         write_json(run.work / "history.json", history)
+        place.sync_batch_norm(clf.model, False)
         save_model_atomic(clf.model, run.work / "model.keras")
         config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(run.work / "config.json", config)
@@ -259,20 +293,3 @@ def _fine_tune_until(cfg: TrainConfig, frozen_until: str, stages: list[str]) -> 
         return stages[-2]
     i = stages.index(frozen_until)
     return stages[i - 1] if i > 0 else "none"
-
-
-def _notes(cfg: TrainConfig, resolved_weights: str, use_cache: bool, boundary: str | None,
-           feature_precision: str | None) -> list[str]:
-    notes = []
-    if resolved_weights == "none" and cfg.freeze_until != "none":
-        notes.append(f"weights 'none': the backbone is randomly initialised, so freezing it up to {cfg.freeze_until} "
-                     "keeps random features fixed; this is a no-pretraining baseline, not transfer learning")
-    if cfg.augment and cfg.cache_features == "auto" and boundary is not None:
-        notes.append("feature cache bypassed: augmentation runs before the backbone, so features differ every epoch")
-    if use_cache and feature_precision != "float32":
-        notes.append(f"features extracted in {feature_precision} (precision={cfg.precision}); the head trains in "
-                     "float32")
-    elif not use_cache and cfg.precision == "bfloat16":
-        notes.append("precision='bfloat16' applies to cached feature extraction only; this run has no feature "
-                     "cache, so everything ran in float32")
-    return notes
