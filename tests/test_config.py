@@ -211,3 +211,26 @@ def test_bench_full_settings_are_the_cpu_profile():
     cpu = profile("cpu")
     assert FULL["recipe"] == train_params(cpu, "resnet50", seed=0)
     assert cpu["image_size"] in FULL["model_sizes"] and FULL["batch_size"] == cpu["batch_size"]
+
+
+def test_library_keyword_defaults_agree_with_trainconfig():
+    """data/ and models/ sit below config and cannot import it; their keyword defaults must equal TrainConfig's."""
+    import inspect
+
+    from aslnb.config import TrainConfig
+    from aslnb.data.splits import split_folder
+    from aslnb.models.classifier import build_classifier
+
+    cfg = TrainConfig()
+    checked = 0
+    for fn, names in ((build_classifier, ("image_size", "weights", "freeze_until", "head_units", "dropout", "augment",
+                                          "seed")),
+                      (split_folder, ("val_fraction", "test_fraction", "seed"))):
+        sig = inspect.signature(fn).parameters
+        for name in names:
+            default = sig[name].default
+            want = getattr(cfg, name)
+            assert (list(default) if isinstance(default, tuple) else default) == want, (fn.__name__, name)
+            checked += 1
+    assert inspect.signature(split_folder).parameters["method"].default == cfg.split
+    assert checked == 10
