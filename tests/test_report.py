@@ -285,3 +285,15 @@ def test_plan_with_one_backbone_runs_04_once(tmp_path):
     jobs = plan("smoke", out=tmp_path, notebooks=["04"], extra=["BACKBONE=efficientnet_lite0"])
     assert [j["name"] for j in jobs] == ["04_finetune_efficientnet_lite0.ipynb"]
     assert jobs[0]["parameters"]["BACKBONE"] == "efficientnet_lite0"
+
+
+def test_a_partial_run_keeps_the_full_runs_record_of_the_other_notebooks(tmp_path):
+    from aslnb.course.report import _write_report_block
+
+    metrics = tmp_path / "metrics.json"
+    jobs = [{"name": n, "parameters": {"PROFILE": "smoke"}} for n in ("01_dataset.ipynb", "05_results.ipynb")]
+    _write_report_block(metrics, "smoke", jobs, 0.0, {"01_dataset.ipynb": 10.0, "05_results.ipynb": 50.0}, None, 60)
+    _write_report_block(metrics, "smoke", jobs[:1], 0.0, {"01_dataset.ipynb": 12.0}, None, 60)
+    block = json.loads(metrics.read_text())["_report"]
+    assert block["notebook_seconds"] == {"05_results.ipynb": 50.0, "01_dataset.ipynb": 12.0}
+    assert set(block["parameters"]) == {"01_dataset.ipynb", "05_results.ipynb"} and block["last_run"] == ["01_dataset.ipynb"]

@@ -257,6 +257,12 @@ def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], star
     }
     if failed:
         block["failed"] = failed
+    old = data.get("_report") or {}
+    if old.get("profile") == profile and old.get("status") == "ok":
+        # A run of some notebooks (--notebooks) keeps what the last full run recorded for the others.
+        for key in ("parameters", "notebook_seconds"):
+            block[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in block[key]}, **block[key]}
+        block["last_run"] = sorted(seconds)
     if resolve_weights(study, r50_weights)[0] == "none":
         block["NOTE"] = (f"{study} ran WITHOUT ImageNet weights (weights 'none': random initialisation). Its numbers "
                          f"are a no-pretraining baseline, not the study's transfer learning; the "
