@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ParameterError
+from .provenance import memory_bytes
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 SPLITS = ("blocked", "random")
@@ -163,6 +162,8 @@ class TrainConfig:
         if size < min_size:
             raise ParameterError(f"image_size={size}: {self.backbone} needs at least {min_size} px; use e.g. "
                                  "image_size=128")
+        from .models.registry import activation_bytes, max_image_size  # imports Keras
+
         need, have = activation_bytes(self.backbone, size, bs), memory_bytes()
         if have is not None and need > have:
             raise ParameterError(
@@ -192,44 +193,6 @@ def _choices(name: str) -> tuple[str, ...]:
     """The allowed values of TrainConfig field ``name`` (none: any)."""
     c = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata.get("choices")
     return c() if callable(c) else tuple(c or ())
-
-
-def activation_bytes(backbone: str, image_size: int, batch_size: int) -> int:
-    """Rough float32 bytes of one batch's images and activations through ``backbone``."""
-    from .models import get_backbone, backbone_names  # imports Keras
-
-    known = [get_backbone(b).activations_per_pixel for b in backbone_names()]
-    per_pixel = (get_backbone(backbone).activations_per_pixel or max(known)) + 3
-    return 4 * batch_size * image_size * image_size * per_pixel
-
-
-def max_image_size(backbone: str, batch_size: int, memory: int) -> int:
-    """The largest image size (a multiple of 32) whose :func:`activation_bytes` fit in ``memory``."""
-    per_px = activation_bytes(backbone, 1, batch_size)
-    return int(math.sqrt(memory / per_px)) // 32 * 32
-
-
-def memory_bytes() -> int | None:
-    """This machine's memory (physical RAM, lowered to a cgroup limit if one is set); None if unknown."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(limit_file).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            total = min(total, int(text))
-    return total
-
-
-def check_cache_dir(path: str | os.PathLike | None) -> None:
-    """Refuse a feature-cache folder that is an existing file (before anything is written)."""
-    if path is not None and Path(path).exists() and not Path(path).is_dir():
-        raise ParameterError(f"feature_cache_dir={str(path)!r}: is a file, not a folder; give a folder path "
-                             "(it is created if missing) or leave it out")
 
 
 @dataclass

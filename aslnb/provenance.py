@@ -69,3 +69,19 @@ def versions() -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
         out["aslnb"] = "unknown"
     return out
+
+
+def memory_bytes() -> int | None:
+    """This machine's memory (physical RAM, lowered to a cgroup limit if one is set); None if unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from aslnb import config
+from aslnb import config, provenance
+from aslnb.models import registry
 from aslnb.cli import build_parser, main
 from aslnb.config import PROFILES, CourseSettings, TrainConfig, profile, train_params
 from aslnb.errors import ParameterError
@@ -63,15 +64,15 @@ def test_good_parameters_pass_and_none_means_the_default():
 
 def test_image_size_is_bounded_by_memory(monkeypatch):
     monkeypatch.setattr(config, "memory_bytes", lambda: 2 * 2**30)
-    need = config.activation_bytes("resnet50", 224, 32)
+    need = registry.activation_bytes("resnet50", 224, 32)
     assert need > 2 * 2**30  # 32 images at 224 px do not fit in 2 GiB
     with pytest.raises(ParameterError) as err:
         TrainConfig.from_params(image_size=224, batch_size=32)
     msg = str(err.value)
-    top = config.max_image_size("resnet50", 32, 2 * 2**30)
+    top = registry.max_image_size("resnet50", 32, 2 * 2**30)
     assert "image_size=224" in msg and f"{need / 2**30:.1f} GiB" in msg and "2.0 GiB" in msg
     assert f"lower image_size (to {top} or less) or batch_size" in msg
-    assert config.activation_bytes("resnet50", top, 32) <= 2 * 2**30 < config.activation_bytes("resnet50", top + 32, 32)
+    assert registry.activation_bytes("resnet50", top, 32) <= 2 * 2**30 < registry.activation_bytes("resnet50", top + 32, 32)
     TrainConfig.from_params(image_size=224, batch_size=4)  # the same size fits with a smaller batch
     TrainConfig.from_params(image_size=top, batch_size=32)
 
@@ -79,7 +80,7 @@ def test_image_size_is_bounded_by_memory(monkeypatch):
 def test_an_absurd_image_size_is_refused_on_this_machine():
     with pytest.raises(ParameterError, match=r"image_size=100000: .* GiB of activations .* lower image_size"):
         TrainConfig.from_params(image_size=100_000)
-    assert config.memory_bytes() > 2**30
+    assert provenance.memory_bytes() > 2**30
 
 
 @pytest.mark.parametrize("backbone", ["resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
@@ -114,12 +115,11 @@ def test_cli_train_refuses_bad_values_in_one_line(flags, names, tmp_path, sample
 def test_feature_cache_dir_that_is_a_file_is_refused(tmp_path, sample_dir, capsys):
     afile = tmp_path / "cache.txt"
     afile.write_text("not a folder")
-    with pytest.raises(ParameterError, match="feature_cache_dir=.*cache.txt.*is a file.*give a folder"):
-        config.check_cache_dir(afile)
-    config.check_cache_dir(tmp_path / "new")  # missing: created later, fine
     rc = main(["train", "--data", str(sample_dir), "--out", str(tmp_path / "run"), "--weights", "none",
                "--feature-cache-dir", str(afile)])
-    assert rc == ParameterError.exit_code and "cache.txt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == ParameterError.exit_code and "cache.txt" in err and "is a file, not a folder" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
     assert not (tmp_path / "run").exists() and afile.read_text() == "not a folder"
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, check_cache_dir
+from ..config import TrainConfig
 from ..errors import EXIT_BAD_IMAGES, EXIT_FETCH_INCOMPLETE, AslnbError
 
 
@@ -103,7 +103,6 @@ def _cmd_data(args) -> int:
 def _cmd_train(args) -> int:
     from ..train import train
 
-    check_cache_dir(args.feature_cache_dir)
     params = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     res = train(args.data, args.out, external=args.external, overwrite=args.overwrite,
                 feature_cache_dir=args.feature_cache_dir, **params)

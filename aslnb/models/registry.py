@@ -10,6 +10,8 @@ Backbone modules (:mod:`.resnet50`, :mod:`.efficientnet_lite`) call
 """
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,3 +190,16 @@ def weights_source(backbone: str, weights: str | None) -> str:
     else:
         text = f"file {os.fspath(resolved)}"
     return f"{text}; {why}" if weights == "auto" else text
+
+
+def activation_bytes(backbone: str, image_size: int, batch_size: int) -> int:
+    """Rough float32 bytes of one batch's images and activations through ``backbone``."""
+    known = [get_backbone(b).activations_per_pixel for b in backbone_names()]
+    per_pixel = (get_backbone(backbone).activations_per_pixel or max(known)) + 3
+    return 4 * batch_size * image_size * image_size * per_pixel
+
+
+def max_image_size(backbone: str, batch_size: int, memory: int) -> int:
+    """The largest image size (a multiple of 32) whose :func:`activation_bytes` fit in ``memory``."""
+    per_px = activation_bytes(backbone, 1, batch_size)
+    return int(math.sqrt(memory / per_px)) // 32 * 32
