@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .backend import import_keras
 from .errors import ParameterError
 from .provenance import memory_bytes
 
@@ -35,7 +36,8 @@ MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
 
 
 def _backbone_names() -> tuple[str, ...]:
-    from .models import backbone_names  # imports Keras: only when a backbone name is checked
+    import_keras()  # the registry imports Keras: only when a backbone name is checked, without start-up notices
+    from .models import backbone_names
 
     return tuple(backbone_names())
 

@@ -182,3 +182,10 @@ def test_fetch_offline_fails_fast_in_one_line(aslnb_cli, closed_port, tmp_path):
     assert r.returncode != 0
     line = _one_error_line(r.stderr)
     assert f"127.0.0.1:{closed_port}" in line and ("--data" in line or "ASLNB_DATA" in line)
+
+
+def test_train_help_prints_no_tensorflow_notices(aslnb_cli):
+    """`aslnb train --help` loads the backbone registry (Keras) for its choices, quietly."""
+    r = aslnb_cli("train", "--help", drop_env=("ASLNB_EXTERNAL_DATA", "TF_CPP_MIN_LOG_LEVEL"))
+    assert r.returncode == 0 and "--backbone" in r.stdout
+    assert r.stderr == "", r.stderr
