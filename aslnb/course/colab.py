@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..provenance import device_name
+from ..provenance import gpu_visible
 from ..settings import DATA_ENV, default_data_dir
 
 #: Where the course lives; the setup cell of every notebook installs from here.
@@ -42,11 +42,6 @@ COLAB_GPU_HINT = ("no GPU on this Colab runtime: using the cpu profile; for the 
 def on_colab() -> bool:
     """True inside a Google Colab runtime."""
     return "google.colab" in sys.modules
-
-
-def gpu_visible() -> bool:
-    """True when Keras's backend sees a GPU."""
-    return device_name().startswith("GPU")
 
 
 def resolve_profile(name: str) -> tuple[str, str | None]:
