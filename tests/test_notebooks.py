@@ -1,15 +1,20 @@
 """The course notebooks: conventions (static, fast) and regression checks with nbval.
 
-``test_nbval`` runs ``pytest --nbval-lax notebooks/`` in a subprocess under the
-``smoke`` profile: every cell must run without error, and the cells whose first
-line is ``# NBVAL_CHECK_OUTPUT`` (class lists, counts, split sizes, parameter
-counts) must print what the stored outputs say. Refresh the stored outputs with
-``python tools/refresh_notebooks.py`` after changing a notebook.
+The stored outputs in ``notebooks/`` are those of the cpu report (``make report``,
+then ``python tools/refresh_notebooks.py``), so a learner sees the real run; a test
+checks they equal ``reports/cpu/``'s, and another that every number in the prose
+was printed by a cell above it. ``test_nbval`` runs ``pytest --nbval-lax
+notebooks/`` in a subprocess under the ``smoke`` profile: every cell must run
+without error, and the cells whose first line is ``# NBVAL_CHECK_OUTPUT`` (class
+lists, counts of the scanned folder, the recipe's constants: what every profile
+prints alike) must print what the stored cpu outputs say.
 """
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,13 +93,26 @@ def test_summary_exercises_and_no_progress_bars(notebook):
                     f"Keras {call.func.attr}() needs verbose=0 or 2 (no per-step progress bars): {ast.unparse(call)}"
 
 
-def test_stored_outputs_come_from_a_clean_smoke_run(notebook):
+def _tool():
+    spec = importlib.util.spec_from_file_location("refresh_notebooks", ROOT / "tools" / "refresh_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_stored_outputs_are_the_cpu_report(notebook):
+    """What a learner sees in notebooks/ is the real cpu run of reports/cpu/, cell for cell."""
     path, nb = notebook
     outs = [o for c in _code(nb) for o in c.get("outputs", [])]
-    assert outs, f"{path.name} has no stored outputs: run tools/refresh_notebooks.py"
+    assert outs, f"{path.name} has no stored outputs: make report, then python tools/refresh_notebooks.py"
     assert not [o for o in outs if o.output_type == "error"], "stored outputs contain an error"
     text = "\n".join(o.get("text", "") for o in outs if o.output_type == "stream")
-    assert f"aslnb notebook {path.name[:2]} · profile smoke" in text, "stored outputs must come from the smoke profile"
+    assert f"aslnb notebook {path.name[:2]} · profile cpu" in text, "stored outputs must come from the cpu profile"
+    executed = nbformat.read(ROOT / "reports" / "cpu" / path.name, as_version=4)
+    tool = _tool()
+    assert not tool.differences(nb, executed), f"{path.name} changed since the cpu report ran: make report"
+    assert nbformat.writes(tool.with_outputs(nb, executed)) == nbformat.writes(nb), \
+        "notebooks/ must hold the report's outputs: python tools/refresh_notebooks.py"
     checked = [c for c in _code(nb) if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
     assert checked, "mark the stable cells with # NBVAL_CHECK_OUTPUT"
     for c in checked:
@@ -102,9 +120,54 @@ def test_stored_outputs_come_from_a_clean_smoke_run(notebook):
             "a checked cell must not print to stderr"
 
 
+_NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+|\d+(?:\.\d+)?(?=\s?%))(?![\w])")
+_EXEMPT = re.compile(r"`[^`]*`|\(https?://[^)]*\)|https?://\S+|arXiv:?\s?\d+\.\d+", re.I)
+
+
+def _printed(cell) -> str:
+    parts = []
+    for o in cell.get("outputs", []):
+        if o.output_type == "stream":
+            parts.append(o.text)
+        elif o.output_type in ("execute_result", "display_data"):
+            parts += [str(o.data.get(k, "")) for k in ("text/plain", "text/html", "text/markdown")]
+    return "\n".join(parts)
+
+
+def numbers_not_printed_above(nb) -> list[str]:
+    """Decimals and percentages in markdown that no code cell above printed (the stale-number check)."""
+    seen, missing = "", []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            seen += "\n" + _printed(cell)
+            continue
+        if cell.cell_type != "markdown":
+            continue
+        for num in _NUMBER.findall(_EXEMPT.sub(" ", cell.source)):
+            # 0.805 may be a rounding of a printed 0.8052; 80 must not match inside 0.8052 or 180
+            if not re.search(r"(?<![\d.])" + re.escape(num) + ("" if "." in num else r"(?!\d)"), seen):
+                missing.append(f"cell {i}: {num}")
+    return missing
+
+
+def test_markdown_numbers_are_printed_above(notebook):
+    """Every decimal or percentage in the prose is one a cell above printed in the stored (cpu) run."""
+    path, nb = notebook
+    assert not numbers_not_printed_above(nb), f"{path.name}: numbers in markdown that no cell above printed " \
+        f"(print them from a cell, or drop them): {numbers_not_printed_above(nb)}"
+
+
+def test_stale_number_check_catches_a_made_up_number():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("print(acc)", outputs=[nbformat.v4.new_output("stream", text="accuracy 0.8052\n")]),
+        nbformat.v4.new_markdown_cell("The probe scores 0.805 here, but 0.14 on a chunk, about 80 % of `v1.2`."),
+    ])
+    assert numbers_not_printed_above(nb) == ["cell 1: 0.14", "cell 1: 80"]
+
+
 @pytest.mark.slow
 def test_nbval(tmp_path, sample_dir, external_dir):
-    """Run every notebook under the smoke profile and compare the checked cells."""
+    """Run every notebook under the smoke profile and compare the checked cells with the stored cpu outputs."""
     env = {**os.environ, "ASLNB_DATA": str(sample_dir), "ASLNB_EXTERNAL_DATA": str(external_dir),
            "ASLNB_PROFILE": "smoke", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout", "300",
