@@ -1,5 +1,6 @@
 # The two commands of the README:
 #   make report   build the virtualenv, get the data if needed, run the notebooks into reports/$(PROFILE)/
+#                 (cpu: their outputs are copied into notebooks/ too)
 #   make test     build the virtualenv, run the whole test suite (package + notebooks with nbval)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -29,8 +30,10 @@ data: venv
 	@if [ -n "$$ASLNB_DATA" ]; then echo "data: using ASLNB_DATA=$$ASLNB_DATA"; \
 	else $(VENV)/bin/aslnb data fetch; fi
 
+# The cpu report's outputs are also what notebooks/ shows (tools/refresh_notebooks.py).
 report: venv data
 	$(VENV)/bin/aslnb report --profile $(PROFILE)
+	@if [ "$(PROFILE)" = cpu ]; then $(PY) tools/refresh_notebooks.py; fi
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
