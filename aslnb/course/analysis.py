@@ -196,7 +196,8 @@ class RunView:
     The split is rebuilt from the run's config exactly as :func:`aslnb.evaluate.evaluate`
     does, and the test predictions go through the same :func:`predict_folder`, so the
     numbers equal the run's ``metrics.json``. The external set (when given) is
-    limited to ``external_limit`` images per class.
+    predicted image by image too (limited to ``external_limit`` images per class), so
+    05 can score it both ways and bootstrap it by signer.
     """
 
     def __init__(self, run_dir, data_dir, external_dir=None, external_limit: int | None = None):
@@ -222,23 +223,18 @@ class RunView:
         self.test_probs = predict_folder(self.model, self.test, self.image_size, int(p["batch_size"]))
         self.test_scores = score(self.test.labels, self.test_probs, self.class_names)
         self.external_scores: dict | None = None
+        self.external: ImageFolder | None = None  # the external images, labelled with training ids
+        self.external_probs: np.ndarray | None = None
+        self.external_shared: list[int] = []  # class ids the external set shares with the training set
         self.external_n = 0
-        saved = {}
-        if (self.run_dir / "metrics.json").is_file():
-            from ..io import read_json
-
-            saved = read_json(self.run_dir / "metrics.json").get("external") or {}
-        if external_dir is not None and external_limit is None and saved.get("root") == str(external_dir):
-            # the run already scored the whole external set (notebook 04): reuse its numbers
-            self.external_scores = saved
-            self.external_n = int(saved["n_images"])
-        elif external_dir is not None:
+        if external_dir is not None:
             ext = load_external(external_dir, self.class_names)
-            ext_folder = limit_folder(drop_bad_images(ext.folder), external_limit)
-            ext_probs = predict_folder(self.model, ext_folder, self.image_size, int(p["batch_size"]))
-            shared = [self.class_names.index(c) for c in ext.shared_classes]
-            self.external_scores = score(ext_folder.labels, ext_probs, self.class_names, labels=shared)
-            self.external_n = len(ext_folder)
+            self.external = limit_folder(drop_bad_images(ext.folder), external_limit)
+            self.external_probs = predict_folder(self.model, self.external, self.image_size, int(p["batch_size"]))
+            self.external_shared = [self.class_names.index(c) for c in ext.shared_classes]
+            self.external_scores = score(self.external.labels, self.external_probs, self.class_names,
+                                         labels=self.external_shared)
+            self.external_n = len(self.external)
 
     def test_losses(self) -> np.ndarray:
         return image_losses(self.test_probs, self.test.labels)
