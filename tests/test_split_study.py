@@ -1,6 +1,8 @@
 """Notebook 01's split study: frame gaps, equal training sizes, the probe per split, the choice rule."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -83,7 +85,8 @@ def test_run_study_refuses_mismatched_features(folder, features):
 
 def _result(label: str, method: str, acc: float, half: float, gap: float, n_train: int = 100) -> SplitResult:
     iv = Interval(acc, acc - half, acc + half, 0.95, 100, 10, 100)
-    return SplitResult(SplitCase(label, method), split=None, n_train=n_train, gap_median=gap, gap_min=0.0,
+    split = SimpleNamespace(train=[None] * n_train)  # choose_split reads only len(split.train)
+    return SplitResult(SplitCase(label, method), split=split, n_train=40, gap_median=gap, gap_min=0.0,
                        interval=iv)
 
 

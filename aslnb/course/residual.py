@@ -62,7 +62,9 @@ def residual_block(
     if batch_norm:
         y = keras.layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
-    last_init = "zeros" if zero_init else kernel_initializer
+    # Zero-init the branch's last scale: the BN gamma with batch_norm (a zero conv kernel there too
+    # would leave both without gradient), else the conv kernel.
+    last_init = "zeros" if zero_init and not batch_norm else kernel_initializer
     y = _conv(width, f"{name}_conv2", last_init, use_bias=not batch_norm)(y)
     if batch_norm:
         y = keras.layers.BatchNormalization(name=f"{name}_bn2",

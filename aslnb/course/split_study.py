@@ -149,8 +149,43 @@ def choose_split(results: list[SplitResult]) -> SplitResult:
 
     Beyond the plateau's start, holding the test frames still further from training does not lower
     the accuracy by more than the interval allows, so the study cannot tell those splits apart by
-    the leak; the one that throws away the fewest training frames wins.
+    the leak; the one whose split keeps the most training frames (``len(split.train)``, whatever
+    ``train_per_class`` the probe used) wins.
     """
     start = plateau_start(results)
     beyond = [r for r in results if r.case.method != "random" and r.gap_median >= start.gap_median]
-    return max(beyond, key=lambda r: (r.n_train, r.gap_median))
+    return max(beyond, key=lambda r: (len(r.split.train), r.gap_median))
+
+
+def equal_train_per_class(results: list[SplitResult], n_classes: int) -> int:
+    """Training images per class that every split of ``results`` can offer on average: the study's cap."""
+    return max(1, min(r.n_train for r in results) // max(1, n_classes))
+
+
+def study_rows(all_train: list[SplitResult], capped: list[SplitResult]) -> list[dict[str, Any]]:
+    """One row per split: sizes, frame gaps, and the accuracy (with its interval) with all training
+    images and at the cap, as numbers (for :func:`aslnb.course.plots.accuracy_vs_gap`)."""
+    rows = []
+    for a, b in zip(all_train, capped):
+        row = a.row()
+        row.update({"acc (cap)": round(b.interval.accuracy, 3), "cap low": round(b.interval.low, 3),
+                    "cap high": round(b.interval.high, 3), "probe train (cap)": b.n_train})
+        rows.append(row)
+    return rows
+
+
+def study_table(all_train: list[SplitResult], capped: list[SplitResult]):
+    """The study as a compact DataFrame (one row per split, accuracies as ``acc [low, high]``)."""
+    import pandas as pd
+
+    rows = [{"split": a.case.label, "train": len(a.split.train), "dropped": a.split.dropped,
+             "test": len(a.split.test), "test frame runs": a.interval.groups, "gap median": a.gap_median,
+             "gap min": a.gap_min, "accuracy [95% CI], all training images": str(a.interval),
+             "accuracy [95% CI], capped training": str(b.interval)}
+            for a, b in zip(all_train, capped)]
+    return pd.DataFrame(rows).set_index("split")
+
+
+def study_metrics(full: list[SplitResult], equal: list[SplitResult]) -> dict[str, Any]:
+    """The study's numbers for metrics.json: per split, all training images and at the cap."""
+    return {a.case.label: {**a.metrics(), "capped": b.metrics()} for a, b in zip(full, equal)}
