@@ -233,7 +233,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "weights": "auto",
         "freeze_until": "all",
         "probe_size": 128, "residual_epochs": 8, "residual_depths": [4, 12, 24], "residual_size": 24,
-        "residual_width": 16, "residual_per_class": 60, "transfer_scratch_epochs": 10, "transfer_batch_size": 32,
+        "residual_width": 16, "residual_per_class": 45, "transfer_scratch_epochs": 10, "transfer_batch_size": 32,
         "transfer_max_iter": 300,
     },
     "gpu": {
