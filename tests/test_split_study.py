@@ -8,7 +8,7 @@ import pytest
 
 from aslnb.course import split_study
 from aslnb.course.split_study import SplitCase, SplitResult, choose_split, even_subset, run_study, frame_gaps
-from aslnb.data import scan_folder, split_folder
+from aslnb.data import scan_folder
 from aslnb.errors import ParameterError
 from aslnb.intervals import Interval
 

@@ -74,16 +74,17 @@ class SplitResult:
 
     def row(self) -> dict[str, Any]:
         s = self.split.sizes()
-        return {"split": self.case.label, "train": s["train"], "probe train": self.n_train, "test": s["test"], "dropped": s["dropped"],
-                "gap median": self.gap_median, "gap min": self.gap_min,
+        return {"split": self.case.label, "train": s["train"], "probe train": self.n_train, "test": s["test"],
+                "dropped": s["dropped"], "gap median": self.gap_median, "gap min": self.gap_min,
                 "accuracy": round(self.interval.accuracy, 3), "95% low": round(self.interval.low, 3),
                 "95% high": round(self.interval.high, 3), "frame runs": self.interval.groups}
 
     def metrics(self) -> dict[str, Any]:
         iv = self.interval
         return {"method": self.case.method, "gap": self.case.gap, "train": len(self.split.train),
-                "probe_train": self.n_train, "test": len(self.split.test), "gap_median": self.gap_median, "gap_min": self.gap_min,
-                "accuracy": round(iv.accuracy, 4), "low": round(iv.low, 4), "high": round(iv.high, 4),
+                "probe_train": self.n_train, "test": len(self.split.test), "gap_median": self.gap_median,
+                "gap_min": self.gap_min, "accuracy": round(iv.accuracy, 4), "low": round(iv.low, 4),
+                "high": round(iv.high, 4),
                 "groups": iv.groups}
 
 
