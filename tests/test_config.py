@@ -177,7 +177,7 @@ BEFORE = {
                 residual_epochs=15, residual_depths=[4, 12, 24, 48], residual_size=32),
 }
 RESIDUAL_BEFORE = {"smoke": {"width": 8, "batch_size": 32, "per_class": 12, "learning_rate": 2e-3},
-                   "cpu": {"width": 16, "batch_size": 32, "per_class": 60, "learning_rate": 2e-3},
+                   "cpu": {"width": 16, "batch_size": 32, "per_class": 45, "learning_rate": 2e-3},
                    "gpu": {"width": 32, "batch_size": 32, "per_class": None, "learning_rate": 2e-3}}
 TRANSFER_BEFORE = {"smoke": {"scratch_epochs": 1, "efficiency_sizes": [2, 4], "batch_size": 32, "max_iter": 200},
                    "cpu": {"scratch_epochs": 10, "efficiency_sizes": [5, 10, 25, 50], "batch_size": 32,

@@ -53,7 +53,7 @@ def test_gradient_norms_one_value_per_layer_and_vanish_in_plain_nets():
     x = rng.integers(0, 256, (16, 16, 16, 3)).astype("float32")
     y = rng.integers(0, 5, 16)
     plain = residual.build_conv_net(16, residual=False, input_size=16, num_classes=5, width=8)
-    norms = residual.gradient_norms(plain, x, y)
+    norms = residual.gradient_norms(plain, x, y)  # Keras defaults: Glorot, no BN
     assert list(norms) == [layer.name for layer in residual.weighted_layers(plain)]
     assert len(norms) == 16 + 2  # stem + body + dense
     assert all(np.isfinite(v) and v >= 0 for v in norms.values())
@@ -92,3 +92,41 @@ def test_draw_residual_block():
     matplotlib.use("Agg")
     fig = residual_figures.draw_residual_block()
     assert fig.axes[0].get_title()
+
+
+def test_zero_init_with_batch_norm_starts_as_identity_and_can_learn():
+    """With BN, zero_init zeroes the last gamma only: the block starts as relu(x) and its branch gets gradient."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 4))
+    block = keras.Model(inputs, residual.residual_block(inputs, 4, "b", batch_norm=True, zero_init=True,
+                                                        kernel_initializer="he_normal"))
+    x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(block(x, training=True)), x, atol=1e-5)
+    gamma = block.get_layer("b_bn2").gamma
+    kernel = block.get_layer("b_conv2").kernel
+    assert np.abs(keras.ops.convert_to_numpy(kernel)).max() > 0  # the conv keeps its initialisation
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(block(x, training=True) * np.linspace(-1, 1, x.size).reshape(x.shape))
+    g_gamma, g_kernel = tape.gradient(loss, [gamma.value, kernel.value])
+    assert float(tf.norm(g_gamma)) > 0  # the zero scale can grow: the branch learns
+
+
+def test_training_curves_every_net_visible():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = [residual.DepthRun(f"{k}_{d}", d, k == "residual", 10, [3.3, 3.3, 3.3])
+            for k in ("plain", "residual") for d in (4, 12, 24)]
+    fig = residual_figures.plot_training_curves(runs, chance=np.log(29))
+    plain_ax, res_ax = fig.axes
+    assert plain_ax.get_title().startswith("plain") and res_ax.get_title().startswith("residual")
+    for ax in (plain_ax, res_ax):
+        lines = [ln for ln in ax.get_lines() if ln.get_label().endswith("layers")]
+        assert [ln.get_label() for ln in lines] == ["4 layers", "12 layers", "24 layers"]
+        # identical curves stay distinguishable: every line differs in marker and line style
+        assert len({ln.get_marker() for ln in lines}) == 3
+        assert len({str(ln.get_linestyle()) for ln in lines}) == 3
+        assert ax.get_xlabel() == "epoch"
+    assert plain_ax.get_ylabel()

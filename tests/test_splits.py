@@ -1,4 +1,4 @@
-"""Blocked and random train/val/test splits."""
+"""Chunk, blocked and random train/val/test splits."""
 from __future__ import annotations
 
 import math
@@ -83,11 +83,69 @@ def test_blocked_gap_zero_drops_nothing(sample):
     check_partition(split, sample, everything=True)
 
 
-def test_blocked_default_is_blocked(sample, blocked):
+def test_default_is_chunk(sample):
+    from aslnb.config import TrainConfig
+
     default = split_folder(sample, seed=0)
-    assert default.method == "blocked"
+    chunk = split_folder(sample, "chunk", seed=0)
+    assert default.method == "chunk" == TrainConfig().split
     for k in ("train", "val", "test"):
-        np.testing.assert_array_equal(parts(default)[k].files, parts(blocked)[k].files)
+        np.testing.assert_array_equal(parts(default)[k].files, parts(chunk)[k].files)
+
+
+# --------------------------------------------------------------------------- chunk
+
+
+@pytest.mark.parametrize("gap", [0, DEFAULT_GAP, 100])
+@pytest.mark.parametrize("val_fraction, test_fraction", [(0.1, 0.2), (0.0, 0.25), (0.2, 0.1)])
+def test_chunk_holds_out_the_highest_frames(sample, gap, val_fraction, test_fraction):
+    split = split_folder(sample, "chunk", val_fraction=val_fraction, test_fraction=test_fraction, gap=gap)
+    assert split.method == "chunk"
+    check_partition(split, sample, everything=gap == 0)
+    dropped = 0
+    for lab, name in enumerate(sample.class_names):
+        frames = sorted(frame_of(f) for f in per_class(sample, lab))
+        n = len(frames)
+        n_test, n_val = round(test_fraction * n), round(val_fraction * n)
+        test = sorted(frame_of(f) for f in per_class(split.test, lab))
+        val = sorted(frame_of(f) for f in per_class(split.val, lab))
+        train = np.array([frame_of(f) for f in per_class(split.train, lab)])
+        assert test == frames[n - n_test:], name  # the top frames, one contiguous chunk
+        assert val == frames[n - n_test - n_val:n - n_test], name  # the chunk right below it
+        held_min = min(val + test)
+        assert train.max() < held_min - gap, f"class {name}: a training frame inside the guard band"
+        # exactly the frames in the guard band are dropped, no more
+        expected_train = [f for f in frames[:n - n_test - n_val] if f < held_min - gap]
+        assert sorted(train.tolist()) == expected_train, name
+        dropped += n - n_test - n_val - len(expected_train)
+    assert split.dropped == dropped
+    if gap >= DEFAULT_GAP:  # sample frames lie ~15 apart: a guard of 20 frame numbers drops some
+        assert split.dropped > 0
+
+
+def test_chunk_is_deterministic_and_ignores_the_seed(sample):
+    a, b, c = (split_folder(sample, "chunk", seed=s) for s in (0, 0, 7))
+    for k in ("train", "val", "test"):
+        np.testing.assert_array_equal(parts(a)[k].files, parts(b)[k].files)
+        np.testing.assert_array_equal(parts(a)[k].files, parts(c)[k].files)
+    assert a.describe()["method"] == "chunk"
+
+
+def test_chunk_test_frames_far_from_training(sample):
+    """Every test frame lies further from training than the validation chunk is wide."""
+    split = split_folder(sample, "chunk")
+    for lab in range(len(sample.class_names)):
+        train = np.array([frame_of(f) for f in per_class(split.train, lab)])
+        test = np.array([frame_of(f) for f in per_class(split.test, lab)])
+        val = np.array([frame_of(f) for f in per_class(split.val, lab)])
+        assert np.abs(test[:, None] - train[None, :]).min() > val.max() - val.min() + DEFAULT_GAP
+
+
+def test_chunk_class_too_small(tmp_dataset):
+    folder = scan_folder(tmp_dataset({"A": 2, "B": 5}))
+    with pytest.raises(ParameterError, match="random") as err:
+        split_folder(folder, "chunk", val_fraction=0.1, test_fraction=0.2)
+    assert "\n" not in str(err.value)
 
 
 def test_blocked_partition(sample, blocked):
@@ -167,7 +225,7 @@ def test_blocked_class_too_small(tmp_dataset):
 # --------------------------------------------------------------------------- parameters
 
 
-@pytest.mark.parametrize("method", ["blocked", "random"])
+@pytest.mark.parametrize("method", ["chunk", "blocked", "random"])
 @pytest.mark.parametrize(
     "val_fraction, test_fraction",
     [(-0.1, 0.2), (0.1, -0.01), (1.0, 0.0), (0.1, 1.5), (0.5, 0.5), (0.6, 0.6), ("0.1", 0.2), (None, 0.2),
@@ -184,7 +242,7 @@ def test_unknown_method(sample, method):
     with pytest.raises(ParameterError) as err:
         split_folder(sample, method)
     msg = str(err.value)
-    assert "blocked" in msg and "random" in msg and "\n" not in msg
+    assert "blocked" in msg and "random" in msg and "chunk" in msg and "\n" not in msg
 
 
 # --------------------------------------------------------------------------- random

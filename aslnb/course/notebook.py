@@ -165,7 +165,9 @@ def save_fig(run: NotebookRun, fig, name: str, *, stamp: bool = True) -> Path:
     """Save ``fig`` as ``<fig_dir>/nb<NN>_<name>.png``, stamped with what produced it."""
     run.fig_dir.mkdir(parents=True, exist_ok=True)
     if stamp:
-        fig.text(0.99, 0.003, run.stamp(), ha="right", va="bottom", fontsize=6, color="0.4")
+        from .plots import stamp as add_stamp
+
+        add_stamp(fig, run.stamp())
     path = run.fig_dir / f"nb{run.notebook}_{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path

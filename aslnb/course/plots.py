@@ -19,6 +19,50 @@ def _plt():
     return plt
 
 
+def stamp(fig, text: str, *, fontsize: float = 6, pad_points: float = 3):
+    """Write ``text`` (what produced the figure) in one line below everything already drawn in ``fig``.
+
+    The line goes under the lowest artist (tick labels, x labels, legends), right-aligned with the
+    rightmost one, so it never overlaps a label; ``savefig(..., bbox_inches="tight")`` (and the
+    notebook's inline display) then grows the image to include it. Call it last, after the layout.
+    """
+    renderer = fig.canvas.get_renderer()
+    box = fig.get_tightbbox(renderer)  # inches
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    y = (box.y0 - pad_points / 72) / h
+    return fig.text(min(box.x1 / w, 1.0), y, text, ha="right", va="top", fontsize=fontsize, color="0.4")
+
+
+def accuracy_vs_gap(rows: Sequence[dict], *, title: str, series: dict[str, tuple[str, str, str]],
+                    chosen: str | None = None):
+    """Accuracy with its interval against the median frame gap, one labelled point per split.
+
+    ``rows``: one dict per split with ``split`` and ``gap median``; ``series`` maps a name to the
+    keys ``(accuracy, low, high)`` in the rows (one line each). ``chosen`` circles that split.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    x = np.array([r["gap median"] for r in rows], dtype=float)
+    for (name, (acc, lo, hi)), marker in zip(series.items(), "os^D"):
+        y = np.array([r[acc] for r in rows], dtype=float)
+        err = np.array([y - [r[lo] for r in rows], [r[hi] for r in rows] - y])
+        ax.errorbar(x, y, yerr=err, fmt=marker + "-", ms=5, capsize=3, lw=1, label=name)
+    first = next(iter(series.values()))[0]
+    for r, xi in zip(rows, x):
+        ax.annotate(r["split"], (xi, r[first]), textcoords="offset points", xytext=(4, 6), fontsize=7)
+        if r["split"] == chosen:
+            ax.plot([xi], [r[first]], "o", ms=14, mfc="none", mec="tab:red", mew=1.5, label=f"headline: {chosen}")
+    ax.set_xscale("log")
+    ax.set_xlabel("median distance from a test frame to the nearest training frame (frame numbers, log)")
+    ax.set_ylabel("test accuracy (95% block-bootstrap interval)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, title: str, ncols: int = 8,
                colors: Sequence[str] | None = None, size: float = 1.5):
     """A grid of images with a title each (coloured when ``colors`` is given: green right, red wrong).

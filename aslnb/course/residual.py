@@ -4,16 +4,21 @@ Notebook 02 uses this module to show the *degradation problem* (He et al.,
 2016): stacking more plain conv layers makes a network harder to train, so the
 deeper plain net ends with a *higher training loss* than a shallower one,
 while the same depth built from residual blocks ``y = relu(x + F(x))`` trains
-fine (the figures: :mod:`aslnb.course.residual_figures`). The nets here are deliberately small (16 channels, a stride-2 stem, tiny
-images) so that depths 4..24 train in seconds on two CPU cores.
+fine (the figures: :mod:`aslnb.course.residual_figures`). The nets here are
+deliberately small (16 channels, a stride-2 stem, tiny images) so that depths
+4..24 train in seconds on two CPU cores.
 
-Both families use Keras's default initialisation (Glorot uniform), centred
-inputs and no normalisation layers, so nothing hides the effect;
-``batch_norm=True`` and ``kernel_initializer="he_normal"`` are there for the
-exercises. The residual nets start every residual branch at zero
-(``zero_init``, as in "Fixup" and the zero-gamma trick of Goyal et al.), so a
-deep residual net starts as the same function as a shallow one. Only ``keras`` APIs are used, except :func:`gradient_norms`, which
-takes gradients with ``tf.GradientTape`` (the project runs Keras on TensorFlow).
+:func:`build_conv_net` defaults to Keras's default initialisation (Glorot
+uniform) without normalisation: the gradient-norm picture of notebook 02 uses it
+to show signals and gradients fading through a deep plain chain.
+:func:`train_depth_study` trains both families the same way, with He
+initialisation and BatchNormalization (``he_normal``, ``batch_norm=True``), so
+the plain nets are trainable and the shortcut is the only difference; the
+residual branches start at zero (``zero_init``: the last BN gamma, or the last
+conv kernel without BN, as in "Fixup" and the zero-gamma trick of Goyal et
+al.), so a deep residual net starts as the same function as a shallow one.
+Only ``keras`` APIs are used, except :func:`gradient_norms`, which takes
+gradients with ``tf.GradientTape`` (the project runs Keras on TensorFlow).
 """
 from __future__ import annotations
 
@@ -62,7 +67,9 @@ def residual_block(
     if batch_norm:
         y = keras.layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
-    last_init = "zeros" if zero_init else kernel_initializer
+    # Zero-init the branch's last scale: the BN gamma with batch_norm (a zero conv kernel there too
+    # would leave both without gradient), else the conv kernel.
+    last_init = "zeros" if zero_init and not batch_norm else kernel_initializer
     y = _conv(width, f"{name}_conv2", last_init, use_bias=not batch_norm)(y)
     if batch_norm:
         y = keras.layers.BatchNormalization(name=f"{name}_bn2",
@@ -172,15 +179,16 @@ def train_depth_study(
     batch_size: int = 32,
     learning_rate: float = 2e-3,
     seed: int = 0,
-    batch_norm: bool = False,
+    batch_norm: bool = True,
     zero_init: bool = True,
-    kernel_initializer: str = "glorot_uniform",
+    kernel_initializer: str = "he_normal",
     verbose: int = 0,
 ) -> list[DepthRun]:
     """Train a plain and a residual net of every depth on the same data, same seed, same optimiser.
 
     Returns one :class:`DepthRun` per net: plain nets first, then residual,
-    each in the order of ``depths``. Adam, sparse categorical cross-entropy.
+    each in the order of ``depths``. Adam, sparse categorical cross-entropy, He
+    initialisation and BatchNormalization in both families (the defaults).
     Residual branches start at zero (``zero_init``), so every residual net
     starts as the same shallow function and depth can only add to it.
     ``verbose=1`` prints one line per net; Keras's own log is never printed.

@@ -9,26 +9,35 @@ if TYPE_CHECKING:
     from .residual import DepthRun
 
 
-def plot_training_curves(runs: list[DepthRun], ax=None):
-    """Training loss per epoch, one line per net (plain dashed, residual solid, darker = deeper)."""
+DEPTH_STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", (0, (5, 1, 1, 1)))]
+
+
+def plot_training_curves(runs: list[DepthRun], *, chance: float | None = None, title: str | None = None):
+    """Training loss per epoch: plain nets on the left, residual nets on the right (same y axis).
+
+    Every depth has its own marker, line style and colour, so curves lying on top of each other
+    stay visible; ``chance`` draws the loss of a uniform guess (ln of the number of classes).
+    """
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-    else:
-        fig = ax.figure
     depths = sorted({r.depth for r in runs})
-    for r in runs:
-        shade = 0.35 + 0.65 * (depths.index(r.depth) + 1) / len(depths)
-        colour = plt.cm.Reds(shade) if r.residual else plt.cm.Blues(shade)
-        epochs = range(1, len(r.loss) + 1)
-        ax.plot(epochs, r.loss, "-" if r.residual else "--", marker="o", ms=3, color=colour,
-                label=f"{'residual' if r.residual else 'plain'} {r.depth} layers")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (cross-entropy)")
-    ax.set_title("Degradation: deeper plain nets train worse, residual nets do not")
-    ax.legend(fontsize=8, ncol=2)
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for ax, residual in zip(axes, (False, True)):
+        for r in (r for r in runs if r.residual == residual):
+            i = depths.index(r.depth)
+            marker, ls = DEPTH_STYLES[i % len(DEPTH_STYLES)]
+            colour = plt.cm.viridis(0.85 * i / max(1, len(depths) - 1))
+            ax.plot(range(1, len(r.loss) + 1), r.loss, linestyle=ls, marker=marker, ms=6 - i, mfc="none",
+                    color=colour, lw=1.6, label=f"{r.depth} layers")
+        if chance is not None:
+            ax.axhline(chance, color="0.5", lw=0.8, ls=":", label=f"chance (ln {round(np.exp(chance))})")
+        ax.set_title(f"{'residual' if residual else 'plain'} nets")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("training loss (cross-entropy)")
+    fig.suptitle(title or "Training loss of plain and residual nets of the same depths and sizes")
+    fig.tight_layout()
     return fig
 
 
@@ -49,6 +58,7 @@ def plot_gradient_norms(norms: dict[str, dict[str, float]], ax=None):
     ax.set_title("Gradient reaching each layer at initialisation")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
     return fig
 
 
