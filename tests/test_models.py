@@ -203,6 +203,22 @@ def test_registry_lists_every_backbone_study_first_and_refuses_unknown_names():
     assert all(n in str(err.value) for n in names) and "\n" not in str(err.value)
 
 
+def test_auto_backbone_is_resnet50_with_imagenet_weights_else_lite0(monkeypatch):
+    import dataclasses
+
+    spec = get_backbone("resnet50")
+    for ok, want in ((True, "resnet50"), (False, "efficientnet_lite0")):
+        fake = dataclasses.replace(spec, imagenet_status=lambda ok=ok: (ok, "here" if ok else "offline"))
+        monkeypatch.setitem(registry._REGISTRY, "resnet50", fake)
+        name, why = registry.auto_backbone()
+        assert name == want and why.startswith(f"BACKBONE 'auto' -> {want}") and ("offline" in why) != ok
+        assert registry.resolve_backbone("auto") == (name, why) == registry.resolve_backbone(None)
+    assert registry.auto_backbone("my.weights.h5")[0] == "resnet50"  # a weights file is the study's backbone's
+    assert registry.resolve_backbone("efficientnet_lite2") == ("efficientnet_lite2", "")
+    with pytest.raises(ParameterError, match="vgg16"):
+        registry.resolve_backbone("vgg16")
+
+
 @pytest.mark.parametrize("name", ["resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
 def test_resnet_freeze_names_map_in_order_onto_every_backbone(name):
     spec = get_backbone(name)
