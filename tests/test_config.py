@@ -252,7 +252,8 @@ def test_cpu_profile_fine_tunes_the_top_stage_with_dropout_and_early_stopping():
 def test_train_params_resolve_auto_and_keep_none_as_the_study_backbone(monkeypatch):
     from aslnb.models import registry
 
-    monkeypatch.setattr(registry.get_backbone("resnet50"), "imagenet_status", lambda: (False, "offline"), raising=False)
+    spec = registry.get_backbone("resnet50")
+    monkeypatch.setitem(registry._REGISTRY, "resnet50", dataclasses.replace(spec, imagenet_status=lambda: (False, "")))
     cpu = profile("cpu")
     assert train_params(cpu)["backbone"] == "resnet50"  # None: the study's, as before
-    assert train_params(cpu, "auto")["backbone"] == registry.auto_backbone("auto")[0]
+    assert train_params(cpu, "auto")["backbone"] == registry.auto_backbone("auto")[0] == "efficientnet_lite0"

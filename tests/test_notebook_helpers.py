@@ -262,3 +262,24 @@ def test_tiny_images_neighbouring_frames_look_alike(tiny_images):
 
     d = neighbour_vs_random(scan_folder(tiny_images), size=16, pairs=40)
     assert d["neighbouring frames"] < d["random frames, same class"] < d["random frames, different classes"]
+
+
+def test_recipe_epoch_timer_and_weight_difference():
+    import keras
+    import numpy as np
+
+    from aslnb.course import recipe
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x, y = np.zeros((40, 4), "float32"), recipe.one_hot(np.arange(40) % 3, 3)
+    assert y.shape == (40, 3) and y.sum() == 40
+    timer = recipe.EpochTimer(8)
+    before = model.get_weights()
+    model.fit(x + 1, y, batch_size=8, epochs=2, verbose=0, callbacks=[timer])
+    assert len(timer.per_image) == 2 and timer.seconds_per_image > 0
+    assert recipe.max_weight_difference(model, before) > 0
+    assert recipe.max_weight_difference(model, model.get_weights()) == 0
+    assert recipe.STUDY["seconds_per_epoch"] == 132 and recipe.STUDY["gpu"].endswith("K80")

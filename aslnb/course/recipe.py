@@ -46,7 +46,8 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Seconds per image of each epoch, without the first batch (it builds the training function)."""
+    """Seconds per training image of each epoch: its training batches but the first (it builds the
+    training function), without the validation pass."""
 
     def __init__(self, batch_size: int):
         super().__init__()
@@ -57,14 +58,15 @@ class EpochTimer(keras.callbacks.Callback):
         self._t, self._n = None, 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
         if self._t is None:
-            self._t = time.perf_counter()  # the clock starts after the first batch
+            self._t = self._last  # the clock starts after the first batch
         else:
             self._n += 1
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._n:
-            self.per_image.append((time.perf_counter() - self._t) / (self._n * self.batch_size))
+        if self._n:  # training batches only: the validation pass after them is not counted
+            self.per_image.append((self._last - self._t) / (self._n * self.batch_size))
 
     @property
     def seconds_per_image(self) -> float:
