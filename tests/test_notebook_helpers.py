@@ -131,6 +131,24 @@ def test_setup_refuses_wrong_type(tmp_path):
         setup("01", _params(tmp_path, SEED=True))
 
 
+def test_setup_resolves_backbone_auto_and_says_why(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from aslnb.course.notebook import setup, train_kwargs
+    from aslnb.models import get_backbone, registry
+
+    spec = get_backbone("resnet50")
+    monkeypatch.setitem(registry._REGISTRY, "resnet50", dataclasses.replace(spec, imagenet_status=lambda: (False, "offline")))
+    run = setup("04", _params(tmp_path, RUN_DIR=None, BACKBONE="auto", FINE_TUNE_EPOCHS=None))
+    out = capsys.readouterr().out
+    assert run.params["BACKBONE"] == "efficientnet_lite0" and run.backbone_why in out
+    assert run.backbone_why.startswith("BACKBONE 'auto' -> efficientnet_lite0") and "offline" in run.backbone_why
+    assert "WITHOUT ImageNet" not in out  # the NOTE is about ResNet50, which this run does not train
+    assert train_kwargs(run, run.params["BACKBONE"])["backbone"] == "efficientnet_lite0"
+    assert "32px" in run.stamp()
+    assert "lite0 ImageNet · 32px" in run.stamp("lite0 ImageNet · 32px")
+
+
 def test_setup_refuses_bad_backbone_and_profile(tmp_path):
     from aslnb.course.notebook import setup
 
