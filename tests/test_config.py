@@ -164,13 +164,14 @@ def test_profiles_only_override_known_settings_that_differ():
 
 
 # The profiles' values before they became overrides (the committed report was made with them);
-# cpu's weights are left out: that profile's weights are chosen separately.
+# cpu's weights are left out: that profile's weights are chosen separately. cpu's fine_tune_epochs
+# changed on purpose: the cpu profile has a real second phase (issue #13).
 BEFORE = {
     "smoke": dict(image_size=32, epochs=1, batch_size=32, limit_per_class=12, weights="none", freeze_until="all",
                   fine_tune_epochs=0, head_units=[64], external_limit=4, probe_size=32, residual_epochs=1,
                   residual_depths=[2, 4], residual_size=16),
     "cpu": dict(image_size=128, epochs=20, batch_size=32, limit_per_class=None, freeze_until="all",
-                fine_tune_epochs=0, head_units=[256], external_limit=None, probe_size=128, residual_epochs=8,
+                fine_tune_epochs=5, head_units=[256], external_limit=None, probe_size=128, residual_epochs=8,
                 residual_depths=[4, 12, 24], residual_size=24),
     "gpu": dict(image_size=224, epochs=20, batch_size=32, limit_per_class=None, weights="imagenet",
                 freeze_until="conv4", fine_tune_epochs=5, head_units=[256], external_limit=None, probe_size=224,
@@ -234,3 +235,25 @@ def test_library_keyword_defaults_agree_with_trainconfig():
             checked += 1
     assert inspect.signature(split_folder).parameters["method"].default == cfg.split
     assert checked == 10
+
+
+def test_cpu_profile_fine_tunes_the_top_stage_with_dropout_and_early_stopping():
+    cpu = profile("cpu")
+    p = train_params(cpu, "efficientnet_lite0")
+    assert p["fine_tune_epochs"] >= 1 and p["fine_tune_lr"] < p["learning_rate"]
+    assert p["freeze_until"] == "all" and p["fine_tune_until"] == "block6"  # conv4's share of Lite0: block7 + head train
+    assert train_params(cpu, "resnet50")["fine_tune_until"] == "conv4"  # ResNet50: conv5 trains, as in the study
+    assert 0 < p["dropout"] < 1 and p["early_stopping_patience"] >= 1
+    TrainConfig.from_params(**p)
+    gpu = train_params(profile("gpu"), "resnet50")
+    assert gpu["fine_tune_epochs"] == 5 and gpu["fine_tune_until"] is None and gpu["dropout"] == 0.0
+
+
+def test_train_params_resolve_auto_and_keep_none_as_the_study_backbone(monkeypatch):
+    from aslnb.models import registry
+
+    spec = registry.get_backbone("resnet50")
+    monkeypatch.setitem(registry._REGISTRY, "resnet50", dataclasses.replace(spec, imagenet_status=lambda: (False, "")))
+    cpu = profile("cpu")
+    assert train_params(cpu)["backbone"] == "resnet50"  # None: the study's, as before
+    assert train_params(cpu, "auto")["backbone"] == registry.auto_backbone("auto")[0] == "efficientnet_lite0"

@@ -134,6 +134,27 @@ def test_cache_invalidated_by_weights(frozen, folder, tmp_path, computes):
     np.testing.assert_array_equal(a, c)
 
 
+def test_cache_is_shared_by_the_same_frozen_part_built_twice(folder, tmp_path, computes):
+    """Keras numbers tensors and layers per process (keras_tensor_161, dense_3): the key must not see that,
+    so notebook 03, notebook 04 and aslnb.train find each other's features."""
+    from aslnb.course.transfer import embedding_model
+    from aslnb.models import build_classifier, split_at_boundary
+
+    keras.utils.set_random_seed(0)
+    a = split_at_boundary(build_classifier(3, SIZE, weights="none", freeze_until="all", head_units=[8]))[0]
+    keras.utils.set_random_seed(0)
+    b = embedding_model("resnet50", SIZE, "none")  # another model object, other names, the same layers and weights
+    assert F.structure_digest(a) == F.structure_digest(b)
+    fa = F.extract_features(a, folder, SIZE, cache_dir=tmp_path)
+    fb = F.extract_features(b, folder, SIZE, cache_dir=tmp_path)
+    assert len(computes) == 1  # the second is a cache hit
+    np.testing.assert_array_equal(fa, fb)
+    inp = keras.Input((SIZE, SIZE, 3))
+    other = keras.Model(inp, keras.layers.GlobalMaxPooling2D()(b.layers[-2](b.layers[-3](inp) if len(b.layers) > 3
+                                                                               else inp)))
+    assert F.structure_digest(other) != F.structure_digest(b)  # another pooling: another key
+
+
 def test_weights_digest_depends_on_seed():
     def small(seed):
         keras.utils.set_random_seed(seed)

@@ -203,6 +203,22 @@ def test_registry_lists_every_backbone_study_first_and_refuses_unknown_names():
     assert all(n in str(err.value) for n in names) and "\n" not in str(err.value)
 
 
+def test_auto_backbone_is_resnet50_with_imagenet_weights_else_lite0(monkeypatch):
+    import dataclasses
+
+    spec = get_backbone("resnet50")
+    for ok, want in ((True, "resnet50"), (False, "efficientnet_lite0")):
+        fake = dataclasses.replace(spec, imagenet_status=lambda ok=ok: (ok, "here" if ok else "offline"))
+        monkeypatch.setitem(registry._REGISTRY, "resnet50", fake)
+        name, why = registry.auto_backbone()
+        assert name == want and why.startswith(f"BACKBONE 'auto' -> {want}") and ("offline" in why) != ok
+        assert registry.resolve_backbone("auto") == (name, why) == registry.resolve_backbone(None)
+    assert registry.auto_backbone("my.weights.h5")[0] == "resnet50"  # a weights file is the study's backbone's
+    assert registry.resolve_backbone("efficientnet_lite2") == ("efficientnet_lite2", "")
+    with pytest.raises(ParameterError, match="vgg16"):
+        registry.resolve_backbone("vgg16")
+
+
 @pytest.mark.parametrize("name", ["resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
 def test_resnet_freeze_names_map_in_order_onto_every_backbone(name):
     spec = get_backbone(name)
@@ -339,3 +355,22 @@ def test_backbone_names_are_written_only_in_the_registry():
     assert not found, "backbone names outside aslnb/models (ask the registry instead):\n" + "\n".join(found)
     # the check itself sees a name where one is written
     assert any(_NAME.search(t) for _l, t in _string_literals(root / "aslnb/models/resnet50.py"))
+
+
+def test_frozen_stages_do_not_drop_blocks_in_fit():
+    """Keras 3 runs a nested model called with training=False in training mode during fit; EfficientNet's
+    stochastic-depth Dropouts of frozen stages must not drop (the cache stores the frozen part's inference output)."""
+    import numpy as np
+
+    from aslnb.models import apply_freeze, build_classifier, split_at_boundary
+
+    clf = build_classifier(3, 32, backbone="efficientnet_lite0", weights="none", freeze_until="all", head_units=[4])
+    drops = [l for l in clf.backbone.layers if isinstance(l, keras.layers.Dropout)]
+    assert drops and all(l.rate == 0 for l in drops)
+    frozen, _ = split_at_boundary(clf)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(frozen(x, training=True)),
+                               keras.ops.convert_to_numpy(frozen(x, training=False)), rtol=1e-5, atol=1e-5)
+    apply_freeze(clf.backbone, clf.spec, "block5", freeze_bn=False)  # block6 trains again: its stochastic depth is back
+    assert {l.rate > 0 for l in drops if l.name.startswith("block6")} == {True}
+    assert all(l.rate == 0 for l in drops if not l.name.startswith("block6"))

@@ -131,6 +131,24 @@ def test_setup_refuses_wrong_type(tmp_path):
         setup("01", _params(tmp_path, SEED=True))
 
 
+def test_setup_resolves_backbone_auto_and_says_why(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from aslnb.course.notebook import setup, train_kwargs
+    from aslnb.models import get_backbone, registry
+
+    spec = get_backbone("resnet50")
+    monkeypatch.setitem(registry._REGISTRY, "resnet50", dataclasses.replace(spec, imagenet_status=lambda: (False, "offline")))
+    run = setup("04", _params(tmp_path, RUN_DIR=None, BACKBONE="auto", FINE_TUNE_EPOCHS=None))
+    out = capsys.readouterr().out
+    assert run.params["BACKBONE"] == "efficientnet_lite0" and run.backbone_why in out
+    assert run.backbone_why.startswith("BACKBONE 'auto' -> efficientnet_lite0") and "offline" in run.backbone_why
+    assert "WITHOUT ImageNet" not in out  # the NOTE is about ResNet50, which this run does not train
+    assert train_kwargs(run, run.params["BACKBONE"])["backbone"] == "efficientnet_lite0"
+    assert "32px" in run.stamp()
+    assert "lite0 ImageNet · 32px" in run.stamp("lite0 ImageNet · 32px")
+
+
 def test_setup_refuses_bad_backbone_and_profile(tmp_path):
     from aslnb.course.notebook import setup
 
@@ -262,3 +280,24 @@ def test_tiny_images_neighbouring_frames_look_alike(tiny_images):
 
     d = neighbour_vs_random(scan_folder(tiny_images), size=16, pairs=40)
     assert d["neighbouring frames"] < d["random frames, same class"] < d["random frames, different classes"]
+
+
+def test_recipe_epoch_timer_and_weight_difference():
+    import keras
+    import numpy as np
+
+    from aslnb.course import recipe
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x, y = np.zeros((40, 4), "float32"), recipe.one_hot(np.arange(40) % 3, 3)
+    assert y.shape == (40, 3) and y.sum() == 40
+    timer = recipe.EpochTimer(8)
+    before = model.get_weights()
+    model.fit(x + 1, y, batch_size=8, epochs=2, verbose=0, callbacks=[timer])
+    assert len(timer.per_image) == 2 and timer.seconds_per_image > 0
+    assert recipe.max_weight_difference(model, before) > 0
+    assert recipe.max_weight_difference(model, model.get_weights()) == 0
+    assert recipe.STUDY["seconds_per_epoch"] == 132 and recipe.STUDY["gpu"].endswith("K80")

@@ -46,13 +46,16 @@ def test_parse_extra_reads_yaml_values():
 
 
 def test_plan_runs_04_once_per_backbone_and_routes_extras(tmp_path):
+    from aslnb.course.report import report_backbones
+
     jobs = plan("smoke", out=tmp_path, extra=["FINE_TUNE_EPOCHS=1"])
     names = [j["name"] for j in jobs]
     assert names[0].startswith("01_") and names[-1].startswith("05_")
-    assert "04_finetune_resnet50.ipynb" in names and "04_finetune_efficientnet_lite0.ipynb" in names
+    runs04 = [n for n in names if n.startswith("04_")]
+    assert runs04 == [f"04_finetune_{b}.ipynb" for b in report_backbones("smoke")]
+    assert set(runs04) == {"04_finetune_resnet50.ipynb", "04_finetune_efficientnet_lite0.ipynb"}
     by = {j["name"]: j["parameters"] for j in jobs}
     assert by["04_finetune_efficientnet_lite0.ipynb"]["BACKBONE"] == "efficientnet_lite0"
-    assert by["04_finetune_efficientnet_lite0.ipynb"]["WEIGHTS"] == "imagenet"
     assert by["04_finetune_resnet50.ipynb"]["FINE_TUNE_EPOCHS"] == 1
     assert "FINE_TUNE_EPOCHS" not in by[names[0]]  # 01 does not declare it
     assert all(p["REPORT_DIR"] == str((tmp_path / "smoke").resolve()) for p in by.values())
@@ -279,6 +282,23 @@ def test_a_report_killed_mid_run_is_recovered(tmp_path):
     report = _snapshot(tmp_path / "out" / "smoke")
     assert report["runs/resnet50/model.keras"] == old["runs/resnet50/model.keras"] and "made.txt" in report
     assert not (tmp_path / "out" / "smoke.previous").exists()
+
+
+def test_report_backbones_cpu_one_pretrained_run_gpu_both(monkeypatch):
+    import dataclasses
+
+    from aslnb.course.report import report_backbones
+    from aslnb.models import get_backbone, registry
+
+    spec = get_backbone("resnet50")
+    for ok, first in ((False, "efficientnet_lite0"), (True, "resnet50")):
+        monkeypatch.setitem(registry._REGISTRY, "resnet50", dataclasses.replace(spec, imagenet_status=lambda ok=ok: (ok, "")))
+        assert report_backbones("cpu") == [first]  # no random-weight ResNet50 run on a CPU
+        assert report_backbones("gpu")[0] == first and set(report_backbones("gpu")) == {"resnet50", "efficientnet_lite0"}
+    jobs = plan("cpu", notebooks=["04"])
+    assert [j["name"] for j in jobs] == ["04_finetune_resnet50.ipynb"] and jobs[0]["parameters"]["BACKBONE"] == "resnet50"
+    jobs = plan("cpu", notebooks=["04"], extra=["BACKBONE=auto"])
+    assert [j["name"] for j in jobs] == ["04_finetune_resnet50.ipynb"] and jobs[0]["parameters"]["BACKBONE"] == "resnet50"
 
 
 def test_plan_with_one_backbone_runs_04_once(tmp_path):

@@ -67,10 +67,10 @@ def test_project_2d_shapes():
         transfer.project_2d(x, method="umap")
 
 
-def test_restricted_accuracy():
-    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.1, 0.4]])
-    assert transfer.restricted_accuracy(probs, np.array([1, 2]), [0, 1, 2]) == 0.5
-    assert transfer.restricted_accuracy(probs, np.array([2, 0]), [0, 2]) == 1.0  # 1 is never predicted
+def test_external_accuracy_takes_the_argmax_over_all_outputs():
+    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.1, 0.4], [0.2, 0.2, 0.6]])
+    assert transfer.external_accuracy(probs, np.array([1, 2, 2])) == pytest.approx(2 / 3)  # row 2 predicts 0: wrong
+    assert transfer.external_accuracy(probs, np.array([1, 0, 2])) == 1.0
 
 
 def test_positions_in():
@@ -82,10 +82,27 @@ def test_positions_in():
         transfer.positions_in(folder, other)
 
 
-def test_backbone_weights():
-    assert transfer.backbone_weights(None) == {"resnet50": "none", "efficientnet_lite0": "imagenet"}
-    desc = transfer.describe_weights(transfer.backbone_weights("none"))
-    assert "random" in desc["resnet50"] and "imagenet" in desc["efficientnet_lite0"]
+def test_compared_models_are_one_backbone_with_two_weight_sets():
+    models = transfer.compared_models("efficientnet_lite0")
+    assert sorted(models.values()) == [("efficientnet_lite0", "imagenet"), ("efficientnet_lite0", "none")]
+    assert transfer.compared_models("resnet50", "auto") == transfer.compared_models("resnet50", None)
+    desc = transfer.describe_weights(models)
+    assert {"random" in d for d in desc.values()} == {True, False}
+
+
+def test_folder_features_equal_whole_folder_extraction_and_fill_the_gaps(tmp_dataset, tmp_path):
+    from aslnb.data.scan import scan_folder
+    from aslnb.features import extract_features
+
+    folder = scan_folder(tmp_dataset({"A": 4, "B": 4}))
+    emb = transfer.embedding_model("resnet50", 32, "none")
+    parts = [folder.subset(np.array([5, 0, 2])), folder.subset(np.array([7, 1]))]  # 3, 4, 6 in no part
+    got = transfer.folder_features(emb, folder, parts, 32, cache_dir=tmp_path / "cache")
+    want = np.asarray(extract_features(emb, folder, 32))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    cache = tmp_path / "cache"
+    transfer.folder_features(emb, folder, parts, 32, cache_dir=cache)
+    assert len([p for p in cache.iterdir() if p.name.startswith("features-")]) == 3  # two parts + the rest
 
 
 def test_embedding_model_and_scratch_cnn_shapes():

@@ -44,7 +44,7 @@ COMMON_PARAMS: dict[str, tuple[type, ...]] = {
     "IMAGE_SIZE": (int, type(None)), "EPOCHS": (int, type(None)),
 }
 NOTEBOOK_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
-    "01": {}, "02": {}, "03": {}, "04": {"RUN_DIR": (str, type(None)), "BACKBONE": (str,),
+    "01": {}, "02": {}, "03": {"BACKBONE": (str,)}, "04": {"RUN_DIR": (str, type(None)), "BACKBONE": (str,),
                                          "FINE_TUNE_EPOCHS": (int, type(None))},
     "05": {"RUN_DIR": (str, type(None))},
 }
@@ -69,15 +69,20 @@ class NotebookRun:
     report_dir: Path | None
     fig_dir: Path
     started: float = field(default_factory=time.time)
+    backbone_why: str = ""  # why BACKBONE 'auto' became the backbone it did (empty when one was named)
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
 
-    def stamp(self) -> str:
-        """One line naming what produced a figure or number."""
+    def stamp(self, what: str | None = None) -> str:
+        """One line naming what produced a figure or number.
+
+        ``what``: the model(s) and image size, e.g. ``"efficientnet_lite0 ImageNet · 128px"``
+        (default: the profile's image size and weights setting).
+        """
         s = self.settings
-        return (f"aslnb nb{self.notebook} · profile {self.params['PROFILE']} · {s['image_size']}px · "
-                f"weights {s['weights']} · seed {self.params['SEED']}")
+        what = what or f"{s['image_size']}px · weights {s['weights']}"
+        return f"aslnb nb{self.notebook} · profile {self.params['PROFILE']} · {what} · seed {self.params['SEED']}"
 
 
 def _check_types(values: dict[str, Any], spec: dict[str, tuple[type, ...]]) -> None:
@@ -102,11 +107,11 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
         raise ParameterError(f"parameter(s) {', '.join(missing)} not defined: run the parameters cell first")
     _check_types(given, spec)
     if "BACKBONE" in given:
-        from ..models.registry import backbone_names
+        from ..models.registry import AUTO_BACKBONE, backbone_names
 
-        if given["BACKBONE"] not in backbone_names():
+        if given["BACKBONE"] not in (AUTO_BACKBONE, *backbone_names()):
             raise ParameterError(f"parameter BACKBONE={given['BACKBONE']!r}: choose one of "
-                                 f"{', '.join(backbone_names())}")
+                                 f"{', '.join((AUTO_BACKBONE, *backbone_names()))}")
     given["PROFILE"], note = resolve_profile(given["PROFILE"])
     if note:
         print(note)
@@ -115,6 +120,10 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
                        ("fine_tune_epochs", "FINE_TUNE_EPOCHS")):
         if given.get(pname) is not None:
             settings[key] = given[pname]
+    if "BACKBONE" in given:  # 'auto': ResNet50 where its ImageNet weights are at hand, else EfficientNet-Lite0
+        from ..models.registry import resolve_backbone
+
+        given["BACKBONE"], why = resolve_backbone(given["BACKBONE"], settings["weights"])
     from ..settings import resolve_data_dir, resolve_external_dir
 
     data_dir = ensure_data(given["DATA_DIR"]) or resolve_data_dir(given["DATA_DIR"])
@@ -124,8 +133,11 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
     import keras
 
     keras.utils.set_random_seed(given["SEED"])
-    run = NotebookRun(notebook, given, settings, data_dir, external_dir, report_dir, fig_dir)
+    run = NotebookRun(notebook, given, settings, data_dir, external_dir, report_dir, fig_dir,
+                      backbone_why=why if "BACKBONE" in given else "")
     print(banner(run))
+    if run.backbone_why:
+        print(run.backbone_why)
     return run
 
 
@@ -153,7 +165,7 @@ def banner(run: NotebookRun) -> str:
         f"  settings : image {s['image_size']}px · epochs {s['epochs']} · batch {s['batch_size']} · "
         f"per class {s['limit_per_class'] or 'all'} · seed {run.params['SEED']}",
     ]
-    if resolve_weights(study, s["weights"])[0] == "none":
+    if run.params.get("BACKBONE", study) == study and resolve_weights(study, s["weights"])[0] == "none":
         lines.append(f"  NOTE     : {study} runs WITHOUT ImageNet pretraining here (weights 'none'): "
                      "its numbers are a no-pretraining baseline.")
     if not gpu_visible() and run.params["PROFILE"] == "gpu":
@@ -161,13 +173,14 @@ def banner(run: NotebookRun) -> str:
     return "\n".join(lines)
 
 
-def save_fig(run: NotebookRun, fig, name: str, *, stamp: bool = True) -> Path:
-    """Save ``fig`` as ``<fig_dir>/nb<NN>_<name>.png``, stamped with what produced it."""
+def save_fig(run: NotebookRun, fig, name: str, *, stamp: bool = True, what: str | None = None) -> Path:
+    """Save ``fig`` as ``<fig_dir>/nb<NN>_<name>.png``, stamped with what produced it (``what``: see
+    :meth:`NotebookRun.stamp`)."""
     run.fig_dir.mkdir(parents=True, exist_ok=True)
     if stamp:
         from .plots import stamp as add_stamp
 
-        add_stamp(fig, run.stamp())
+        add_stamp(fig, run.stamp(what))
     path = run.fig_dir / f"nb{run.notebook}_{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path

@@ -2,8 +2,10 @@
 
 What a report folder holds:
 
-* the executed notebooks (``01_dataset.ipynb`` ...; notebook 04 twice, once per
-  backbone: ``04_finetune_resnet50.ipynb`` and ``04_finetune_efficientnet_lite0.ipynb``),
+* the executed notebooks (``01_dataset.ipynb`` ...; notebook 04 once per backbone of
+  :func:`report_backbones`, named after it: ``04_finetune_efficientnet_lite0.ipynb`` offline
+  on ``cpu``, ``04_finetune_resnet50.ipynb`` where ResNet50's ImageNet weights are at hand;
+  the ``gpu`` profile runs both),
 * an HTML rendering of each (images embedded),
 * ``figures/``: every figure as PNG (written by the notebooks' ``save_fig``),
 * ``runs/``: the trained models (large: keep them out of git),
@@ -47,9 +49,26 @@ from .report_params import check_extras, parse_extra
 CELL_TIMEOUT = {"smoke": 300, "cpu": 1800, "gpu": 3600}
 
 
+def report_backbones(profile: str, weights: str | None = None) -> list[str]:
+    """The backbones notebook 04 runs with in a report of ``profile``, one run each.
+
+    First ``BACKBONE="auto"`` resolved (:func:`aslnb.models.registry.auto_backbone`: the
+    study's ResNet50 where its ImageNet weights are at hand, else EfficientNet-Lite0); the
+    ``gpu`` profile adds the other course backbones (there both have ImageNet weights), and
+    so does ``smoke`` (seconds each; the tests see every course backbone through 04 and 05).
+    The ``cpu`` profile runs one backbone only: offline that is EfficientNet-Lite0 with
+    ImageNet weights; a random-weight ResNet50 run teaches nothing notebook 03 does not show
+    and costs minutes.
+    """
+    from ..models.registry import course_backbones, resolve_backbone
+
+    first = resolve_backbone("auto", weights or get_profile(profile)["weights"])[0]
+    others = [b for b in course_backbones() if b != first] if profile != "cpu" else []
+    return [first, *others]
+
+
 def second_backbone() -> dict[str, str]:
-    """The second run of notebook 04: the registry's other course backbone, with its own weights
-    (EfficientNet-Lite0: real ImageNet weights, offline)."""
+    """Kept for callers of earlier versions: the registry's second course backbone, with its own weights."""
     from ..models.registry import course_backbones, get_backbone
 
     name = course_backbones()[1]
@@ -93,6 +112,8 @@ def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, externa
             raise ParameterError(f"--notebooks {','.join(bad)}: unknown; choose from {','.join(sorted(known))}")
         sources = [p for p in sources if p.name[:2] in {n[:2] for n in wanted}]
     extras = parse_extra(extra)
+    if extras.get("BACKBONE") == "auto":  # -p BACKBONE=auto: the backbone it resolves to, named in the file
+        extras["BACKBONE"] = report_backbones(profile, weights)[0]
     declared = {p: set(papermill.inspect_notebook(str(p))) for p in sources}
     check_extras(extras, set().union(*declared.values()), [p.name for p in sources])
     base: dict[str, Any] = {"PROFILE": profile, "REPORT_DIR": str(report_dir)}
@@ -111,13 +132,10 @@ def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, externa
             name = f"{src.name[:3]}finetune_{extras['BACKBONE']}.ipynb" if src.name.startswith("04_") else name
         jobs.append({"source": src, "name": name, "parameters": params})
         if src.name.startswith("04_") and "BACKBONE" in declared[src] and "BACKBONE" not in extras:
-            from ..models.registry import default_backbone
-
-            second = second_backbone()
-            jobs[-1]["name"] = f"04_finetune_{default_backbone()}.ipynb"
-            jobs[-1]["parameters"]["BACKBONE"] = default_backbone()
-            jobs.append({"source": src, "name": f"04_finetune_{second['BACKBONE']}.ipynb",
-                         "parameters": {**params, **second}})
+            del jobs[-1]
+            for backbone in report_backbones(profile, weights):
+                jobs.append({"source": src, "name": f"04_finetune_{backbone}.ipynb",
+                             "parameters": {**params, "BACKBONE": backbone}})
     return jobs
 
 

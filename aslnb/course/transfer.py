@@ -4,8 +4,8 @@ Notebook 03 uses this module. A *linear probe* is a logistic regression
 trained on the frozen, globally pooled features of a backbone: if a linear
 classifier separates the classes well, the backbone's features already carry
 the information, without any fine-tuning. Comparing probes of a randomly
-initialised ResNet50 and an ImageNet-pretrained EfficientNet-Lite0 on a
-*random* and a *blocked* split (see :mod:`aslnb.data.splits`) separates what
+initialised and an ImageNet-pretrained copy of the same backbone (EfficientNet-Lite0
+offline, ResNet50 where its ImageNet weights are at hand) on a *random* and a *blocked* split (see :mod:`aslnb.data.splits`) separates what
 pretraining gives from what near-duplicate frames leak.
 """
 from __future__ import annotations
@@ -20,16 +20,12 @@ import numpy as np
 from ..config import PROFILES, profile_section
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
-from ..models.registry import build_backbone, course_backbones, get_backbone, run_weights, weights_source
+from ..models.registry import build_backbone, get_backbone, weights_source
 
 #: Per-profile settings of notebook 03: the ``transfer_*`` settings of :mod:`aslnb.config`'s profiles,
 #: without the prefix. ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter
 #: overrides it); ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added).
 TRANSFER_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "transfer_") for name in PROFILES}
-
-#: The backbones compared (the registry's course backbones: the study's first).
-PROBE_BACKBONES = course_backbones()
-
 
 def transfer_defaults(profile: str) -> dict[str, Any]:
     """A copy of :data:`TRANSFER_DEFAULTS` for ``profile`` (``cpu`` for unknown names)."""
@@ -37,15 +33,20 @@ def transfer_defaults(profile: str) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else v) for k, v in d.items()}
 
 
-def backbone_weights(resnet_weights: str | None) -> dict[str, str]:
-    """The weights each compared backbone uses: the study's ResNet50 follows the run (``resnet_weights``),
-    the others use their registry default (EfficientNet-Lite: its offline ImageNet weights)."""
-    return {name: run_weights(name, resnet_weights or "none") for name in PROBE_BACKBONES}
+def compared_models(backbone: str, pretrained: str | None = None) -> dict[str, tuple[str, str]]:
+    """Notebook 03's two embedders: ``{label: (backbone, weights)}``, the SAME backbone with
+    pretrained weights (``pretrained``, default ImageNet) and with random initialisation.
+
+    One architecture, two sets of weights: the difference is what pretraining gives.
+    """
+    pretrained = pretrained if pretrained not in (None, "", "none", "auto") else "imagenet"
+    return {f"{backbone} · {'ImageNet' if pretrained == 'imagenet' else pretrained}": (backbone, pretrained),
+            f"{backbone} · random init": (backbone, "none")}
 
 
-def describe_weights(weights: dict[str, str]) -> dict[str, str]:
-    """Human-readable source of each backbone's weights (for the notebook's table)."""
-    return {name: weights_source(name, w) for name, w in weights.items()}
+def describe_weights(models: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Human-readable source of each compared model's weights (``{label: (backbone, weights)}``)."""
+    return {label: weights_source(b, w) for label, (b, w) in models.items()}
 
 
 def embedding_model(backbone: str, image_size: int, weights: str | None) -> keras.Model:
@@ -77,6 +78,34 @@ def positions_in(folder: ImageFolder, subset: ImageFolder) -> np.ndarray:
         return np.array([where[f] for f in subset.files.tolist()], dtype=np.int64)
     except KeyError as exc:
         raise ParameterError(f"{exc.args[0]}: not a file of the folder the features were extracted from") from None
+
+
+def folder_features(model: keras.Model, folder: ImageFolder, parts: list[ImageFolder], image_size: int, *,
+                    batch_size: int = 32, cache_dir=None) -> np.ndarray:
+    """Features of every image of ``folder`` (its order), extracted part by part.
+
+    ``parts``: split parts of ``folder`` (train, val, test); images in none of them (the
+    blocked split's gaps) are one more part. Cached per part, so ``aslnb.train``
+    (notebook 04), which extracts the same train and val parts through the same frozen
+    model, finds them in the cache instead of computing them again.
+    """
+    from ..features import extract_features
+
+    out: np.ndarray | None = None
+    covered = np.zeros(len(folder), dtype=bool)
+    chunks = [(positions_in(folder, part), part) for part in parts if len(part)]
+    for pos, _ in chunks:
+        covered[pos] = True
+    if not covered.all():
+        rest = np.flatnonzero(~covered)
+        chunks.append((rest, folder.subset(rest)))
+    for pos, part in chunks:
+        f = np.asarray(extract_features(model, part, image_size, batch_size=batch_size, cache_dir=cache_dir))
+        if out is None:
+            out = np.empty((len(folder), *f.shape[1:]), dtype=f.dtype)
+        out[pos] = f
+    assert out is not None
+    return out
 
 
 def linear_probe(
@@ -258,15 +287,13 @@ def train_scratch(
     return ScratchResult(model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}, acc, seconds)
 
 
-def restricted_accuracy(probs: np.ndarray, labels: np.ndarray, allowed: list[int]) -> float:
-    """Accuracy when the prediction is the most probable of the ``allowed`` class ids only.
-
-    For a cross-dataset test whose images cover only some training classes: a
-    class the test set cannot contain (``del``, ``nothing``, ``space``) is never predicted.
+def external_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy on an external set (Massey), the course's one definition: the prediction is the
+    argmax over ALL the model's outputs (29 here), the labels are training class ids of the
+    classes the set shares (26 Massey letters); predicting a class the set cannot hold
+    (``del``, ``nothing``, ``space``) counts as wrong. :func:`aslnb.evaluate.evaluate` scores the same way.
     """
-    allowed = np.asarray(sorted(allowed))
-    pred = allowed[np.asarray(probs)[:, allowed].argmax(axis=1)]
-    return float((pred == np.asarray(labels)).mean())
+    return float((np.asarray(probs).argmax(axis=1) == np.asarray(labels)).mean())
 
 
 def probe_results_table(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:

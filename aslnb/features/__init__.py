@@ -104,6 +104,18 @@ def _files_digest(folder: ImageFolder) -> str:
     return h.hexdigest()[:16]
 
 
+def structure_digest(model: keras.Model) -> str:
+    """sha256 (16 hex) of ``model``'s layer classes, nested models flattened, in order.
+
+    Layer and tensor names are left out on purpose: Keras numbers them per process
+    (``keras_tensor_161``, ``dense_3``), so the same frozen part built by notebook 03,
+    notebook 04 and ``aslnb train`` must give the same key. Together with the weights
+    digest and the output shape this identifies what the frozen part computes.
+    """
+    classes = [type(layer).__name__ for layer in model._flatten_layers(include_self=False, recursive=True)]
+    return hashlib.sha256(json.dumps(classes).encode()).hexdigest()[:16]
+
+
 def cache_key(folder: ImageFolder, image_size: int, frozen: keras.Model, precision: str = "float32") -> str:
     """Key of the features of ``folder`` through ``frozen`` at ``image_size`` in ``precision``.
 
@@ -115,7 +127,7 @@ def cache_key(folder: ImageFolder, image_size: int, frozen: keras.Model, precisi
         "labels": hashlib.sha256(np.asarray(folder.labels, dtype=np.int64).tobytes()).hexdigest()[:16],
         "image_size": int(image_size),
         "weights": weights_digest(frozen),
-        "boundary": frozen.output.name if hasattr(frozen.output, "name") else str(frozen.output_shape),
+        "structure": structure_digest(frozen),
         "output_shape": list(frozen.output_shape[1:]),
         "precision": resolve_precision(precision),
     }

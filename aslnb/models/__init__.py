@@ -7,7 +7,9 @@ from . import efficientnet_lite  # noqa: F401 - registers efficientnet_lite0/1/2
 from .classifier import Classifier, apply_freeze, build_classifier, frozen_stages, split_at_boundary
 from .layers import CaffePreprocess
 from .registry import (
+    AUTO_BACKBONE,
     BackboneSpec,
+    auto_backbone,
     backbone_names,
     build_backbone,
     check_weights,
@@ -16,13 +18,14 @@ from .registry import (
     freeze_point,
     get_backbone,
     register,
+    resolve_backbone,
     resolve_weights,
     run_weights,
     weights_source,
 )
 
 __all__ = [
-    "BackboneSpec", "CaffePreprocess", "Classifier", "apply_freeze", "backbone_names", "build_backbone", "build_classifier",
+    "AUTO_BACKBONE", "auto_backbone", "resolve_backbone", "BackboneSpec", "CaffePreprocess", "Classifier", "apply_freeze", "backbone_names", "build_backbone", "build_classifier",
     "check_weights", "course_backbones", "default_backbone", "freeze_point", "frozen_stages", "get_backbone",
     "register", "resolve_weights", "run_weights", "split_at_boundary", "weights_source",
 ]

@@ -64,11 +64,20 @@ def boundary_layer(backbone: keras.Model, spec: BackboneSpec, freeze_until: str)
 
 
 def apply_freeze(backbone: keras.Model, spec: BackboneSpec, freeze_until: str, *, freeze_bn: bool) -> None:
-    """Set ``trainable`` per layer: frozen stages off, BN off when ``freeze_bn``."""
+    """Set ``trainable`` per layer: frozen stages off, BN off when ``freeze_bn``.
+
+    Dropout layers of frozen stages (EfficientNet's stochastic depth) get rate 0, their own
+    rate back when their stage is unfrozen: Keras 3 does not pass a nested call's
+    ``training=False`` on during ``fit``, so they would otherwise drop blocks of the frozen
+    part, which then would not be the fixed function the feature cache stores.
+    """
     stages = set(frozen_stages(spec, freeze_until))
     backbone.trainable = True
     for layer in backbone.layers:
         frozen = spec.stage_of(layer.name) in stages
+        if isinstance(layer, keras.layers.Dropout):
+            rate = layer.__dict__.setdefault("_aslnb_rate", layer.rate)
+            layer.rate = 0.0 if frozen else rate
         if isinstance(layer, keras.layers.BatchNormalization) and freeze_bn:
             frozen = True
         layer.trainable = not frozen

