@@ -255,9 +255,10 @@ def test_weights_parameter_applies_to_the_notebooks_own_backbone(tmp_path):
     assert train_kwargs(run, "efficientnet_lite0")["weights"] == "none"
 
 
-def test_random_vs_blocked_uses_the_course_probe(tiny_images):
-    """Notebook 05's random-vs-blocked probe is transfer.linear_probe on the two splits' indices."""
-    from aslnb.course.analysis import random_vs_blocked, split_indices
+@pytest.mark.parametrize("method", ["chunk", "blocked"])
+def test_random_vs_split_uses_the_course_probe(tiny_images, method):
+    """Notebook 05's random-vs-headline probe is transfer.linear_probe on the two splits' indices."""
+    from aslnb.course.analysis import random_vs_split, split_indices
     from aslnb.course.transfer import linear_probe
     from aslnb.data import load_images, scan_folder, split_folder
     from aslnb.data.splits import limit_folder
@@ -265,12 +266,12 @@ def test_random_vs_blocked_uses_the_course_probe(tiny_images):
     full = scan_folder(tiny_images)
     folder = limit_folder(full.subset(np.flatnonzero(full.labels < 4)), 40)
     feats = load_images(folder.files, 8).reshape(len(folder), -1).astype(np.float32)
-    probe = random_vs_blocked(folder, feats, seed=0)
-    assert set(probe) == {"random", "blocked"}
+    probe = random_vs_split(folder, feats, method, seed=0)
+    assert set(probe) == {"random", method}
     assert probe["random"] > 0.9  # one colour per class: a linear probe separates them
-    idx = split_indices(folder, split_folder(folder, "blocked", val_fraction=0.1, test_fraction=0.2, seed=0))
+    idx = split_indices(folder, split_folder(folder, method, val_fraction=0.1, test_fraction=0.2, seed=0))
     tr, te = idx["train"], idx["test"]
-    assert probe["blocked"] == linear_probe(feats[tr], folder.labels[tr], feats[te], folder.labels[te])
+    assert probe[method] == linear_probe(feats[tr], folder.labels[tr], feats[te], folder.labels[te])
 
 
 def test_tiny_images_neighbouring_frames_look_alike(tiny_images):

@@ -103,9 +103,17 @@ def test_heat_focus_small_for_a_spot_half_for_a_flat_map():
     assert R.heat_focus(np.zeros((4, 4))) == 1.0
 
 
-def test_best_backbone_follows_resnet50_weights():
-    assert R.best_backbone("none") == "efficientnet_lite0"
-    assert R.best_backbone("imagenet") == "resnet50"
+def test_best_backbone_is_what_notebook_04_auto_resolves_to(monkeypatch):
+    import dataclasses
+
+    from aslnb.models import get_backbone, registry
+
+    spec = get_backbone("resnet50")
+    for ok, expected in ((False, "efficientnet_lite0"), (True, "resnet50")):
+        monkeypatch.setitem(registry._REGISTRY, "resnet50",
+                            dataclasses.replace(spec, imagenet_status=lambda ok=ok: (ok, "")))
+        for weights in ("auto", "imagenet"):
+            assert R.best_backbone(weights) == expected == registry.resolve_backbone("auto", weights)[0]
 
 
 def test_model_stamp_names_backbone_weights_size_and_phases():

@@ -6,7 +6,8 @@
     python tools/refresh_notebooks.py            # copies their outputs into notebooks/
     python tools/refresh_notebooks.py --check    # exit 1 if notebooks/ and the report differ
 
-Each executed notebook ``reports/cpu/<name>`` must have exactly the cells of
+Each executed notebook ``reports/cpu/<name>`` (notebook 04: its one run, named after the
+backbone ``auto`` chose) must have exactly the cells of
 ``notebooks/<name>`` (papermill's injected-parameters cell aside): a notebook edited
 since the report ran is refused with the command to rerun. The source notebook keeps
 its own cells, ids and parameters; it gets the report's outputs and execution counts.
@@ -57,6 +58,17 @@ def with_outputs(source, executed):
     return out
 
 
+def report_copy(report: Path, name: str) -> Path:
+    """The executed copy of notebook ``name`` in ``report``: the same name, or the one run of it
+    (notebook 04 is named after the backbone its ``BACKBONE="auto"`` resolved to, e.g.
+    ``04_finetune_efficientnet_lite0.ipynb`` offline)."""
+    exact = report / name
+    if exact.is_file():
+        return exact
+    runs = sorted(report.glob(f"{name[:3]}*.ipynb"))
+    return runs[0] if len(runs) == 1 else exact
+
+
 def main(argv: list[str] | None = None) -> int:
     import nbformat
 
@@ -67,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Path(args.report)
     bad = 0
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        ran_path = report / path.name
+        ran_path = report_copy(report, path.name)
         if not ran_path.is_file():
             print(f"{ran_path}: missing; run `make report` first", file=sys.stderr)
             bad += 1

@@ -151,19 +151,19 @@ def pooled_features(model, folder: ImageFolder, image_size: int, cache_dir=None,
     return extract_features(pooled_extractor(model), folder, image_size, batch_size=batch_size, cache_dir=cache_dir)
 
 
-def random_vs_blocked(folder: ImageFolder, features: np.ndarray, *, val_fraction: float = 0.1,
-                      test_fraction: float = 0.2, seed: int = 0) -> dict[str, float]:
+def random_vs_split(folder: ImageFolder, features: np.ndarray, method: str, *, val_fraction: float = 0.1,
+                    test_fraction: float = 0.2, seed: int = 0) -> dict[str, float]:
     """Linear-probe test accuracy (:func:`aslnb.course.transfer.linear_probe`) on the same features
-    with a random and with a blocked split."""
+    with a random split and with split ``method`` (the run's: the headline split of notebook 01)."""
     from ..data.splits import split_folder
     from .transfer import linear_probe
 
     out = {}
-    for method in ("random", "blocked"):
-        idx = split_indices(folder, split_folder(folder, method, val_fraction=val_fraction,
+    for m in dict.fromkeys(("random", method)):
+        idx = split_indices(folder, split_folder(folder, m, val_fraction=val_fraction,
                                                  test_fraction=test_fraction, seed=seed))
         tr, te = idx["train"], idx["test"]
-        out[method] = linear_probe(features[tr], folder.labels[tr], features[te], folder.labels[te])
+        out[m] = linear_probe(features[tr], folder.labels[tr], features[te], folder.labels[te])
     return out
 
 

