@@ -100,6 +100,17 @@ def _tool():
     return mod
 
 
+def test_every_exercise_has_a_hint_and_a_collapsed_solution(notebook):
+    path, nb = notebook
+    text = next(c.source for c in nb.cells if c.cell_type == "markdown" and "## Exercises" in c.source)
+    text = text[text.index("## Exercises"):]
+    items = re.split(r"(?m)^\d+\. ", text)[1:]
+    assert items, f"{path.name}: number the exercises (1. 2. ...)"
+    for i, item in enumerate(items, 1):
+        assert "<details><summary>Hint</summary>" in item and "<details><summary>Solution</summary>" in item, \
+            f"{path.name}: exercise {i} needs a collapsed hint and solution (<details><summary>Hint</summary>...)"
+
+
 def test_stored_outputs_are_the_cpu_report(notebook):
     """What a learner sees in notebooks/ is the real cpu run of reports/cpu/, cell for cell."""
     path, nb = notebook
