@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.external import load_external
+from .data.external import format_signer_scores, load_external, signer_scores
 from .data.images import load_images
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import split_folder
@@ -227,11 +227,16 @@ def evaluate(
         shared = [class_names.index(c) for c in ext.shared_classes]
         metrics["external"] = {**ext.describe(), "shared_classes": ext.shared_classes,
                                **score(ext_folder.labels, eprobs, class_names, labels=shared)}
+        by_signer = signer_scores(eprobs.argmax(1) == ext_folder.labels, ext_folder.files, ext_folder.labels)
+        if by_signer is not None:
+            metrics["external"]["signers"] = by_signer
     if verbose:
         line = f"{subset} accuracy {metrics['held_out']['accuracy']:.4f} (top-3 {metrics['held_out']['top3_accuracy']:.4f}) on {len(part)} images"
         if "external" in metrics:
             line += f"; external accuracy {metrics['external']['accuracy']:.4f} on {metrics['external']['n_images']} images"
         print(line, flush=True)
+        if "signers" in metrics.get("external", {}):
+            print("\n".join(format_signer_scores(metrics["external"]["signers"])), flush=True)
     if write:
         write_json(run_dir / name, metrics)
         write_json(run_dir / name.replace("metrics", "timing", 1), timing)
