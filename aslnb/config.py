@@ -76,6 +76,11 @@ class TrainConfig:
                                            "--freeze-until)")
     fine_tune_lr: float = _p(1e-5, "learning rate of the second phase")
     augment: bool = _p(False, "random rotation/zoom/brightness while training (bypasses the feature cache)")
+    hand_views: int = _p(0, "extra training views per frame: the hand cut out of the ASL room (the 'nothing' frames), "
+                             "cropped, pasted on black/plain/noise/gradient backgrounds, augmented; cached as images, "
+                             "training only (0: none)")
+    view_augment: float = _p(1.0, "strength of the Keras augmentation (flip, rotation, scale, colour, cutout) of the "
+                                  "hand views, 0..2 (0: flip only)")
     cache_features: str = _p("auto", "compute the frozen part once per image and train the rest on it (auto: "
                                      "whenever something is frozen and augmentation is off)", CACHE_MODES)
     limit_per_class: int | None = _p(None, "use at most N >= 4 images per class, for quick runs (default: all)")
@@ -110,10 +115,10 @@ class TrainConfig:
             if not cond:
                 raise ParameterError(msg)
 
-        for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs"):
+        for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs", "hand_views"):
             v = getattr(self, name)
             need(_is_int(v), f"{name}={v!r}: must be an integer")
-        for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction"):
+        for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction", "view_augment"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{name}={v!r}: must be a number")
             need(math.isfinite(v), f"{name}={v!r}: must be a finite number, e.g. {_default_of(name)}")
@@ -123,6 +128,8 @@ class TrainConfig:
         need(self.batch_size >= 1, f"batch_size={self.batch_size}: must be at least 1")
         need(self.fine_tune_epochs >= 0,
              f"fine_tune_epochs={self.fine_tune_epochs}: must be 0 (no second phase) or more")
+        need(0 <= self.hand_views <= 8, f"hand_views={self.hand_views}: must be in 0..8 (0: none)")
+        need(0 <= self.view_augment <= 2, f"view_augment={self.view_augment}: must be in 0..2, e.g. 1")
         need(0 <= self.seed <= MAX_SEED, f"seed={self.seed}: must be in 0..{MAX_SEED} (2**32-1); use e.g. seed=0")
         for name in ("learning_rate", "fine_tune_lr"):
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)}: must be positive, e.g. {_default_of(name)}")

@@ -207,6 +207,7 @@ def evaluate(
         "image_size": size,
         "held_out": score(part.labels, probs, class_names),
     }
+    metrics["held_out"]["interval"] = held_out_interval(part, probs)
     timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": subset,
                               "predict_seconds": round(seconds, 3),
                               "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
@@ -245,6 +246,17 @@ def evaluate(
                 f"other data than the run's training data {cfg['data']['root']}; metrics.json is unchanged"
             print(f"metrics of {data_dir} ({where}) written to {run_dir / name}", flush=True)
     return metrics
+
+
+def held_out_interval(part: ImageFolder, probs: np.ndarray) -> dict[str, Any]:
+    """Accuracy of ``part`` with a 95% interval resampling runs of consecutive frames (groups: frame runs)."""
+    from .data.scan import frame_number
+    from .intervals import bootstrap_accuracy, frame_runs
+
+    if len(part) == 0:
+        return {}
+    runs = frame_runs(part.labels, [frame_number(f) for f in part.files])
+    return {"groups": "frame runs", **bootstrap_accuracy(probs.argmax(1) == part.labels, runs).as_dict()}
 
 
 def _names_cfg(run_dir: Path):

@@ -130,7 +130,7 @@ def compose(img: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Generat
     x = _work(img)
     m = mask.astype(np.float32)
     if crop:
-        t, lft, side = hand_box(mask)
+        t, lft, side = hand_box(mask, margin=float(rng.uniform(0.0, 0.2)))
         x, m = x[t:t + side, lft:lft + side], m[t:t + side, lft:lft + side]
     x = np.asarray(Image.fromarray(x.astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR), np.float32)
     m = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR),
