@@ -76,11 +76,9 @@ class TrainConfig:
                                            "--freeze-until)")
     fine_tune_lr: float = _p(1e-5, "learning rate of the second phase")
     augment: bool = _p(False, "random rotation/zoom/brightness while training (bypasses the feature cache)")
-    hand_views: int = _p(0, "extra training views per frame: the hand cut out of the ASL room (the 'nothing' frames), "
-                             "cropped, pasted on black/plain/noise/gradient backgrounds, augmented; cached as images, "
-                             "training only (0: none)")
-    view_augment: float = _p(1.0, "strength of the Keras augmentation (flip, rotation, scale, colour, cutout) of the "
-                                  "hand views, 0..2 (0: flip only)")
+    hand_views: int = _p(0, "training-only views per frame: the hand cut out of the room, cropped, pasted on other "
+                             "backgrounds (aslnb.features.views; 0: none)")
+    view_augment: float = _p(0.0, "Keras augmentation strength of the hand views, 0..2 (0: flip only)")
     cache_features: str = _p("auto", "compute the frozen part once per image and train the rest on it (auto: "
                                      "whenever something is frozen and augmentation is off)", CACHE_MODES)
     limit_per_class: int | None = _p(None, "use at most N >= 4 images per class, for quick runs (default: all)")
@@ -224,6 +222,7 @@ class CourseSettings:
                                                                "data-efficiency curve ('all' is added)")
     transfer_batch_size: int = _p(64, "batch size of notebook 03's embeddings and scratch CNN")
     transfer_max_iter: int = _p(1000, "iterations of notebook 03's logistic-regression probes")
+    hands_per_class: int | None = _p(None, "images per class of notebook 06's live run (None: all)")
 
 
 #: Each profile names only what differs from the :class:`TrainConfig` and :class:`CourseSettings` defaults.
@@ -240,7 +239,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "freeze_until": "all",
         "probe_size": 128, "residual_epochs": 8, "residual_depths": [4, 12, 24], "residual_size": 24,
         "residual_width": 16, "residual_per_class": 60, "transfer_scratch_epochs": 10, "transfer_batch_size": 32,
-        "transfer_max_iter": 300,
+        "transfer_max_iter": 300, "hands_per_class": 60,
     },
     "gpu": {
         "fine_tune_epochs": 5,

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aslnb.course.hands import LEVERS
 from aslnb.io import read_json, write_json
 from aslnb.provenance import device_name, versions
 
@@ -27,14 +28,6 @@ HERE = Path(__file__).resolve().parent
 #: The recipe every lever starts from: the cpu profile's EfficientNet-Lite0 run of the issue's baseline.
 BASE: dict[str, Any] = {"backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 128, "epochs": 20,
                         "freeze_until": "all", "head_units": [256], "seed": 0}
-#: Lever name -> (what it changes, parameters over BASE).
-LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "baseline": ("frames as they are", {}),
-    "views": ("+2 hand views per frame: hand cut out, cropped, pasted on black/plain/noise/gradient, flipped",
-              {"hand_views": 2, "view_augment": 0.0}),
-    "views+augment": ("the same views + Keras augmentation (rotation, scale, shift, colour jitter, cutout)",
-                      {"hand_views": 2, "view_augment": 1.0}),
-}
 
 
 def run_lever(name: str, data: str | None, external: str | None, root: Path) -> dict[str, Any]:
