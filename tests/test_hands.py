@@ -87,3 +87,23 @@ def test_hand_views_need_the_empty_room(sample_dir, tmp_path):
     no_room = train.subset(train.labels != train.class_names.index("nothing"))
     with pytest.raises(DataError, match="nothing"):
         hand_views(no_room, tmp_path, n_views=1, size=32)
+
+
+def test_train_with_hand_views_adds_training_views_only(sample_dir, tmp_path):
+    """hand_views adds views of the training split only; the held-out split and prediction are unchanged."""
+    from aslnb.io import read_json
+    from aslnb.predict import predict
+    from aslnb.train import train
+
+    common = dict(image_size=32, epochs=1, limit_per_class=8, weights="none", freeze_until="all", head_units=[8],
+                  backbone="efficientnet_lite0")
+    plain = train(sample_dir, tmp_path / "plain", verbose=0, feature_cache_dir=tmp_path / "cache", **common)
+    views = train(sample_dir, tmp_path / "views", verbose=0, feature_cache_dir=tmp_path / "cache", hand_views=1,
+                  **common)
+    sp, sv = plain.config["split"], views.config["split"]
+    assert sv["train"] == 2 * sp["train"] and sv["val"] == sp["val"] and sv["test"] == sp["test"]
+    assert read_json(tmp_path / "views" / "config.json")["params"]["hand_views"] == 1
+    assert len(list((tmp_path / "cache").glob("views-*"))) == 1
+    # prediction needs no hand views (they are training-only): a file is resized and classified
+    out = predict(tmp_path / "views", [next((sample_dir / "A").iterdir())], model=views.model)
+    assert out[0]["label"] in views.config["data"]["class_names"]
