@@ -107,3 +107,17 @@ def test_train_with_hand_views_adds_training_views_only(sample_dir, tmp_path):
     # prediction needs no hand views (they are training-only): a file is resized and classified
     out = predict(tmp_path / "views", [next((sample_dir / "A").iterdir())], model=views.model)
     assert out[0]["label"] in views.config["data"]["class_names"]
+
+
+def test_kept_recipe_is_the_benchmarks_choice_on_the_validation_signer():
+    """The recipe notebook 06 and the README use is the lever benchmarks/other_hands.json chose on hand1."""
+    from pathlib import Path
+
+    from aslnb.course.hands import KEPT, LEVERS, RECIPE
+    from aslnb.io import read_json
+
+    r = read_json(Path(__file__).resolve().parent.parent / "benchmarks" / "other_hands.json")
+    assert r["protocol"]["validation_signer"] == "hand1" and "hand1" not in r["protocol"]["test_signers"]
+    best = max(r["rows"], key=lambda row: row["validation"]["accuracy"])
+    assert best["lever"] == r["best"] == KEPT and RECIPE == LEVERS[KEPT][1]
+    assert {row["lever"] for row in r["rows"]} <= set(LEVERS)
