@@ -19,6 +19,9 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
               "flipped", {"hand_views": 2, "view_augment": 0.0}),
     "views+augment": ("the same views + Keras augmentation (rotation, scale, shift, colour jitter, cutout)",
                       {"hand_views": 2, "view_augment": 1.0}),
+    "linear head": ("frames as they are, a linear softmax head (no hidden layer)", {"head_units": []}),
+    "views+linear head": ("+2 hand views per frame, a linear softmax head",
+                           {"hand_views": 2, "view_augment": 0.0, "head_units": []}),
 }
 #: The lever kept: the best accuracy on the validation signer hand1 in benchmarks/other_hands.json (its "best";
 #: tests/test_hands.py checks they agree). No lever beat the plain frames there, so the recipe adds nothing.
