@@ -123,3 +123,13 @@ def test_kept_recipe_is_the_benchmarks_choice_on_the_validation_signer():
                key=lambda row: row["validation"]["accuracy"])
     assert best["lever"] == r["best"] == KEPT and RECIPE == LEVERS[KEPT][1]
     assert {row["lever"] for row in r["rows"]} <= set(LEVERS)
+
+
+@pytest.mark.parametrize("params, match", [({"hand_views": -1}, "hand_views"), ({"hand_views": 1.5}, "hand_views"),
+                                           ({"view_augment": 3.0}, "view_augment")])
+def test_bad_hand_view_settings_are_refused(params, match):
+    from aslnb.config import TrainConfig
+    from aslnb.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=match):
+        TrainConfig.from_params(backbone="efficientnet_lite0", image_size=32, **params)
