@@ -81,7 +81,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Base recipe: `{result['base']}`; device: {result['device']}.", "",
         table(result), "",
         "seconds: wall time of train + evaluate on a shared 2-core machine; hand views are made once and cached, "
-        "so a lever that found its views already made (views+augment and views+linear head here) shows less.", "",
+        "so a lever that found its views already made (views+augment here) shows less.", "",
         f"Kept (best on the validation signer hand1 with held-out ASL not below the baseline): **{best}**.", "", *_probe_lines(result.get("probes"))])
 
 

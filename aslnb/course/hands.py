@@ -22,6 +22,8 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
     "linear head": ("frames as they are, a linear softmax head (no hidden layer)", {"head_units": []}),
     "views+linear head": ("+2 hand views per frame, a linear softmax head",
                            {"hand_views": 2, "view_augment": 0.0, "head_units": []}),
+    "views+linear head 224px": ("the same at 224 px instead of 128",
+                                {"hand_views": 2, "view_augment": 0.0, "head_units": [], "image_size": 224}),
 }
 #: The lever kept: the best accuracy on the validation signer hand1 in benchmarks/other_hands.json (its "best";
 #: tests/test_hands.py checks they agree), whose held-out ASL accuracy is not below the baseline's.
