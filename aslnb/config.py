@@ -80,6 +80,9 @@ class TrainConfig:
                                            "--freeze-until)")
     fine_tune_lr: float = _p(1e-5, "learning rate of the second phase")
     augment: bool = _p(False, "random rotation/zoom/brightness while training (bypasses the feature cache)")
+    hand_views: int = _p(0, "training-only views per frame: the hand cut out of the room, cropped, pasted on other "
+                             "backgrounds (aslnb.features.views; 0: none)")
+    view_augment: float = _p(0.0, "Keras augmentation strength of the hand views, 0..2 (0: flip only)")
     cache_features: str = _p("auto", "compute the frozen part once per image and train the rest on it (auto: "
                                      "whenever something is frozen and augmentation is off)", CACHE_MODES)
     limit_per_class: int | None = _p(None, "use at most N >= 4 images per class, for quick runs (default: all)")
@@ -114,10 +117,10 @@ class TrainConfig:
             if not cond:
                 raise ParameterError(msg)
 
-        for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs"):
+        for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs", "hand_views"):
             v = getattr(self, name)
             need(_is_int(v), f"{name}={v!r}: must be an integer")
-        for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction"):
+        for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction", "view_augment"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{name}={v!r}: must be a number")
             need(math.isfinite(v), f"{name}={v!r}: must be a finite number, e.g. {_default_of(name)}")
@@ -127,6 +130,8 @@ class TrainConfig:
         need(self.batch_size >= 1, f"batch_size={self.batch_size}: must be at least 1")
         need(self.fine_tune_epochs >= 0,
              f"fine_tune_epochs={self.fine_tune_epochs}: must be 0 (no second phase) or more")
+        need(0 <= self.hand_views <= 8, f"hand_views={self.hand_views}: must be in 0..8 (0: none)")
+        need(0 <= self.view_augment <= 2, f"view_augment={self.view_augment}: must be in 0..2, e.g. 1")
         need(0 <= self.seed <= MAX_SEED, f"seed={self.seed}: must be in 0..{MAX_SEED} (2**32-1); use e.g. seed=0")
         for name in ("learning_rate", "fine_tune_lr"):
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)}: must be positive, e.g. {_default_of(name)}")
@@ -221,6 +226,7 @@ class CourseSettings:
                                                                "data-efficiency curve ('all' is added)")
     transfer_batch_size: int = _p(64, "batch size of notebook 03's embeddings and scratch CNN")
     transfer_max_iter: int = _p(1000, "iterations of notebook 03's logistic-regression probes")
+    hands_per_class: int | None = _p(None, "images per class of notebook 06's live run (None: all)")
 
 
 #: Each profile names only what differs from the :class:`TrainConfig` and :class:`CourseSettings` defaults.
@@ -243,7 +249,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "fine_tune_epochs": 5, "fine_tune_until": "conv4", "fine_tune_lr": 3e-4,
         "probe_size": 128, "residual_epochs": 8, "residual_depths": [4, 12, 24], "residual_size": 24,
         "residual_width": 16, "residual_per_class": 45, "transfer_scratch_epochs": 10, "transfer_batch_size": 32,
-        "transfer_max_iter": 300,
+        "transfer_max_iter": 300, "hands_per_class": 60,
     },
     "gpu": {
         "fine_tune_epochs": 5,

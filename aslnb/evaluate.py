@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.external import load_external
+from .data.external import format_signer_scores, load_external, signer_scores
 from .data.images import load_images
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import split_folder
@@ -207,6 +207,7 @@ def evaluate(
         "image_size": size,
         "held_out": score(part.labels, probs, class_names),
     }
+    metrics["held_out"]["interval"] = held_out_interval(part, probs)
     timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": subset,
                               "predict_seconds": round(seconds, 3),
                               "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
@@ -227,11 +228,16 @@ def evaluate(
         shared = [class_names.index(c) for c in ext.shared_classes]
         metrics["external"] = {**ext.describe(), "shared_classes": ext.shared_classes,
                                **score(ext_folder.labels, eprobs, class_names, labels=shared)}
+        by_signer = signer_scores(eprobs.argmax(1) == ext_folder.labels, ext_folder.files, ext_folder.labels)
+        if by_signer is not None:
+            metrics["external"]["signers"] = by_signer
     if verbose:
         line = f"{subset} accuracy {metrics['held_out']['accuracy']:.4f} (top-3 {metrics['held_out']['top3_accuracy']:.4f}) on {len(part)} images"
         if "external" in metrics:
             line += f"; external accuracy {metrics['external']['accuracy']:.4f} on {metrics['external']['n_images']} images"
         print(line, flush=True)
+        if "signers" in metrics.get("external", {}):
+            print("\n".join(format_signer_scores(metrics["external"]["signers"])), flush=True)
     if write:
         write_json(run_dir / name, metrics)
         write_json(run_dir / name.replace("metrics", "timing", 1), timing)
@@ -240,6 +246,17 @@ def evaluate(
                 f"other data than the run's training data {cfg['data']['root']}; metrics.json is unchanged"
             print(f"metrics of {data_dir} ({where}) written to {run_dir / name}", flush=True)
     return metrics
+
+
+def held_out_interval(part: ImageFolder, probs: np.ndarray) -> dict[str, Any]:
+    """Accuracy of ``part`` with a 95% interval resampling runs of consecutive frames (groups: frame runs)."""
+    from .data.scan import frame_number
+    from .intervals import bootstrap_accuracy, frame_runs
+
+    if len(part) == 0:
+        return {}
+    runs = frame_runs(part.labels, [frame_number(f) for f in part.files])
+    return {"groups": "frame runs", **bootstrap_accuracy(probs.argmax(1) == part.labels, runs).as_dict()}
 
 
 def _names_cfg(run_dir: Path):

@@ -1,7 +1,11 @@
 """Prediction on image files of any size, mode or format Pillow reads.
 
 Probabilities come from :func:`aslnb.evaluate.class_probabilities`, the same
-function evaluation uses (one inference path).
+function evaluation uses (one inference path): the image is resized to the
+run's ``image_size`` (config.json) and the saved model normalises it itself.
+That is also all training does to a real frame; the hand views of
+``hand_views`` (hand cut out of the room, pasted elsewhere) are extra training
+images only, so a photo of another hand in another room needs no cut-out.
 """
 from __future__ import annotations
 

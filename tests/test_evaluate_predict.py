@@ -76,9 +76,17 @@ def test_evaluate_external_scores_only_shared_classes(tiny_run, tmp_dataset, ext
         shutil.copyfile(tiny_run.run_dir / name, run / name)
     os.symlink(tiny_run.run_dir / "model.keras", run / "model.keras")
     rc = main(["evaluate", str(run), "--external", str(ext)])
-    assert rc == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert rc == 0, err
     m = json.loads((run / "metrics.json").read_text())
     e = m["external"]
+    # per signer (file names hand1_..): hand1 chooses settings, the others are the test signers
+    sig = e["signers"]
+    assert sig["groups"] == "signer x letter" and sig["validation_signer"] == "hand1"
+    assert sum(v["n"] for v in sig["per_signer"].values()) == e["n_images"]
+    assert "hand1 (validation)" in out
+    if "test" in sig:
+        assert "test signers hand2+hand3+hand4+hand5" in out
     assert e["shared_classes"] == ["A", "B", "Y"]
     assert e["confusion_labels"] == ["A", "B", "Y"] and set(e["per_class"]) == {"A", "B", "Y"}
     assert e["n_images"] == 8  # the 3 images of class 5 are not scored

@@ -4,6 +4,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aslnb.errors import EXIT_BAD_IMAGES, EXIT_FETCH_INCOMPLETE
@@ -181,3 +182,39 @@ def test_cli_fetch_external_and_verify_manifest(external_dir, tmp_path, capsys):
     assert main(["data", "fetch", "--external", "--dest", str(tmp_path / "none")]) != 0
     err = capsys.readouterr().err
     assert "ayuraj/asl-dataset" in err and "kaggle" in err.lower()
+
+
+# --------------------------------------------------------------------------- signers: validation vs test
+
+
+def test_massey_signers_and_their_roles(massey):
+    from aslnb.data.external import TEST_SIGNERS, VALIDATION_SIGNER, signer_role, signers_of
+
+    who = signers_of(massey.folder.files)
+    assert sorted(set(who.tolist())) == ["hand1", "hand2", "hand3", "hand4", "hand5"]
+    assert VALIDATION_SIGNER not in TEST_SIGNERS
+    assert [signer_role(s) for s in ("hand1", "hand2", "hand5", "hand9")] == ["validation", "test", "test", "other"]
+
+
+def test_signer_scores_per_signer_and_pooled_over_test_signers():
+    from aslnb.data.external import format_signer_scores, signer_scores
+
+    files = [f"hand{s}_{c}_bot_seg_{i}_cropped.jpeg" for s in (1, 2, 3) for c in "ab" for i in range(4)]
+    labels = np.array([0 if "_a_" in f else 1 for f in files])
+    correct = np.array([f.startswith("hand1") or (f.startswith("hand2") and "_a_" in f) for f in files])
+    out = signer_scores(correct, files, labels)
+    assert out["groups"] == "signer x letter"
+    assert out["per_signer"]["hand1"]["accuracy"] == 1.0 and out["per_signer"]["hand1"]["role"] == "validation"
+    assert out["per_signer"]["hand2"]["accuracy"] == 0.5 and out["per_signer"]["hand2"]["groups"] == 2
+    assert out["per_signer"]["hand3"]["accuracy"] == 0.0
+    # the test pool holds hand2 and hand3 only (hand1 chooses settings, never counts as a test signer)
+    assert out["test"]["n"] == 16 and out["test"]["accuracy"] == 0.25 and out["test"]["groups"] == 4
+    assert out["test"]["low"] <= 0.25 <= out["test"]["high"]
+    lines = format_signer_scores(out)
+    assert lines[0].startswith("  hand1 (validation): 1.000") and "test signers" in lines[-1]
+
+
+def test_signer_scores_none_without_signer_names():
+    from aslnb.data.external import signer_scores
+
+    assert signer_scores([True, False], ["a1.jpg", "b2.jpg"], [0, 1]) is None

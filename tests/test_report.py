@@ -50,7 +50,7 @@ def test_plan_runs_04_once_per_backbone_and_routes_extras(tmp_path):
 
     jobs = plan("smoke", out=tmp_path, extra=["FINE_TUNE_EPOCHS=1"])
     names = [j["name"] for j in jobs]
-    assert names[0].startswith("01_") and names[-1].startswith("05_")
+    assert names[0].startswith("01_") and names[-1].startswith("06_")
     runs04 = [n for n in names if n.startswith("04_")]
     assert runs04 == [f"04_finetune_{b}.ipynb" for b in report_backbones("smoke")]
     assert set(runs04) == {"04_finetune_resnet50.ipynb", "04_finetune_efficientnet_lite0.ipynb"}
@@ -84,10 +84,10 @@ def test_transport_notices_are_dropped_but_errors_and_other_warnings_pass():
     assert noise.filter(record(logging.WARNING, "Input notebook does not contain a cell with tag 'parameters'"))
 
 
-def test_course_has_five_numbered_notebooks():
+def test_course_has_six_numbered_notebooks():
     names = [p.name for p in course_notebooks()]
     assert names == ["01_dataset.ipynb", "02_residual_learning.ipynb", "03_transfer_learning.ipynb",
-                     "04_finetune_resnet50.ipynb", "05_results.ipynb"]
+                     "04_finetune_resnet50.ipynb", "05_results.ipynb", "06_other_hands.ipynb"]
     # every notebook of the folder is a numbered course notebook (none is left out of the report)
     assert names == sorted(p.name for p in course_notebooks()[0].parent.glob("*.ipynb"))
 

@@ -46,7 +46,7 @@ COMMON_PARAMS: dict[str, tuple[type, ...]] = {
 NOTEBOOK_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "01": {}, "02": {}, "03": {"BACKBONE": (str,)}, "04": {"RUN_DIR": (str, type(None)), "BACKBONE": (str,),
                                          "FINE_TUNE_EPOCHS": (int, type(None))},
-    "05": {"RUN_DIR": (str, type(None))},
+    "05": {"RUN_DIR": (str, type(None))}, "06": {},
 }
 
 

@@ -134,3 +134,59 @@ def check_external(dest: str | os.PathLike):
     if not dest.is_dir() or not any(p.is_dir() for p in dest.iterdir()):
         raise DownloadError(f"{dest}: no copy of the Massey set here; " + massey_steps(dest))
     return verify_folder(dest, MASSEY_MANIFEST)
+
+
+# --------------------------------------------------------------------------- signers: who is for what
+
+#: The Massey signer settings are chosen on (augmentation strength, epochs, levers to keep).
+VALIDATION_SIGNER = "hand1"
+#: The Massey signers used only to report: no image, feature or statistic of theirs reaches training or a choice.
+TEST_SIGNERS = ("hand2", "hand3", "hand4", "hand5")
+
+
+def signers_of(files) -> np.ndarray:
+    """The signer (``handN``, lower case) of each file name, ``unknown`` where the name carries none."""
+    return np.array([m.group(1).lower() if (m := SIGNER_RE.match(os.path.basename(str(f)))) else "unknown"
+                     for f in files])
+
+
+def signer_role(signer: str) -> str:
+    """``validation`` (:data:`VALIDATION_SIGNER`), ``test`` (:data:`TEST_SIGNERS`) or ``other``."""
+    return "validation" if signer == VALIDATION_SIGNER else "test" if signer in TEST_SIGNERS else "other"
+
+
+def signer_scores(correct, files, labels, *, seed: int = 0) -> dict | None:
+    """Letter accuracy per signer and over the test signers, with 95% block-bootstrap intervals.
+
+    Groups resampled: signer x letter (every image of one signer signing one
+    letter is one group: the lighting variants of one sign are not independent).
+    None when the file names carry no signer.
+    """
+    from ..intervals import bootstrap_accuracy
+
+    correct = np.asarray(correct, dtype=bool)
+    who = signers_of(files)
+    if (who == "unknown").all():
+        return None
+    groups = np.char.add(np.char.add(who.astype(str), ":"), np.asarray(labels).astype(str))
+    per: dict[str, dict] = {}
+    for s in sorted(set(who.tolist()), key=lambda s: (len(s), s)):
+        sel = who == s
+        per[s] = {"role": signer_role(s), **bootstrap_accuracy(correct[sel], groups[sel], seed=seed).as_dict()}
+    out = {"groups": "signer x letter", "validation_signer": VALIDATION_SIGNER, "test_signers": list(TEST_SIGNERS),
+           "per_signer": per}
+    test = np.isin(who, TEST_SIGNERS)
+    if test.any():
+        out["test"] = bootstrap_accuracy(correct[test], groups[test], seed=seed).as_dict()
+    return out
+
+
+def format_signer_scores(scores: dict) -> list[str]:
+    """Lines of ``aslnb evaluate --external``: each signer's accuracy [95% interval] and the test signers'."""
+    lines = [f"  {s} ({v['role']}): {v['accuracy']:.3f} [{v['low']:.3f}, {v['high']:.3f}] on {v['n']} images"
+             for s, v in scores["per_signer"].items()]
+    if "test" in scores:
+        t = scores["test"]
+        lines.append(f"  test signers {'+'.join(scores['test_signers'])}: {t['accuracy']:.3f} "
+                     f"[{t['low']:.3f}, {t['high']:.3f}] on {t['n']} images (95% interval, groups {scores['groups']})")
+    return lines

@@ -163,6 +163,10 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
 
         tf.config.experimental.enable_op_determinism()
     split = prepare_split(data_dir, cfg)
+    if cfg.hand_views:  # training-only composites of the training split (aslnb.features.views)
+        from ..features.views import with_hand_views
+
+        split = with_hand_views(split, cfg, feature_cache_dir, verbose)
     class_names = split.train.class_names
     k = len(class_names)
     if ext_dir is not None:
