@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, AslnbError
 from .commands import _cmd_bench, _cmd_data, _cmd_evaluate, _cmd_predict, _cmd_report, _cmd_train
-from .parser import build_parser
+from .parser import build_parser, profile_in
 
 __all__ = ["build_parser", "main"]
 
@@ -30,7 +30,8 @@ NEEDS_KERAS = frozenset({"train", "evaluate", "predict", "bench", "report"})
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aslnb`` console script."""
     _quiet_tf()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(profile_in(argv))  # train --profile NAME: its settings are the defaults (and --help's)
     args = parser.parse_args(argv)
     handlers = {"data": _cmd_data, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                 "report": _cmd_report, "bench": _cmd_bench}

@@ -44,12 +44,14 @@ class _LazyChoices:
         return iter(self._load())
 
 
-def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """One option per :class:`TrainConfig` field, with its type, allowed values, help and default."""
+def _add_config_options(p: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
+    """One option per :class:`TrainConfig` field, with its type, allowed values, help and default
+    (``defaults``: a profile's values instead of TrainConfig's)."""
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = (defaults or {}).get(f.name, default)
         kind = hints[f.name]
         if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
@@ -69,6 +71,30 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, **kw)
 
 
+def profile_in(argv: Sequence[str]) -> str | None:
+    """The NAME of ``train --profile NAME`` (or ``--profile=NAME``) in ``argv``, read before parsing so that
+    ``--help`` shows the profile's defaults; None without one (an unknown name is left to the parser)."""
+    argv = list(argv)
+    if "train" not in argv:
+        return None
+    for i, tok in enumerate(argv):
+        if tok == "--profile" and i + 1 < len(argv):
+            return argv[i + 1] if argv[i + 1] in PROFILES else None
+        if tok.startswith("--profile="):
+            return tok.split("=", 1)[1] if tok.split("=", 1)[1] in PROFILES else None
+    return None
+
+
+def _profile_training(name: str | None) -> dict[str, Any]:
+    """The :class:`TrainConfig` settings of profile ``name`` (none: {})."""
+    if not name:
+        return {}
+    from ..config import profile
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in profile(name).items() if k in fields}
+
+
 def _add_data(p: argparse.ArgumentParser, external: bool = False) -> None:
     p.add_argument("--data", help="training images, one folder per class (default: $ASLNB_DATA, else the fetch folder)")
     if external:
@@ -79,7 +105,8 @@ def _epilog() -> str:
     return "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_profile: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``train_profile``: ``aslnb train``'s defaults are that profile's training settings."""
     # --debug is accepted before and after the command (SUPPRESS: a sub-command does not reset it).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -116,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(tr, external=True)
     tr.add_argument("--out", required=True, help="run directory to create (refused if it holds a finished run)")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    _add_config_options(tr)
+    tr.add_argument("--profile", choices=tuple(PROFILES), help="start from a profile's training settings "
+                    "(aslnb.config.PROFILES, e.g. hands: the other-hands recipe); options given override them "
+                    "(default: none, TrainConfig's defaults)")
+    _add_config_options(tr, _profile_training(train_profile))
     tr.add_argument("--feature-cache-dir", help="keep extracted features on disk here and reuse them "
                                                 "(default: in memory only)")
     tr.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
