@@ -78,7 +78,7 @@ def markdown(result: dict[str, Any]) -> str:
         "# Other hands: ablation (issue 15)", "",
         "Written by `python -m benchmarks.other_hands`; trained on the ASL sample only, scored on the Massey set. "
         "hand1 chooses, hand2-5 only report. 95% intervals: frame runs (ASL), signer x letter (Massey).", "",
-        f"Base recipe: `{result['base']}`; device: {result['device']}.", "",
+        f"Base recipe: `{result['base']}`; held-out ASL split: `{result.get('split', 'blocked')}` (the headline split of notebook 01); device: {result['device']}.", "",
         table(result), "",
         "seconds: wall time of train + evaluate on a shared 2-core machine; hand views are made once and cached, "
         "so a lever that found its views already made (views+augment here) shows less.", "",
@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{_ci(rows[name]['test'])} hand2-5, {rows[name]['seconds']:.0f} s", flush=True)
     ordered = [rows[n] for n in LEVERS if n in rows]
     best = choose(ordered)
-    result = {"base": BASE, "rows": ordered, "best": best, "device": device_name(), "versions": versions(),
+    from aslnb.config import TrainConfig
+
+    result = {"base": BASE, "split": TrainConfig.split, "rows": ordered, "best": best, "device": device_name(), "versions": versions(),
               "protocol": {"validation_signer": "hand1", "test_signers": ["hand2", "hand3", "hand4", "hand5"]},
               **({"probes": old["probes"]} if "probes" in old else {})}
     write_json(a.out, result)
