@@ -16,7 +16,7 @@ chosen on the validation split), then a second phase trains the top stage
 (``fine_tune_until`` ``conv4``: ResNet50's conv5, Lite0's block7 and head conv) at a
 low learning rate on features cached at that boundary; weights ``auto``: ImageNet
 where the weights are cached or can be downloaded, else ``none``, noted in the run.
-``hands``: the cpu profile with the other-hands recipe of notebook 06 (hand views, linear head).
+``hands``: the cpu profile with the other-hands recipe of notebook 06 (augmented hand views).
 ``gpu``: 224 px, the full recipe (conv1-conv4 frozen, conv5 + head trained,
 then a fine-tuning phase), ImageNet weights.
 """
@@ -257,11 +257,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 #: Other hands (notebook 06, ``aslnb train --profile hands``): the cpu profile with the recipe kept on the
-#: validation signer (``aslnb.course.hands``: offline Lite0, frozen, hand views, a linear softmax head).
+#: validation signer (``aslnb.course.hands``: offline Lite0, frozen, hand views with Keras augmentation).
 #: (cpu's dropout, early stopping and second phase are left at their defaults: the ablation ran without them.)
 PROFILES["hands"] = {**{k: v for k, v in PROFILES["cpu"].items() if k not in ("dropout", "early_stopping_patience",
                                                                              "weights") and not k.startswith("fine_tune")},
-                     "backbone": "efficientnet_lite0", "hand_views": 2, "head_units": []}  # weights: imagenet
+                     "backbone": "efficientnet_lite0", "hand_views": 2, "view_augment": 1.0}  # weights: imagenet
 
 
 def defaults() -> dict[str, Any]:

@@ -16,9 +16,9 @@ def test_profile_settings_become_defaults_and_options_override_them():
     hands = profile("hands")
     for f in dataclasses.fields(TrainConfig):
         assert getattr(args, f.name) == hands[f.name], f.name
-    assert args.hand_views == 2 and args.head_units == [] and args.backbone == "efficientnet_lite0"
+    assert args.hand_views == 2 and args.view_augment == 1.0 and args.backbone == "efficientnet_lite0"
     args = _train_args(["train", "--out", "runs/x", "--profile", "hands", "--hand-views", "1", "--epochs", "3"])
-    assert (args.hand_views, args.epochs, args.head_units) == (1, 3, [])
+    assert (args.hand_views, args.epochs, args.view_augment) == (1, 3, 1.0)
     plain = _train_args(["train", "--out", "runs/x"])
     assert plain.hand_views == 0 and plain.head_units == [256]  # TrainConfig's defaults without --profile
 
