@@ -261,7 +261,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 #: (cpu's dropout, early stopping and second phase are left at their defaults: the ablation ran without them.)
 PROFILES["hands"] = {**{k: v for k, v in PROFILES["cpu"].items() if k not in ("dropout", "early_stopping_patience",
                                                                              "weights") and not k.startswith("fine_tune")},
-                     "backbone": "efficientnet_lite0", "hand_views": 2, "view_augment": 1.0}  # weights: imagenet
+                     # the offline ImageNet backbone (config is imported without Keras, so not asked of the registry)
+                     "backbone": "efficientnet_lite0",
+                     "hand_views": 2, "view_augment": 1.0}  # weights: imagenet (the default)
 
 
 def defaults() -> dict[str, Any]:

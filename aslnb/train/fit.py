@@ -67,6 +67,11 @@ class _SetEpoch(keras.callbacks.Callback):
         self.data.epoch = epoch
 
 
+# A cross-entropy this large is a diverged run, finite or not (a sane one stays near ln(classes) or below;
+# huge logits give finite losses of 1e29 that would otherwise train on and leave a broken model).
+DIVERGED_LOSS = 1e6
+
+
 class NonFiniteLoss(RuntimeError):
     pass
 
@@ -86,7 +91,7 @@ class EpochRecords(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._t0
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
+        if not all(math.isfinite(logs.get(k, 0.0)) and logs.get(k, 0.0) < DIVERGED_LOSS for k in ("loss", "val_loss")):
             raise NonFiniteLoss(f"epoch {epoch + 1}: loss {logs.get('loss')}, val_loss {logs.get('val_loss')}")
         rec = {"phase": self.phase, "epoch": epoch + 1, **logs, "seconds": round(seconds, 3),
                "images_per_second": round(self.n_images / seconds, 2)}
@@ -187,7 +192,8 @@ def fit_phase(phase: str, phase_index: int, model, data: EpochBatches, val_data,
     except (NonFiniteLoss, RuntimeError) as exc:
         if not isinstance(exc, NonFiniteLoss) and "NaN or Inf loss" not in str(exc):
             raise
-        raise ParameterError(f"training diverged in phase {phase!r} (non-finite loss, {exc}); the learning rate "
+        raise ParameterError(f"training diverged in phase {phase!r} (non-finite or exploding loss, {exc}); "
+                             f"the learning rate "
                              f"{lr:g} is too high: lower --learning-rate (or --fine-tune-lr)") from None
     return records.records
 
