@@ -248,15 +248,21 @@ def evaluate(
     return metrics
 
 
-def held_out_interval(part: ImageFolder, probs: np.ndarray) -> dict[str, Any]:
-    """Accuracy of ``part`` with a 95% interval resampling runs of consecutive frames (groups: frame runs)."""
+def accuracy_interval(part: ImageFolder, probs: np.ndarray, *, seed: int = 0, blocked: bool = True):
+    """Accuracy of ``probs`` on ``part`` with a 95% :class:`~aslnb.intervals.Interval` resampling runs of
+    consecutive frames (``blocked=False``: single images, the interval a naive bootstrap would give)."""
     from .data.scan import frame_number
     from .intervals import bootstrap_accuracy, frame_runs
 
+    runs = frame_runs(part.labels, [frame_number(f) for f in part.files]) if blocked else None
+    return bootstrap_accuracy(probs.argmax(1) == part.labels, runs, seed=seed)
+
+
+def held_out_interval(part: ImageFolder, probs: np.ndarray) -> dict[str, Any]:
+    """:func:`accuracy_interval` as the ``interval`` entry of ``metrics.json`` (groups: frame runs)."""
     if len(part) == 0:
         return {}
-    runs = frame_runs(part.labels, [frame_number(f) for f in part.files])
-    return {"groups": "frame runs", **bootstrap_accuracy(probs.argmax(1) == part.labels, runs).as_dict()}
+    return {"groups": "frame runs", **accuracy_interval(part, probs).as_dict()}
 
 
 def _names_cfg(run_dir: Path):

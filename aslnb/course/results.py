@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.external import SIGNER_RE
-from ..data.scan import ImageFolder, frame_number
-from ..intervals import Interval, bootstrap_accuracy, frame_runs
+from ..data.external import signers_of
+from ..data.scan import ImageFolder
+from ..intervals import Interval, bootstrap_accuracy
 
 #: Classes that are not hand shapes of letters: Grad-CAM examples and confusion letters skip them.
 NON_LETTERS = ("del", "nothing", "space")
@@ -38,20 +38,17 @@ def best_backbone(weights: str | None) -> str:
 
 def test_interval(folder: ImageFolder, probs: np.ndarray, *, seed: int = 0, blocked: bool = True) -> Interval:
     """Accuracy of ``probs`` on ``folder`` with a 95% interval resampling runs of consecutive frames
-    (``blocked=False``: single images, the interval a naive bootstrap would give)."""
-    correct = probs.argmax(1) == folder.labels
-    groups = frame_runs(folder.labels, [frame_number(f) for f in folder.files]) if blocked else None
-    return bootstrap_accuracy(correct, groups, seed=seed)
+    (``blocked=False``: single images); :func:`aslnb.evaluate.accuracy_interval`, as in ``metrics.json``."""
+    from ..evaluate import accuracy_interval
+
+    return accuracy_interval(folder, probs, seed=seed, blocked=blocked)
 
 
 def signers(files: Sequence[str | os.PathLike]) -> np.ndarray:
-    """The signer of each file (``hand1_a_...`` -> ``hand1``); a file without one is its own group."""
-    out = []
-    for f in files:
-        name = os.path.basename(str(f))
-        m = SIGNER_RE.match(name)
-        out.append(m.group(1).lower() if m else f"file:{name}")
-    return np.array(out)
+    """The signer of each file (``hand1_a_...`` -> ``hand1``, :func:`~aslnb.data.external.signers_of`); a file
+    without one is its own group."""
+    who = signers_of(files)
+    return np.array([w if w != "unknown" else f"file:{os.path.basename(str(f))}" for w, f in zip(who, files)])
 
 
 def external_correct(labels: np.ndarray, probs: np.ndarray, shared: Sequence[int]) -> dict[str, np.ndarray]:
