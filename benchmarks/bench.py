@@ -177,6 +177,10 @@ def run_bench(data: str | os.PathLike | None = None, out: str | os.PathLike = "b
         results["total_seconds"] = rounded(time.perf_counter() - t_start, 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if out.exists():  # benchmarks.scale's section is written by that benchmark: kept
+        previous = load_results(out)
+        if "scale" in previous:
+            results["scale"] = previous["scale"]
     write_json(out, results)
     write_text(out.with_suffix(".md"), to_markdown(results))
     log(f"done in {results['total_seconds']:.0f}s: {out}, {out.with_suffix('.md')}", verbose)

@@ -53,7 +53,7 @@ def _with_threads(ds, private: int | None, intra: int | None):
     return ds.with_options(opts)
 
 
-def rounds(folder, size: int, n: int, n_rounds: int, batch_size: int = 32) -> dict:
+def rounds(folder, size: int, n: int, n_rounds: int, batch_size: int = 32, only: list[str] | None = None) -> dict:
     import keras
     import tensorflow as tf
 
@@ -82,6 +82,8 @@ def rounds(folder, size: int, n: int, n_rounds: int, batch_size: int = 32) -> di
         "pipe_tf_threads1": lambda: pipe("tf", private=1, intra=1),
         "pipe_tf_prefetch4": lambda: pipe("tf", prefetch=4),
     }
+    if only:
+        variants = {k: v for k, v in variants.items() if k == "model_only" or k in only}
     decode_only = {"decode_pil": lambda: pipe("pil"), "decode_tf": lambda: pipe("tf")}
     frozen.predict(variants["model_only"](), verbose=0)  # trace + warm-up
     out: dict[str, list[float]] = {k: [] for k in [*variants, *decode_only]}
@@ -98,9 +100,16 @@ def rounds(folder, size: int, n: int, n_rounds: int, batch_size: int = 32) -> di
                 pass
             out[name].append(n / (time.perf_counter() - t0))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in out.items()), flush=True)
-    return {k: {"median": round(statistics.median(v), 2), "best": round(max(v), 2),
-                "rounds": [round(x, 2) for x in v], "seconds_rounds": [round(n / x, 2) for x in v]}
-            for k, v in out.items()}
+    res = {k: {"median": round(statistics.median(v), 2), "best": round(max(v), 2),
+               "rounds": [round(x, 2) for x in v], "seconds_rounds": [round(n / x, 2) for x in v]}
+           for k, v in out.items()}
+    for k in variants:  # each pipeline round against the model-only round of the same round
+        if k != "model_only":
+            paired = [p / m for p, m in zip(out[k], out["model_only"])]
+            res[k]["ratio_rounds"] = [round(x, 3) for x in paired]
+            res[k]["ratio_median_of_rounds"] = round(statistics.median(paired), 3)
+            res[k]["ratio_of_bests"] = round(max(out[k]) / max(out["model_only"]), 3)
+    return res
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -110,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data", default=os.environ.get("ASLNB_DATA"))
     ap.add_argument("--images", type=int, default=96)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--size", default="224", help="image sizes, comma-separated (default 224)")
+    ap.add_argument("--variants", help="pipeline variants to run, comma-separated (default: all)")
     ap.add_argument("--skip-pixels", action="store_true")
     ap.add_argument("--out", default=str(HERE / "datapath.json"))
     args = ap.parse_args(argv)
@@ -119,8 +129,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"data": str(args.data), "cpu_count": os.cpu_count(), "loadavg_start": [round(x, 2) for x in load]}
     if not args.skip_pixels:
         result["pixels"] = pixel_diff(folder)
-    result["throughput"] = {"image_size": args.size, "images_per_round": args.images, "batch_size": 32,
-                            **rounds(folder, args.size, args.images, args.rounds)}
+    only = args.variants.split(",") if args.variants else None
+    result["throughput"] = [{"image_size": int(size), "images_per_round": args.images, "batch_size": 32,
+                             **rounds(folder, int(size), args.images, args.rounds, only=only)}
+                            for size in args.size.split(",")]
     result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return result

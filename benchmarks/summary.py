@@ -110,5 +110,19 @@ def to_markdown(r: dict[str, Any]) -> str:
                    _acc(tr[p]["test_accuracy"])] for p in ("float32", "bfloat16")]),
           "", f"Difference: test {_pts(tr['test_accuracy_diff_points'])}, val {_pts(tr['val_accuracy_diff_points'])}"
           f"; {tr['note']}."]
+    sc = r.get("scale")
+    if sc:  # written by benchmarks.scale (its own run; details in scale.json / scale.md)
+        st = sc["settings"]
+        s += ["", f"## The set from disk (`python -m benchmarks.scale`: {st['backbone']}, {st['image_size']} px, "
+              f"freeze_until {st['freeze_until']}, features read from the disk cache a batch at a time)", "",
+              _table(["images", "peak RSS (GiB)", "extraction img/s", "epoch img/s", "feature cache (GiB)"],
+                     [[f"{int(n):,}", sc["peak_rss_gib"][n], sc["extraction_img_per_s"][n], sc["epoch_img_per_s"][n],
+                       sc["cache_gib"][n]] for n in sc["peak_rss_gib"]])]
+        if sc.get("median_img_per_s"):
+            m = sc["median_img_per_s"]
+            s += ["", f"Training epochs from memory vs from the disk cache at {sc['memory_vs_disk_at']:,} images: "
+                  f"{m['memory']:.1f} vs {m['disk']:.1f} img/s, ratio **{sc['ratio_disk_to_memory']}** "
+                  f"(goal ≥ {sc['goal_ratio']}). Peak RSS under {sc['goal_peak_rss_gib']:g} GiB: "
+                  f"{'met' if sc['peak_rss_below_goal'] else 'NOT met'}."]
     s += ["", "## GPU", "", f"{r['gpu']['status']}.", ""]
     return "\n".join(s)

@@ -7,6 +7,8 @@ fixed-point passes rounded in between, so resized pixels may differ by 1 level
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -107,8 +109,8 @@ def test_store_reads_like_the_array(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "features-k").iterdir()) == [
         "manifest.json", "shard-00000.npy", "shard-00001.npy", "shard-00002.npy"]
     assert len(store) == 10 and store.shape == a.shape and store.ndim == 3 and store.nbytes == a.nbytes
-    assert loads and set(loads) == {"r"}, "every shard is memory-mapped, never loaded whole"
-    assert all(isinstance(s, np.memmap) for s in store._shards)
+    assert store.shards == [4, 4, 2]
+    assert loads == [], "shards are read row by row, never loaded whole nor memory-mapped"
     for seed in range(3):  # an epoch in shuffled order, batch by batch
         perm = np.random.default_rng(seed).permutation(10)
         for i in range(0, 10, 3):
@@ -124,6 +126,44 @@ def test_store_reads_like_the_array(tmp_path, monkeypatch):
         store[[10]]
     np.testing.assert_array_equal(np.asarray(store), a)
     assert open_store(tmp_path / "features-k", 10) is not None and open_store(tmp_path / "features-k", 11) is None
+
+
+def _rss_file() -> int:
+    """File-backed resident memory of this process (bytes): where memory-mapped pages are counted."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc/self/status")
+def test_an_epoch_over_the_store_does_not_grow_the_process_memory(tmp_path):
+    """A shuffled epoch over a 64 MiB store leaves the resident memory flat; memory maps would not (control)."""
+    rows, width = 1024, 16384  # 64 KiB a row
+    chunks = (np.full((256, width), i, np.float32) for i in range(4))
+    store = write_store(tmp_path / "features-k", chunks, rows=256)
+    perm = np.random.default_rng(0).permutation(rows)
+    before = _rss_file()
+    for i in range(0, rows, 32):
+        batch = store[perm[i:i + 32]]
+        assert (batch[:, 0] == perm[i:i + 32] // 256).all()
+    grown = _rss_file() - before
+    assert grown < 8 * 2**20, f"an epoch over the store grew file-backed RSS by {grown / 2**20:.0f} MiB"
+    # the control: the same epoch through memory maps counts every page it touched
+    maps = [np.load(tmp_path / "features-k" / f"shard-{i:05d}.npy", mmap_mode="r") for i in range(4)]
+    before = _rss_file()
+    for i in range(0, rows, 32):
+        for r in perm[i:i + 32]:
+            float(maps[r // 256][r % 256].sum())
+    assert _rss_file() - before > 32 * 2**20, "the measurement should see memory-mapped pages"
+
+
+def test_a_store_whose_shard_was_cut_short_is_not_used(tmp_path):
+    a = np.ones((10, 4), np.float32)
+    write_store(tmp_path / "features-k", _chunks(a, 4), rows=4)
+    shard = tmp_path / "features-k" / "shard-00001.npy"
+    shard.write_bytes(shard.read_bytes()[:-8])
+    assert open_store(tmp_path / "features-k", 10) is None
 
 
 def test_store_write_is_all_or_nothing(tmp_path):
@@ -167,7 +207,7 @@ def test_extract_features_sharded_and_reused(frozen, tmp_dataset, tmp_path, monk
     cache = tmp_path / "cache"
     store = F.extract_features(frozen, folder, 32, batch_size=2, cache_dir=cache, in_memory_max_bytes=0)
     assert isinstance(store, FeatureStore) and len(calls) == 3
-    assert [s.shape[0] for s in store._shards] == [4, 4, 1]
+    assert store.shards == [4, 4, 1]
     np.testing.assert_array_equal(store[np.arange(9)[::-1]], ref[::-1])
     again = F.extract_features(frozen, folder, 32, batch_size=2, cache_dir=cache)  # small: one array
     assert len(calls) == 3 and type(again) is np.ndarray

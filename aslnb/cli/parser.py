@@ -147,8 +147,9 @@ def build_parser(train_profile: str | None = None) -> argparse.ArgumentParser:
                     "(aslnb.config.PROFILES, e.g. hands: the other-hands recipe); options given override them "
                     "(default: none, TrainConfig's defaults)")
     _add_config_options(tr, _profile_training(train_profile))
-    tr.add_argument("--feature-cache-dir", help="keep extracted features on disk here and reuse them "
-                                                "(default: in memory only)")
+    tr.add_argument("--feature-cache-dir", help="keep extracted features on disk here and reuse them; sets over "
+                                                "1 GiB are read back a batch at a time (default: in memory, or a "
+                                                "temporary folder deleted after the run for sets over 1 GiB)")
     tr.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
 
     ev = sub.add_parser("evaluate", help="score a run on its held-out split (and an external set)", **fmt)

@@ -13,8 +13,9 @@ On disk a cache is a folder of ``.npy`` shards (:mod:`aslnb.features.store`),
 written once and atomically. Sets up to ``IN_MEMORY_MAX_BYTES`` (1 GiB) come
 back as one numpy array, as before; larger ones as a :class:`FeatureStore`,
 which indexes like an array (``store[idx]``) and reads the rows of each batch
-from memory maps. (``freeze_until='conv4'`` at 224 px is ~0.8 MB per image:
-~70 GB for the 87,000-image set.)
+from the shard files (training reads validation the same way). ``freeze_until='conv4'``
+at 224 px is ~0.8 MB per image for ResNet50 (~70 GB for the 87,000-image set) and
+37.6 KB for EfficientNet-Lite0 (3.3 GB); ``benchmarks/scale.py`` measures the memory.
 
 Precision: ``float32`` runs the frozen part as built. ``bfloat16`` runs a copy
 of it under the Keras dtype policy ``mixed_bfloat16`` (bf16 matmuls and
@@ -42,7 +43,7 @@ from ..errors import ParameterError
 from ..provenance import gpu_visible
 from .store import SHARD_ROWS, FeatureStore, open_store, write_store
 
-#: Above this many bytes a disk cache is returned as a :class:`FeatureStore` (memory maps), not loaded.
+#: Above this many bytes a disk cache is returned as a :class:`FeatureStore` (read a batch at a time), not loaded.
 IN_MEMORY_MAX_BYTES = 1 << 30
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -175,6 +176,11 @@ def _compute(model: keras.Model, folder, image_size: int, batch_size: int, verbo
     """Features of ``folder`` (an ImageFolder or a ``(files, labels)`` pair) in one ``predict``."""
     ds = make_dataset(folder, image_size, batch_size, with_labels=False)
     return np.asarray(model.predict(ds, verbose=verbose), dtype=np.float32)
+
+
+def feature_bytes(frozen: keras.Model, n: int) -> int:
+    """Bytes of the float32 features of ``n`` images at the output of ``frozen``."""
+    return int(n) * int(np.prod(frozen.output_shape[1:], dtype=np.int64)) * 4
 
 
 def shard_rows(batch_size: int, rows: int | None = None) -> int:

@@ -1,4 +1,4 @@
-"""A feature cache on disk: ``.npy`` shards read through memory maps.
+"""A feature cache on disk: ``.npy`` shards, read a batch of rows at a time.
 
 A cache folder ``features-<key>/`` holds ``shard-00000.npy``, ``shard-00001.npy``,
 ... (``rows`` rows each, the last one shorter) and ``manifest.json`` (shape, dtype,
@@ -8,17 +8,21 @@ into a hidden ``.features-<key>.<random>.part`` folder next to it (each file thr
 interrupted write leaves no folder behind, and a folder without a valid manifest
 or with a short shard is not used.
 
-:class:`FeatureStore` opens the shards with ``np.load(mmap_mode="r")`` and serves
-rows by index arrays (``store[idx]``) like a numpy array, so a training epoch in
-shuffled order reads only the rows of each batch: the operating system's page cache
-holds what fits and the set never has to fit in memory. ``np.asarray(store)`` loads
-everything (Keras does that with ``validation_data``).
+:class:`FeatureStore` reads rows by index arrays (``store[idx]``) like a numpy
+array, with positional reads (``os.pread``) of each row's bytes from the shard
+files, sorted by position. It maps nothing into the process: an epoch in shuffled
+order holds one batch in memory, and the operating system's page cache (which is
+not the process's memory and gives way to it) keeps what fits. Memory maps would
+not do: every page an epoch touches counts in the process's resident memory (RSS)
+for as long as it stays cached, so an epoch over a 3 GB store grows RSS by up to 3 GB
+(``benchmarks/scale.py`` measures both). ``np.asarray(store)`` loads everything (for small sets).
 """
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -39,11 +43,17 @@ class FeatureStore:
         self.rows = int(m["rows"])
         self.shape = tuple(int(s) for s in m["shape"])
         self.dtype = np.dtype(m["dtype"])
-        self._shards = [np.load(self.folder / name, mmap_mode="r", allow_pickle=False) for name in m["shards"]]
-        expect = [min(self.rows, self.shape[0] - i * self.rows) for i in range(len(self._shards))]
-        if (sum(expect) != self.shape[0] or [s.shape[0] for s in self._shards] != expect
-                or any(s.shape[1:] != self.shape[1:] or s.dtype != self.dtype for s in self._shards)):
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._paths = [self.folder / name for name in m["shards"]]
+        self._offsets = [_data_offset(p, self.shape[1:], self.dtype) for p in self._paths]
+        self._lengths = [min(self.rows, self.shape[0] - i * self.rows) for i in range(len(self._paths))]
+        for path, offset, n in zip(self._paths, self._offsets, self._lengths):
+            if n < 1 or path.stat().st_size != offset + n * self.row_bytes:
+                raise ValueError(f"{path}: shard does not match {MANIFEST}")
+        if sum(self._lengths) != self.shape[0]:
             raise ValueError(f"{self.folder}: shards do not match {MANIFEST}")
+        self._fds: dict[int, int] = {}
+        self._lock = threading.Lock()  # for platforms without os.pread (seek + read)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -56,8 +66,13 @@ class FeatureStore:
     def nbytes(self) -> int:
         return int(np.prod(self.shape)) * self.dtype.itemsize
 
+    @property
+    def shards(self) -> list[int]:
+        """Rows per shard file."""
+        return list(self._lengths)
+
     def __repr__(self) -> str:
-        return f"FeatureStore({str(self.folder)!r}, shape={self.shape}, shards={len(self._shards)})"
+        return f"FeatureStore({str(self.folder)!r}, shape={self.shape}, shards={len(self._paths)})"
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
@@ -73,16 +88,69 @@ class FeatureStore:
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} rows")
         out = np.empty((idx.size, *self.shape[1:]), dtype=self.dtype)
-        shard = idx // self.rows
-        for s in np.unique(shard):
-            where = np.flatnonzero(shard == s)
-            where = where[np.argsort(idx[where], kind="stable")]  # each shard read in file order
-            out[where] = self._shards[s][idx[where] - s * self.rows]
+        flat = out.reshape(idx.size, self.row_bytes // self.dtype.itemsize).view(np.uint8)
+        order = np.argsort(idx, kind="stable")  # read in file order; runs of consecutive rows in one read
+        i = 0
+        while i < len(order):
+            row = int(idx[order[i]])
+            shard, first = divmod(row, self.rows)
+            j = i + 1
+            while (j < len(order) and idx[order[j]] == row + (j - i) and (row + j - i) // self.rows == shard
+                   and order[j] == order[i] + (j - i)):
+                j += 1
+            self._read(shard, first, flat[order[i]:order[i] + (j - i)])
+            i = j
         return out
 
+    def _read(self, shard: int, first: int, dest: np.ndarray) -> None:
+        """Fill ``dest`` (rows of bytes, contiguous) with rows ``first...`` of ``shard``."""
+        offset, view = self._offsets[shard] + first * self.row_bytes, memoryview(dest).cast("B")
+        fd = self._fd(shard)
+        if hasattr(os, "pread"):
+            done = 0
+            while done < len(view):
+                chunk = os.pread(fd, len(view) - done, offset + done)
+                if not chunk:
+                    raise OSError(f"{self._paths[shard]}: file shorter than its manifest says")
+                view[done:done + len(chunk)] = chunk
+                done += len(chunk)
+        else:
+            with self._lock:
+                os.lseek(fd, offset, os.SEEK_SET)
+                if os.readv(fd, [view]) != len(view):
+                    raise OSError(f"{self._paths[shard]}: file shorter than its manifest says")
+
+    def _fd(self, shard: int) -> int:
+        fd = self._fds.get(shard)
+        if fd is None:
+            fd = self._fds[shard] = os.open(self._paths[shard], os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = np.concatenate([np.asarray(s) for s in self._shards]) if self._shards else np.empty(self.shape, self.dtype)
+        out = self[np.arange(len(self))] if len(self) else np.empty(self.shape, self.dtype)
         return out if dtype is None else out.astype(dtype)
+
+
+def _data_offset(path: Path, row_shape: tuple, dtype: np.dtype) -> int:
+    """Where the rows of the ``.npy`` file ``path`` start; its header must say C order, ``dtype`` and ``row_shape``."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, file_dtype = read(fh)
+        if fortran or np.dtype(file_dtype) != dtype or tuple(shape[1:]) != tuple(row_shape):
+            raise ValueError(f"{path}: shard does not match {MANIFEST}")
+        return fh.tell()
 
 
 def open_store(folder: str | os.PathLike, n: int) -> FeatureStore | None:

@@ -59,6 +59,7 @@ both (``distribution``, ``precision.training``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -115,12 +116,17 @@ def train(
     verbose: int | str = "auto",
     feature_cache_dir: str | os.PathLike | None = None,
     callbacks: list | None = None,
+    features_in_memory_max_bytes: int | None = None,
     **params: Any,
 ) -> RunResult:
     """Train the classifier on ``data`` into run directory ``out``; see the module docstring.
 
     ``params`` are the fields of :class:`TrainConfig` (unknown names are refused);
     ``callbacks`` (Keras callbacks) are passed to every phase's ``fit``.
+    ``features_in_memory_max_bytes``: cached features larger than this (default
+    :data:`aslnb.features.IN_MEMORY_MAX_BYTES`, 1 GiB) are not loaded: training and
+    validation read them from the cache folder a batch at a time (0: always).
+    Either way the numbers are the same.
     """
     cfg = TrainConfig.from_params(**params)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else int(verbose)
@@ -140,17 +146,19 @@ def train(
 
     with placement(cfg.distribute, cfg.mixed_precision) as place:  # restores the dtype policy afterwards
         if place.chief:
-            res = _train(cfg, place, data_dir, ext_dir, out, overwrite, verbose, feature_cache_dir, callbacks)
+            res = _train(cfg, place, data_dir, ext_dir, out, overwrite, verbose, feature_cache_dir, callbacks,
+                         features_in_memory_max_bytes)
             # A multi-worker model's predict waits for every worker: callers load model.keras instead.
             return dataclasses.replace(res, model=None, classifier=None) if place.name == "multiworker" else res
         with tempfile.TemporaryDirectory(prefix="aslnb-worker-") as tmp:  # the chief writes `out`
             _log(f"worker (not the chief): training into {tmp}, deleted at the end; the chief writes {out}", verbose)
-            res = _train(cfg, place, data_dir, ext_dir, Path(tmp) / "run", False, verbose, None, callbacks)
+            res = _train(cfg, place, data_dir, ext_dir, Path(tmp) / "run", False, verbose, None, callbacks,
+                         features_in_memory_max_bytes)
             return dataclasses.replace(res, run_dir=None)
 
 
 def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: Path, overwrite: bool, verbose: int,
-           feature_cache_dir, callbacks: list | None) -> RunResult:
+           feature_cache_dir, callbacks: list | None, in_memory_max_bytes: int | None = None) -> RunResult:
     import keras
 
     from ..features import resolve_precision
@@ -215,6 +223,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
         "notes": notes,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    temp_cache = contextlib.ExitStack()  # a temporary feature cache for a large set without feature_cache_dir
     try:
         if run.resuming:
             config["started"] = read_json(run.work / "config.json").get("started", config["started"])
@@ -237,17 +246,26 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                 clf.freeze_until = until
             fit_args = dict(callbacks=callbacks, early_stopping_patience=cfg.early_stopping_patience, verbose=verbose)
             if use_cache and clf.boundary_layer() is not None:
-                from ..features import extract_features
+                from ..features import IN_MEMORY_MAX_BYTES, extract_features, feature_bytes
 
                 frozen, model = split_at_boundary(clf)
+                cache_dir = feature_cache_dir
+                if cache_dir is None and feature_bytes(frozen, len(split.train) + len(split.val)) > (
+                        IN_MEMORY_MAX_BYTES if in_memory_max_bytes is None else in_memory_max_bytes):
+                    cache_dir = temp_cache.enter_context(tempfile.TemporaryDirectory(prefix="aslnb-features-"))
+                    _log(f"[{phase}] features larger than memory allows: cached in {cache_dir} (deleted after the "
+                         "run; --feature-cache-dir keeps them)", verbose)
                 t0 = time.perf_counter()
                 ftr, fva = (extract_features(frozen, part, cfg.image_size, batch_size=cfg.batch_size,
-                                             cache_dir=feature_cache_dir, precision=feature_precision)
+                                             cache_dir=cache_dir, precision=feature_precision,
+                                             in_memory_max_bytes=in_memory_max_bytes)
                             for part in (split.train, split.val))
                 feature_seconds += time.perf_counter() - t0
                 _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
                      f"images in {time.perf_counter() - t0:.1f}s", verbose)
-                val_data = (fva, yva)
+                # features too large to load (a FeatureStore) are read a batch at a time, validation too
+                val_data = (fva, yva) if isinstance(fva, np.ndarray) else EpochBatches(
+                    len(yva), cfg.batch_size, cfg.seed, i, lambda idx, _x=fva: (_x[idx], yva[idx]), shuffle=False)
                 fit_args["steps_per_execution"] = place.steps_per_execution(CACHED_STEPS_PER_EXECUTION)
 
                 def take(idx, _x=ftr):
@@ -265,6 +283,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
             with place.scope():
                 all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr,
                                       run.work / "checkpoints" / phase, **fit_args)
+        temp_cache.close()  # deleted before the run is committed
         history = history_of(all_logs, phases, feature_seconds)
         write_json(run.work / "history.json", history)
         place.sync_batch_norm(clf.model, False)
@@ -284,6 +303,8 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
         if run.work != run.out:
             run.discard()
         raise
+    finally:
+        temp_cache.close()
     return RunResult(out, config, history, {}, model=clf.model, classifier=clf)
 
 

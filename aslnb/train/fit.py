@@ -38,15 +38,23 @@ CACHED_STEPS_PER_EXECUTION = 16
 
 
 class EpochBatches(keras.utils.PyDataset):
-    """Batches ``take(indices)`` of ``n`` examples in a per-epoch order fixed by ``(seed, phase_index, epoch)``."""
+    """Batches ``take(indices)`` of ``n`` examples in a per-epoch order fixed by ``(seed, phase_index, epoch)``.
 
-    def __init__(self, n: int, batch_size: int, seed: int, phase_index: int, take: Callable[[np.ndarray], tuple]):
+    ``shuffle=False``: every epoch in index order (validation data read from a
+    :class:`aslnb.features.store.FeatureStore`, a batch at a time).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, phase_index: int, take: Callable[[np.ndarray], tuple],
+                 shuffle: bool = True):
         super().__init__()
         self.n, self.batch_size, self.key, self.take = n, batch_size, (seed, phase_index), take
+        self.shuffle = shuffle
         self.epoch = 0
         self._perm: tuple[int, np.ndarray] | None = None
 
     def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
         return np.random.default_rng([*self.key, epoch]).permutation(self.n)
 
     def __len__(self) -> int:
