@@ -212,3 +212,12 @@ def test_extract_features_sharded_and_reused(frozen, tmp_dataset, tmp_path, monk
     again = F.extract_features(frozen, folder, 32, batch_size=2, cache_dir=cache)  # small: one array
     assert len(calls) == 3 and type(again) is np.ndarray
     np.testing.assert_array_equal(again, ref)
+
+
+def test_store_reads_without_positional_reads(tmp_path, monkeypatch):
+    """Where ``os.pread`` is missing (Windows) the store seeks and reads: the same rows."""
+    a = np.random.default_rng(2).normal(size=(10, 3)).astype(np.float32)
+    store = write_store(tmp_path / "features-k", _chunks(a, 4), rows=4)
+    monkeypatch.delattr("os.pread")
+    np.testing.assert_array_equal(store[[9, 0, 1, 2, 5]], a[[9, 0, 1, 2, 5]])
+    np.testing.assert_array_equal(np.asarray(store), a)

@@ -178,6 +178,11 @@ def _compute(model: keras.Model, folder, image_size: int, batch_size: int, verbo
     return np.asarray(model.predict(ds, verbose=verbose), dtype=np.float32)
 
 
+def in_memory_limit(max_bytes: int | None = None) -> int:
+    """``max_bytes``, or :data:`IN_MEMORY_MAX_BYTES` when None: the largest feature set loaded as one array."""
+    return IN_MEMORY_MAX_BYTES if max_bytes is None else max_bytes
+
+
 def feature_bytes(frozen: keras.Model, n: int) -> int:
     """Bytes of the float32 features of ``n`` images at the output of ``frozen``."""
     return int(n) * int(np.prod(frozen.output_shape[1:], dtype=np.int64)) * 4
@@ -233,5 +238,4 @@ def extract_features(
         chunks = (_compute(model, (files[a:a + rows], labels[a:a + rows]), image_size, batch_size, verbose)
                   for a in range(0, len(folder), rows))
         store = write_store(path, chunks, rows)
-    limit = IN_MEMORY_MAX_BYTES if in_memory_max_bytes is None else in_memory_max_bytes
-    return store if store.nbytes > limit else np.asarray(store)
+    return store if store.nbytes > in_memory_limit(in_memory_max_bytes) else np.asarray(store)

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class FeatureStore:
                 raise ValueError(f"{path}: shard does not match {MANIFEST}")
         if sum(self._lengths) != self.shape[0]:
             raise ValueError(f"{self.folder}: shards do not match {MANIFEST}")
-        self._fds: dict[int, int] = {}
+        self._files: dict[int, Any] = {}
         self._lock = threading.Lock()  # for platforms without os.pread (seek + read)
 
     def __len__(self) -> int:
@@ -105,31 +105,31 @@ class FeatureStore:
     def _read(self, shard: int, first: int, dest: np.ndarray) -> None:
         """Fill ``dest`` (rows of bytes, contiguous) with rows ``first...`` of ``shard``."""
         offset, view = self._offsets[shard] + first * self.row_bytes, memoryview(dest).cast("B")
-        fd = self._fd(shard)
-        if hasattr(os, "pread"):
-            done = 0
-            while done < len(view):
-                chunk = os.pread(fd, len(view) - done, offset + done)
-                if not chunk:
-                    raise OSError(f"{self._paths[shard]}: file shorter than its manifest says")
+        fh = self._file(shard)
+        done = 0
+        while done < len(view):
+            if hasattr(os, "pread"):
+                chunk = os.pread(fh.fileno(), len(view) - done, offset + done)
                 view[done:done + len(chunk)] = chunk
-                done += len(chunk)
-        else:
-            with self._lock:
-                os.lseek(fd, offset, os.SEEK_SET)
-                if os.readv(fd, [view]) != len(view):
-                    raise OSError(f"{self._paths[shard]}: file shorter than its manifest says")
+                got = len(chunk)
+            else:  # Windows: no positional read; one seek + read at a time
+                with self._lock:
+                    fh.seek(offset + done)
+                    got = fh.readinto(view[done:]) or 0
+            if not got:
+                raise OSError(f"{self._paths[shard]}: file shorter than its manifest says")
+            done += got
 
-    def _fd(self, shard: int) -> int:
-        fd = self._fds.get(shard)
-        if fd is None:
-            fd = self._fds[shard] = os.open(self._paths[shard], os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        return fd
+    def _file(self, shard: int):
+        fh = self._files.get(shard)
+        if fh is None:
+            fh = self._files[shard] = open(self._paths[shard], "rb", buffering=0)
+        return fh
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
 
     def __del__(self) -> None:
         try:

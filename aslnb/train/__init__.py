@@ -246,12 +246,12 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                 clf.freeze_until = until
             fit_args = dict(callbacks=callbacks, early_stopping_patience=cfg.early_stopping_patience, verbose=verbose)
             if use_cache and clf.boundary_layer() is not None:
-                from ..features import IN_MEMORY_MAX_BYTES, extract_features, feature_bytes
+                from ..features import extract_features, feature_bytes, in_memory_limit
 
                 frozen, model = split_at_boundary(clf)
                 cache_dir = feature_cache_dir
-                if cache_dir is None and feature_bytes(frozen, len(split.train) + len(split.val)) > (
-                        IN_MEMORY_MAX_BYTES if in_memory_max_bytes is None else in_memory_max_bytes):
+                if cache_dir is None and (feature_bytes(frozen, len(split.train) + len(split.val))
+                                          > in_memory_limit(in_memory_max_bytes)):
                     cache_dir = temp_cache.enter_context(tempfile.TemporaryDirectory(prefix="aslnb-features-"))
                     _log(f"[{phase}] features larger than memory allows: cached in {cache_dir} (deleted after the "
                          "run; --feature-cache-dir keeps them)", verbose)
