@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .backend import import_keras
+from .data.pipeline import DECODER, DECODERS
 from .errors import ParameterError
 from .provenance import memory_bytes
 
@@ -88,6 +89,8 @@ class TrainConfig:
                                      "whenever something is frozen and augmentation is off)", CACHE_MODES)
     limit_per_class: int | None = _p(None, "use at most N >= 4 images per class, for quick runs (default: all)")
     deterministic: bool = _p(True, "deterministic TensorFlow ops: same machine, same numbers")
+    decoder: str = _p(DECODER, "image decoding: tf (tf.io ops for the JPEG/PNG/BMP files TensorFlow decodes as Pillow "
+                               "would, Pillow for the rest) or pil (Pillow for every file)", DECODERS)
     precision: str = _p("float32", "feature-extraction precision (auto: bfloat16 on a GPU or a CPU with native "
                                    "bf16, else float32)", PRECISIONS)
     early_stopping_patience: int | None = _p(None, "stop a phase after this many epochs without a lower val_loss "
@@ -143,7 +146,7 @@ class TrainConfig:
         need(self.val_fraction + self.test_fraction < 1,
              f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g}: must be < 1 to leave "
              "images to train on; lower val_fraction or test_fraction")
-        for name in ("split", "cache_features", "precision", "distribute", "mixed_precision", "backbone"):
+        for name in ("split", "cache_features", "precision", "decoder", "distribute", "mixed_precision", "backbone"):
             allowed = _choices(name)
             need(getattr(self, name) in allowed, f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
         need(isinstance(self.weights, str) and self.weights != "",

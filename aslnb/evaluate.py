@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .data.external import format_signer_scores, load_external, signer_scores
-from .data.images import load_images
+from .data.pipeline import DECODER, LEGACY_DECODER, decode_files
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import split_folder
 from .errors import DataError, ModelError
@@ -94,11 +94,12 @@ def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labe
 
 
 def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
-                        source: str | os.PathLike = "the model") -> np.ndarray:
+                        source: str | os.PathLike = "the model", decoder: str = DECODER) -> np.ndarray:
     """Class probabilities (N, K) for image ``files``, in order: the one inference path.
 
-    Files are decoded with :func:`aslnb.data.images.load_images` (a bad file raises
-    :class:`DataError` naming it), the next batch while the model runs on this one.
+    Files are decoded with :func:`aslnb.data.pipeline.decode_files` by ``decoder``
+    (the run's: :func:`run_decoder`; a bad file raises :class:`DataError` naming it),
+    the next batch while the model runs on this one.
     Non-finite outputs raise :class:`ModelError` naming ``source`` (the run).
     """
     files = [str(f) for f in files]
@@ -106,13 +107,13 @@ def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
     chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
     out: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(load_images, chunks[0], size) if chunks else None
+        pending = pool.submit(decode_files, chunks[0], size, decoder) if chunks else None
         for i in range(len(chunks)):
             try:
                 batch = pending.result()
             except DataError as exc:  # keep the message on one line when a file name holds a newline
                 raise DataError("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))) from None
-            pending = pool.submit(load_images, chunks[i + 1], size) if i + 1 < len(chunks) else None
+            pending = pool.submit(decode_files, chunks[i + 1], size, decoder) if i + 1 < len(chunks) else None
             out.append(np.asarray(model.predict_on_batch(batch.astype(np.float32)), dtype=np.float64))
     probs = np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])))
     if not np.isfinite(probs).all():
@@ -122,9 +123,15 @@ def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
     return probs
 
 
-def predict_folder(model, folder: ImageFolder, image_size: int, batch_size: int = 32) -> np.ndarray:
+def predict_folder(model, folder: ImageFolder, image_size: int, batch_size: int = 32,
+                   decoder: str = DECODER) -> np.ndarray:
     """Class probabilities for every file of ``folder``, in file order (:func:`class_probabilities`)."""
-    return class_probabilities(model, folder.files, image_size, batch_size)
+    return class_probabilities(model, folder.files, image_size, batch_size, decoder=decoder)
+
+
+def run_decoder(params: dict) -> str:
+    """The decoder a run was trained with (``config.json`` params; Pillow for runs made before the setting)."""
+    return str(params.get("decoder", LEGACY_DECODER))
 
 
 def metrics_name(run_cfg: dict, data_dir: Path) -> str:
@@ -196,7 +203,8 @@ def evaluate(
     if len(part) == 0:
         part, subset = split.val, "val"
     t0 = time.perf_counter()
-    probs = class_probabilities(loaded, part.files, size, int(params["batch_size"]), source=run_dir)
+    probs = class_probabilities(loaded, part.files, size, int(params["batch_size"]), source=run_dir,
+                                decoder=run_decoder(params))
     seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "run": str(run_dir),
@@ -223,7 +231,8 @@ def evaluate(
         ext = load_external(ext_dir, class_names)
         ext_folder = drop_bad_images(ext.folder)
         t0 = time.perf_counter()
-        eprobs = class_probabilities(loaded, ext_folder.files, size, int(params["batch_size"]), source=run_dir)
+        eprobs = class_probabilities(loaded, ext_folder.files, size, int(params["batch_size"]), source=run_dir,
+                                     decoder=run_decoder(params))
         timing["external_predict_seconds"] = round(time.perf_counter() - t0, 3)
         shared = [class_names.index(c) for c in ext.shared_classes]
         metrics["external"] = {**ext.describe(), "shared_classes": ext.shared_classes,

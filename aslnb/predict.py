@@ -17,7 +17,7 @@ import numpy as np
 
 from .data.images import is_image_name
 from .errors import DataError
-from .evaluate import class_probabilities
+from .evaluate import class_probabilities, run_decoder
 from .runs import load_config, load_labels, load_run
 
 
@@ -55,7 +55,7 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
         names, cfg = load_labels(run_dir), load_config(run_dir)
     size = int(cfg["params"]["image_size"])
     top_k = max(1, min(int(top_k), len(names)))
-    probs = class_probabilities(model, files, size, batch_size, source=run_dir)
+    probs = class_probabilities(model, files, size, batch_size, source=run_dir, decoder=run_decoder(cfg["params"]))
     results: list[dict[str, Any]] = []
     for f, p in zip(files, probs):
         order = np.argsort(-p)[:top_k]

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def pixel_diff(folder, sizes=(128, 224), batch_size: int = 64) -> list[dict]:
-    from aslnb.data.pipeline import make_dataset
+    from aslnb.data.pipeline import make_dataset, without_autotune
 
     rows = []
     for size in sizes:
@@ -75,7 +75,8 @@ def rounds(folder, size: int, n: int, n_rounds: int, batch_size: int = 32, only:
         return _with_threads(ds, private, intra)
 
     variants = {
-        "model_only": lambda: tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE),
+        "model_only": lambda: without_autotune(tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+                                               .prefetch(tf.data.AUTOTUNE)),
         "pipe_pil": lambda: pipe("pil"),
         "pipe_tf": lambda: pipe("tf"),
         "pipe_pil_threads1": lambda: pipe("pil", private=1, intra=1),

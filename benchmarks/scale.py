@@ -131,14 +131,14 @@ def seed_cache(sample: Path, data: Path, cache: Path, params: dict) -> None:
     originals = scan_folder(sample)
     feats = extract_features(frozen, originals, cfg.image_size, batch_size=cfg.batch_size,
                              cache_dir=cache.parent / f"{cache.name}-sample", precision=precision,
-                             in_memory_max_bytes=0)
+                             in_memory_max_bytes=0, decoder=cfg.decoder)
     row_of = {(originals.class_names[lab], frame_number(Path(f).name)): i
               for i, (f, lab) in enumerate(zip(originals.files, originals.labels))}
     rows = shard_rows(cfg.batch_size)
     for part in (split.train, split.val):
         idx = np.array([row_of[(names[lab], frame_number(Path(f).name) % FRAME_SPAN)]
                         for f, lab in zip(part.files, part.labels)])
-        key = cache_key(part, cfg.image_size, frozen, precision)
+        key = cache_key(part, cfg.image_size, frozen, precision, cfg.decoder)
         write_store(cache / f"features-{key}", (feats[idx[a:a + rows]] for a in range(0, len(idx), rows)), rows)
 
 
@@ -285,6 +285,9 @@ def to_markdown(result: dict) -> str:
                       f"memory at the smallest: {s['largest_vs_memory_at_smallest']}."]
     lines += ["", f"Load average at start / end: {result['machine']['loadavg_start']} / "
                   f"{result['machine']['loadavg_end']} (2 cores: above 2 means other work shared them)."]
+    for run in result.get("runs", []):  # sizes measured by separate invocations, merged
+        lines.append(f"- {run['started']}: {run.get('what', '')}; load average at start / end "
+                     f"{run['loadavg'][0]} / {run['loadavg'][1]}")
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aslnb.data import dataset_info, frame_number, load_image, make_dataset, scan_folder
+from aslnb.data import dataset_info, decode_files, frame_number, make_dataset, scan_folder
 from aslnb.data.images import IMAGE_EXTENSIONS
 
 
@@ -175,9 +175,8 @@ def test_make_dataset_batches(small_folder):
     assert np.array_equal(labels.sum(axis=1), np.ones(40))
     assert set(np.unique(labels)) <= {0.0, 1.0}
     assert np.array_equal(labels.argmax(axis=1), small_folder.labels)
-    # pixels are exactly what load_image gives, in file order
-    for i, f in enumerate(small_folder.files):
-        np.testing.assert_array_equal(images[i], load_image(f, S).astype(np.float32))
+    # pixels are exactly what decode_files (evaluation, predict) gives, in file order
+    np.testing.assert_array_equal(images, decode_files(small_folder.files, S).astype(np.float32))
 
 
 def test_make_dataset_order_is_deterministic_without_shuffle(small_folder):
@@ -207,8 +206,7 @@ def test_make_dataset_shuffle_is_seeded(small_folder):
     assert not np.array_equal(y0, ids)  # actually shuffled
     np.testing.assert_array_equal(y0, y0b)  # same seed, same order
     assert not np.array_equal(y0, y1)  # other seed, other order
-    for img, i in zip(x0, y0):  # labels still travel with their images
-        np.testing.assert_array_equal(img, load_image(files[i], S).astype(np.float32))
+    np.testing.assert_array_equal(x0, decode_files(files[y0], S).astype(np.float32))  # labels travel with images
     _, yc = order(0, cache=True)
     assert sorted(yc.tolist()) == ids.tolist()
 
@@ -327,6 +325,9 @@ def test_decompression_bomb_is_one_line_naming_the_file(tmp_path, monkeypatch, c
             load_image(bomb, 8)
         with pytest.raises(DataError):
             load_images([str(bomb)], 8)
+        for decoder in ("tf", "pil"):  # evaluation and predict: tf.io must not decode what Pillow refuses
+            with pytest.raises(DataError, match="refused, too many pixels"):
+                decode_files([str(bomb)], 8, decoder)
         with caplog.at_level("WARNING", logger="aslnb.data"):
             kept = drop_bad_images(scan_folder(tmp_path))
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -21,7 +21,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from aslnb import features as F  # noqa: E402
-from aslnb.data.images import load_image  # noqa: E402
+from aslnb.data.pipeline import decode_files  # noqa: E402
 from aslnb.data.scan import scan_folder  # noqa: E402
 from aslnb.errors import ParameterError  # noqa: E402
 
@@ -83,7 +83,7 @@ def test_resolve_precision():
 
 def test_features_equal_frozen_output(frozen, folder):
     feats = F.extract_features(frozen, folder, SIZE, batch_size=4)
-    batch = np.stack([load_image(f, SIZE) for f in folder.files]).astype(np.float32)
+    batch = decode_files(folder.files, SIZE).astype(np.float32)  # what make_dataset decodes (the default decoder)
     ref = keras.ops.convert_to_numpy(frozen(batch, training=False))
     assert feats.dtype == np.float32
     assert feats.shape == ref.shape == (len(folder), 4, 4, 512)

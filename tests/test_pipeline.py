@@ -17,8 +17,8 @@ tf = pytest.importorskip("tensorflow")
 
 from aslnb import features as F  # noqa: E402
 from aslnb.data.images import load_image, tf_decodable  # noqa: E402
-from aslnb.data.pipeline import make_dataset, tf_routes  # noqa: E402
-from aslnb.errors import ParameterError  # noqa: E402
+from aslnb.data.pipeline import DECODER, DECODERS, decode_files, decode_tf, make_dataset, tf_routes  # noqa: E402
+from aslnb.errors import DataError, ParameterError  # noqa: E402
 from aslnb.features.store import FeatureStore, open_store, write_store  # noqa: E402
 
 
@@ -89,6 +89,62 @@ def test_other_files_fall_back_to_pillow(tmp_path, sample_files):
 def test_unknown_decoder_refused(sample_files):
     with pytest.raises(ParameterError, match="decoder='cv2'"):
         make_dataset((np.asarray(sample_files), np.zeros(len(sample_files), np.int64)), 32, decoder="cv2")
+
+
+def test_decode_files_gives_the_pipelines_pixels(tmp_path, sample_files):
+    """Evaluation, predict and augmented training (decode_files) see what feature extraction (make_dataset) sees."""
+    other = tmp_path / "cmyk.jpg"  # a Pillow-only file among the tf.io ones
+    Image.open(sample_files[0]).convert("CMYK").save(other)
+    files = [*sample_files, str(other)]
+    for decoder in DECODERS:
+        for size in (48, 224):
+            np.testing.assert_array_equal(decode_files(files, size, decoder), _decode_all(files, size, decoder))
+    assert decode_files([], 8).shape == (0, 8, 8, 3)
+    with pytest.raises(ParameterError, match="decoder='cv2'"):
+        decode_files(files, 8, "cv2")
+
+
+def test_datasets_run_without_the_autotuning_thread(sample_files):
+    """Its doubling wait held whole predict calls to 5.11/10.23 s (benchmarks/README.md, "Input pipeline")."""
+    ds = make_dataset((np.asarray(sample_files), np.zeros(len(sample_files), np.int64)), 16, 4, with_labels=False)
+    assert ds.options().autotune.enabled is False
+    assert sum(len(b) for b in ds) == len(sample_files)  # AUTOTUNE parallelism and prefetch still work
+
+
+def test_a_file_tensorflow_fails_on_goes_to_pillow(tmp_path, sample_files):
+    """A JPEG cut short after a good header passes the header check; tf.io fails on it, Pillow names it."""
+    data = Path(sample_files[0]).read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 3])
+    assert tf_decodable(cut)
+    with pytest.raises(tf.errors.OpError):  # the tf.io route alone cannot read it ...
+        decode_tf(tf.constant(str(cut)), 32).numpy()
+    with pytest.raises(DataError, match="cut.jpg: not a readable image"):  # ... and the error names the file
+        decode_files([sample_files[1], str(cut)], 32, "tf")
+
+
+def test_the_decoder_is_part_of_the_feature_cache_key(sample_dir):
+    import keras
+
+    from aslnb.data.scan import scan_folder
+
+    folder = scan_folder(sample_dir).subset(np.arange(4))
+    frozen = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()])
+    keys = {d: F.cache_key(folder, 8, frozen, "float32", d) for d in DECODERS}
+    assert keys["tf"] != keys["pil"]
+    assert F.cache_key(folder, 8, frozen) == keys[DECODER]
+
+
+def test_the_decoder_is_a_training_setting_and_old_runs_read_with_pillow():
+    from aslnb.config import TrainConfig
+    from aslnb.evaluate import run_decoder
+
+    assert TrainConfig().decoder == DECODER
+    assert TrainConfig.from_params(decoder="tf").decoder == "tf"
+    with pytest.raises(ParameterError, match="decoder='cv2': use one of pil, tf"):
+        TrainConfig.from_params(decoder="cv2")
+    assert run_decoder({"image_size": 224}) == "pil"  # config.json from before the setting: trained with Pillow
+    assert run_decoder({"decoder": "tf"}) == "tf"
 
 
 def _chunks(a, rows):

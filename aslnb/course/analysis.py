@@ -204,7 +204,7 @@ class RunView:
         from ..data.external import load_external
         from ..data.scan import drop_bad_images, scan_folder
         from ..data.splits import split_folder
-        from ..evaluate import predict_folder, score
+        from ..evaluate import predict_folder, run_decoder, score
         from ..models import efficientnet_lite  # noqa: F401 - registers its layers for loading (see load_run)
         from ..runs import load_run
         from ..data.splits import limit_folder
@@ -220,7 +220,8 @@ class RunView:
         self.split = split_folder(self.folder, p["split"], val_fraction=p["val_fraction"],
                                   test_fraction=p["test_fraction"], seed=p["seed"])
         self.test = self.split.test
-        self.test_probs = predict_folder(self.model, self.test, self.image_size, int(p["batch_size"]))
+        self.decoder = run_decoder(p)
+        self.test_probs = predict_folder(self.model, self.test, self.image_size, int(p["batch_size"]), self.decoder)
         self.test_scores = score(self.test.labels, self.test_probs, self.class_names)
         self.external_scores: dict | None = None
         self.external: ImageFolder | None = None  # the external images, labelled with training ids
@@ -230,7 +231,8 @@ class RunView:
         if external_dir is not None:
             ext = load_external(external_dir, self.class_names)
             self.external = limit_folder(drop_bad_images(ext.folder), external_limit)
-            self.external_probs = predict_folder(self.model, self.external, self.image_size, int(p["batch_size"]))
+            self.external_probs = predict_folder(self.model, self.external, self.image_size, int(p["batch_size"]),
+                                                 self.decoder)
             self.external_shared = [self.class_names.index(c) for c in ext.shared_classes]
             self.external_scores = score(self.external.labels, self.external_probs, self.class_names,
                                          labels=self.external_shared)

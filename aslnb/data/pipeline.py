@@ -1,44 +1,78 @@
 """tf.data input pipelines: parallel decode, resize, batch, prefetch.
 
-Two decoders (``decoder=``):
+Two decoders (``decoder=``; :data:`DECODER` is the default everywhere: training,
+feature extraction, evaluation, ``predict``, the notebooks):
 
-* ``'pil'`` (the default, what every committed number was measured with):
-  :func:`aslnb.data.images.load_image` (Pillow), wrapped in
-  ``tf.numpy_function`` and mapped in parallel, so training, evaluation and
-  ``predict`` convert every file (JPEG/PNG, grayscale, RGBA, CMYK) identically.
-* ``'tf'``: files that :func:`aslnb.data.images.tf_decodable` accepts (header
-  check: JPEG/PNG/BMP, RGB or L, no EXIF rotation, no transparency) are decoded
-  by ``tf.io`` ops (no Python, no GIL): ``decode_jpeg`` with
-  ``dct_method='INTEGER_ACCURATE'`` (Pillow's IDCT: identical pixels on all
-  5,800 sample JPEGs; TensorFlow's default ``INTEGER_FAST`` differs by up to 19
-  levels) and ``tf.image.resize(bilinear, antialias=True)`` rounded to uint8.
-  Pillow resizes in two fixed-point passes rounded to uint8 in between, so the
-  resized pixels differ from ``'pil'`` by at most 1 level (on 13-15 % of the
-  values of the sample at 128 and 224 px; ``benchmarks/datapath.json``). Every
-  other file (TIFF, WebP, GIF, CMYK, RGBA, rotated, unreadable) still goes to
-  Pillow, which names a bad file in its error.
+* ``'tf'`` (``--decoder tf``): files that :func:`aslnb.data.images.tf_decodable`
+  accepts (header check: JPEG/PNG/BMP, RGB or L, no EXIF rotation, no
+  transparency) are decoded by ``tf.io`` ops (no Python, no GIL; the same ops
+  on a TPU host): ``decode_jpeg`` with ``dct_method='INTEGER_ACCURATE'``
+  (Pillow's IDCT: identical pixels on all 5,800 sample JPEGs; TensorFlow's
+  default ``INTEGER_FAST`` differs by up to 19 levels) and
+  ``tf.image.resize(bilinear, antialias=True)`` rounded to uint8. Pillow
+  resizes in two fixed-point passes rounded to uint8 in between, so the resized
+  pixels differ from ``'pil'`` by at most 1 level (on 13-15 % of the values of
+  the sample at 128 and 224 px; ``benchmarks/datapath.json``). Every other file
+  (TIFF, WebP, GIF, CMYK, RGBA, rotated) goes to Pillow, the fallback for what
+  TensorFlow cannot decode.
+* ``'pil'`` (still the default): :func:`aslnb.data.images.load_image` (Pillow)
+  for every file, wrapped in ``tf.numpy_function`` and mapped in parallel; what
+  runs trained before the ``decoder`` setting existed used (their
+  ``config.json`` has no ``decoder``: evaluation and ``predict`` read them with
+  Pillow). ``'tf'`` is not the default yet: the benchmark's plain ``fit`` over
+  images (:func:`decode_files` for every batch) had not finished 3 epochs in
+  8 minutes with it, where Pillow takes about 3; not yet explained.
+
+:func:`decode_files` decodes a list of files outside ``tf.data`` (evaluation,
+``predict``, augmented training) with the same ops, so a file gives the same
+pixels on every path. There a file TensorFlow fails on goes to Pillow, which
+decodes it or raises :class:`~aslnb.errors.DataError` naming it. Inside
+``make_dataset`` a graph cannot fall back: training checks every file with
+Pillow first (``drop_bad_images``), so only readable files reach it.
 
 Images come out as float32 RGB in 0..255; each model applies its own
 preprocessing inside itself.
+
+Every dataset here runs without tf.data's autotuning thread
+(:func:`without_autotune`): with it, a ``predict`` over a dataset sometimes
+ended only on the next step of that thread's doubling wait (10 ms, 20 ms, ...:
+at 5.11, 10.23 or 20.47 s), which made whole benchmark rounds run at half
+speed (``benchmarks/README.md``, "Input pipeline").
 """
 from __future__ import annotations
 
+import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import ParameterError
-from .images import load_image, tf_decodable
+from .images import bombs_as_errors, load_image, tf_decodable
 from .scan import ImageFolder
 
 DECODERS = ("pil", "tf")
+DECODER = "pil"  # the one default; TrainConfig.decoder and every decoding function take it from here
+LEGACY_DECODER = "pil"  # runs whose config.json predates the setting were trained with Pillow
+
+
+def check_decoder(decoder: str) -> str:
+    """``decoder`` when it is one of :data:`DECODERS`, else a :class:`ParameterError` naming the choices."""
+    if decoder not in DECODERS:
+        raise ParameterError(f"decoder={decoder!r}: use one of {', '.join(DECODERS)}")
+    return decoder
+
+
+def _workers() -> int:
+    return min(8, (os.cpu_count() or 2) * 2)
 
 
 def tf_routes(files, size: int, workers: int | None = None) -> np.ndarray:
-    """Per file: True where :func:`tf_decodable` (header reads, in threads), False where Pillow decodes."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Per file: True where :func:`tf_decodable` (header reads, in threads), False where Pillow decodes.
 
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+    A file over Pillow's pixel limit (a possible decompression bomb) goes to Pillow, which refuses it.
+    """
+    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
         return np.fromiter(pool.map(lambda f: tf_decodable(f, size), files), dtype=bool, count=len(files))
 
 
@@ -55,6 +89,72 @@ def decode_tf(path, size: int):
     return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
 
 
+def without_autotune(ds):
+    """``ds`` with tf.data's autotuning thread off; ``AUTOTUNE`` still sizes its parallel maps and prefetch.
+
+    The autotuner re-optimises on a period that starts at 10 ms and doubles.
+    Measured here (Keras ``predict``, 256 images at 224 px, 10 alternating
+    rounds in one process): with it, 5 rounds took 5.5-5.8 s instead of 3.5 s,
+    i.e. they ended when the thread's wait ran out (cumulative 5.11 s after the
+    iterator started) rather than when the data did; without it, 3.4-3.8 s every
+    round. With autotuning off, a parallel map's ``AUTOTUNE`` means one call per
+    core and ``prefetch(AUTOTUNE)`` keeps tf.data's own buffer sizing.
+    """
+    import tensorflow as tf
+
+    opts = tf.data.Options()
+    opts.autotune.enabled = False
+    return ds.with_options(opts)
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_decode_tf(size: int):
+    """:func:`decode_tf` at ``size`` as one traced function (eager ops would re-dispatch every call)."""
+    import tensorflow as tf
+
+    return tf.function(lambda path: decode_tf(path, size), input_signature=[tf.TensorSpec([], tf.string)])
+
+
+def decode_file(path: str | os.PathLike, size: int, use_tf: bool) -> np.ndarray:
+    """One file as :func:`make_dataset` decodes it: ``tf.io`` where ``use_tf``, else Pillow.
+
+    A file TensorFlow fails on (say a JPEG cut short after a good header) goes
+    to Pillow too, which decodes it or raises :class:`DataError` naming it.
+    """
+    if use_tf:
+        import tensorflow as tf
+
+        try:
+            return _traced_decode_tf(int(size))(tf.constant(str(path))).numpy()
+        except tf.errors.OpError:
+            pass
+    return load_image(path, size)
+
+
+def decode_files(files, size: int, decoder: str = DECODER, *, routes: np.ndarray | None = None,
+                 workers: int | None = None) -> np.ndarray:
+    """Decode ``files`` in parallel threads into one ``uint8`` array (N, size, size, 3), in order.
+
+    The same pixels as :func:`make_dataset` with the same ``decoder``. ``routes``:
+    :func:`tf_routes` of ``files`` when the caller has them already (decoder ``tf``).
+    """
+    check_decoder(decoder)
+    files = [str(f) for f in files]
+    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    if not files:
+        return out
+    if routes is None:
+        routes = tf_routes(files, size, workers) if decoder == "tf" else np.zeros(len(files), dtype=bool)
+    use_tf = np.asarray(routes, dtype=bool) & (decoder == "tf")
+
+    def work(i: int) -> None:
+        out[i] = decode_file(files[i], size, bool(use_tf[i]))
+
+    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
+        list(pool.map(work, range(len(files))))
+    return out
+
+
 def make_dataset(
     folder: ImageFolder | tuple[np.ndarray, np.ndarray],
     image_size: int,
@@ -67,20 +167,18 @@ def make_dataset(
     one_hot: bool = True,
     with_labels: bool = True,
     drop_remainder: bool = False,
-    decoder: str = "pil",
+    decoder: str = DECODER,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(images, labels)``.
 
     ``cache=True`` keeps decoded images (uint8) in memory after the first epoch
     (the 5,800-image sample at 128 px needs ~285 MB); a string caches to that file. Labels are
     one-hot (for categorical cross-entropy) unless ``one_hot=False``.
-    ``decoder``: ``'pil'`` or ``'tf'`` (see the module docstring).
+    ``decoder``: ``'tf'`` or ``'pil'`` (see the module docstring).
     """
     import tensorflow as tf
 
-    if decoder not in DECODERS:
-        raise ParameterError(f"decoder={decoder!r}: use one of {', '.join(DECODERS)}")
-
+    check_decoder(decoder)
     if isinstance(folder, ImageFolder):
         files, labels = folder.files, folder.labels
         num_classes = num_classes or len(folder.class_names)
@@ -120,4 +218,4 @@ def make_dataset(
 
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return without_autotune(ds.prefetch(tf.data.AUTOTUNE))

@@ -37,7 +37,7 @@ import keras
 import numpy as np
 
 from ..config import PRECISIONS
-from ..data.pipeline import make_dataset
+from ..data.pipeline import DECODER, check_decoder, make_dataset
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
 from ..provenance import gpu_visible
@@ -117,8 +117,9 @@ def structure_digest(model: keras.Model) -> str:
     return hashlib.sha256(json.dumps(classes).encode()).hexdigest()[:16]
 
 
-def cache_key(folder: ImageFolder, image_size: int, frozen: keras.Model, precision: str = "float32") -> str:
-    """Key of the features of ``folder`` through ``frozen`` at ``image_size`` in ``precision``.
+def cache_key(folder: ImageFolder, image_size: int, frozen: keras.Model, precision: str = "float32",
+              decoder: str = DECODER) -> str:
+    """Key of the features of ``folder`` decoded by ``decoder`` through ``frozen`` at ``image_size`` in ``precision``.
 
     ``precision`` is resolved first, so ``auto`` shares the file of what it resolves to.
     """
@@ -131,6 +132,7 @@ def cache_key(folder: ImageFolder, image_size: int, frozen: keras.Model, precisi
         "structure": structure_digest(frozen),
         "output_shape": list(frozen.output_shape[1:]),
         "precision": resolve_precision(precision),
+        "decoder": check_decoder(decoder),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -172,9 +174,10 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     return copy
 
 
-def _compute(model: keras.Model, folder, image_size: int, batch_size: int, verbose: int) -> np.ndarray:
+def _compute(model: keras.Model, folder, image_size: int, batch_size: int, verbose: int,
+             decoder: str = DECODER) -> np.ndarray:
     """Features of ``folder`` (an ImageFolder or a ``(files, labels)`` pair) in one ``predict``."""
-    ds = make_dataset(folder, image_size, batch_size, with_labels=False)
+    ds = make_dataset(folder, image_size, batch_size, with_labels=False, decoder=decoder)
     return np.asarray(model.predict(ds, verbose=verbose), dtype=np.float32)
 
 
@@ -215,6 +218,7 @@ def extract_features(
     precision: str = "float32",
     verbose: int = 0,
     in_memory_max_bytes: int | None = None,
+    decoder: str = DECODER,
 ) -> np.ndarray | FeatureStore:
     """float32 activations of ``frozen`` for every image of ``folder`` (file order kept).
 
@@ -225,17 +229,19 @@ def extract_features(
     run leaves nothing, and an unreadable store is recomputed. A store larger than
     ``in_memory_max_bytes`` (default ``IN_MEMORY_MAX_BYTES``) is returned as a
     :class:`FeatureStore`, a smaller one as an array. Without ``cache_dir`` the
-    array is computed in memory.
+    array is computed in memory. ``decoder``: how image files are decoded
+    (:mod:`aslnb.data.pipeline`); part of the cache key.
     """
     precision = resolve_precision(precision)
+    check_decoder(decoder)
     if cache_dir is None:
-        return _compute(with_precision(frozen, precision), folder, image_size, batch_size, verbose)
-    path = check_cache_dir(cache_dir) / f"features-{cache_key(folder, image_size, frozen, precision)}"
+        return _compute(with_precision(frozen, precision), folder, image_size, batch_size, verbose, decoder)
+    path = check_cache_dir(cache_dir) / f"features-{cache_key(folder, image_size, frozen, precision, decoder)}"
     store = open_store(path, len(folder))
     if store is None:
         model, rows = with_precision(frozen, precision), shard_rows(batch_size)
         files, labels = np.asarray(folder.files), np.asarray(folder.labels)
-        chunks = (_compute(model, (files[a:a + rows], labels[a:a + rows]), image_size, batch_size, verbose)
+        chunks = (_compute(model, (files[a:a + rows], labels[a:a + rows]), image_size, batch_size, verbose, decoder)
                   for a in range(0, len(folder), rows))
         store = write_store(path, chunks, rows)
     return store if store.nbytes > in_memory_limit(in_memory_max_bytes) else np.asarray(store)

@@ -61,12 +61,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +72,6 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
-from ..data.images import load_image
 from ..errors import ParameterError, RunDirError
 from ..io import read_json, write_json
 from ..provenance import FORMAT_VERSION, device_name, versions
@@ -83,11 +80,6 @@ from ..settings import resolve_data_dir, resolve_external_dir
 from .notes import run_notes
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
-
-
-@functools.cache
-def _decode_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="aslnb-decode")
 
 
 @dataclass
@@ -258,7 +250,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                 t0 = time.perf_counter()
                 ftr, fva = (extract_features(frozen, part, cfg.image_size, batch_size=cfg.batch_size,
                                              cache_dir=cache_dir, precision=feature_precision,
-                                             in_memory_max_bytes=in_memory_max_bytes)
+                                             in_memory_max_bytes=in_memory_max_bytes, decoder=cfg.decoder)
                             for part in (split.train, split.val))
                 feature_seconds += time.perf_counter() - t0
                 _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
@@ -271,14 +263,15 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                 def take(idx, _x=ftr):
                     return _x[idx], ytr[idx]
             else:
-                from ..data.pipeline import make_dataset
+                from ..data.pipeline import decode_files, make_dataset, tf_routes
 
                 model, files = clf.model, split.train.files
-                val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=k)
+                val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=k, decoder=cfg.decoder)
+                routes = tf_routes(files, cfg.image_size) if cfg.decoder == "tf" else np.zeros(len(files), bool)
 
-                def take(idx, _files=files):  # decoded in parallel threads (Pillow releases the GIL), order kept
-                    imgs = _decode_pool().map(lambda f: load_image(str(f), cfg.image_size), _files[idx])
-                    return np.stack(list(imgs)).astype(np.float32), ytr[idx]
+                def take(idx, _files=files, _routes=routes):  # decoded in parallel threads, order kept
+                    imgs = decode_files(_files[idx], cfg.image_size, cfg.decoder, routes=_routes[idx])
+                    return imgs.astype(np.float32), ytr[idx]
             batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
             with place.scope():
                 all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr,
