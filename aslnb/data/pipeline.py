@@ -19,9 +19,10 @@ feature extraction, evaluation, ``predict``, the notebooks):
   for every file, wrapped in ``tf.numpy_function`` and mapped in parallel; what
   runs trained before the ``decoder`` setting existed used (their
   ``config.json`` has no ``decoder``: evaluation and ``predict`` read them with
-  Pillow). ``'tf'`` is not the default yet: the benchmark's plain ``fit`` over
-  images (:func:`decode_files` for every batch) had not finished 3 epochs in
-  8 minutes with it, where Pillow takes about 3; not yet explained.
+  Pillow). ``'tf'`` is not the default yet: making it so means retraining
+  the report, and a benchmark run with it ran its training sections far slower
+  than the committed one, on another machine, cause not isolated (see
+  ``benchmarks/README.md``, "Data path").
 
 :func:`decode_files` decodes a list of files outside ``tf.data`` (evaluation,
 ``predict``, augmented training) with the same ops, so a file gives the same
