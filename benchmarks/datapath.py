@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def pixel_diff(folder, sizes=(128, 224), batch_size: int = 64) -> list[dict]:
-    from aslnb.data.pipeline import make_dataset, without_autotune
+    from aslnb.data.pipeline import make_dataset
 
     rows = []
     for size in sizes:
@@ -58,7 +58,7 @@ def rounds(folder, size: int, n: int, n_rounds: int, batch_size: int = 32, only:
     import tensorflow as tf
 
     from aslnb.data.images import load_images
-    from aslnb.data.pipeline import make_dataset
+    from aslnb.data.pipeline import make_dataset, without_autotune
     from aslnb.models import build_classifier, split_at_boundary
 
     keras.utils.set_random_seed(0)

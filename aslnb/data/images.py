@@ -154,6 +154,11 @@ def _check_image_unguarded(path: str | os.PathLike) -> str | None:
     return None
 
 
+def decode_workers() -> int:
+    """Threads for decoding a list of files (Pillow and tf.io release the GIL while they decode)."""
+    return min(8, (os.cpu_count() or 2) * 2)
+
+
 def load_images(paths: list[str] | np.ndarray, size: int, workers: int | None = None) -> np.ndarray:
     """Decode many files in parallel threads into one ``uint8`` array (N, size, size, 3)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -163,6 +168,6 @@ def load_images(paths: list[str] | np.ndarray, size: int, workers: int | None = 
     def work(i: int) -> None:
         out[i] = load_image(paths[i], size)
 
-    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or decode_workers()) as pool:
         list(pool.map(work, range(len(paths))))
     return out

@@ -38,7 +38,7 @@ Every dataset here runs without tf.data's autotuning thread
 (:func:`without_autotune`): with it, a ``predict`` over a dataset sometimes
 ended only on the next step of that thread's doubling wait (10 ms, 20 ms, ...:
 at 5.11, 10.23 or 20.47 s), which made whole benchmark rounds run at half
-speed (``benchmarks/README.md``, "Input pipeline").
+speed (``benchmarks/README.md``, "Data path").
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import ParameterError
-from .images import bombs_as_errors, load_image, tf_decodable
+from .images import bombs_as_errors, decode_workers, load_image, load_images, tf_decodable
 from .scan import ImageFolder
 
 DECODERS = ("pil", "tf")
@@ -64,16 +64,12 @@ def check_decoder(decoder: str) -> str:
     return decoder
 
 
-def _workers() -> int:
-    return min(8, (os.cpu_count() or 2) * 2)
-
-
 def tf_routes(files, size: int, workers: int | None = None) -> np.ndarray:
     """Per file: True where :func:`tf_decodable` (header reads, in threads), False where Pillow decodes.
 
     A file over Pillow's pixel limit (a possible decompression bomb) goes to Pillow, which refuses it.
     """
-    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
+    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or decode_workers()) as pool:
         return np.fromiter(pool.map(lambda f: tf_decodable(f, size), files), dtype=bool, count=len(files))
 
 
@@ -139,19 +135,18 @@ def decode_files(files, size: int, decoder: str = DECODER, *, routes: np.ndarray
     The same pixels as :func:`make_dataset` with the same ``decoder``. ``routes``:
     :func:`tf_routes` of ``files`` when the caller has them already (decoder ``tf``).
     """
-    check_decoder(decoder)
+    if check_decoder(decoder) == "pil":
+        return load_images(files, size, workers)
     files = [str(f) for f in files]
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
     if not files:
         return out
-    if routes is None:
-        routes = tf_routes(files, size, workers) if decoder == "tf" else np.zeros(len(files), dtype=bool)
-    use_tf = np.asarray(routes, dtype=bool) & (decoder == "tf")
+    use_tf = np.asarray(tf_routes(files, size, workers) if routes is None else routes, dtype=bool)
 
     def work(i: int) -> None:
         out[i] = decode_file(files[i], size, bool(use_tf[i]))
 
-    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
+    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or decode_workers()) as pool:
         list(pool.map(work, range(len(files))))
     return out
 

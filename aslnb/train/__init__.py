@@ -267,10 +267,11 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
 
                 model, files = clf.model, split.train.files
                 val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=k, decoder=cfg.decoder)
-                routes = tf_routes(files, cfg.image_size) if cfg.decoder == "tf" else np.zeros(len(files), bool)
+                routes = tf_routes(files, cfg.image_size) if cfg.decoder == "tf" else None  # header reads, once
 
                 def take(idx, _files=files, _routes=routes):  # decoded in parallel threads, order kept
-                    imgs = decode_files(_files[idx], cfg.image_size, cfg.decoder, routes=_routes[idx])
+                    imgs = decode_files(_files[idx], cfg.image_size, cfg.decoder,
+                                        routes=None if _routes is None else _routes[idx])
                     return imgs.astype(np.float32), ytr[idx]
             batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
             with place.scope():
