@@ -152,11 +152,27 @@ def test_committed_results_are_a_full_run():
     assert {row["image_size"] for row in r["model_only"]} >= {224, 128}
     assert {row["precision"] for row in r["model_only"]} == {"float32", "bfloat16"}
     assert r["recipe"]["settings"]["epochs"] == 20 and r["recipe"]["cached"]["epochs"] == 20
+    assert r["recipe"]["settings"].get("fine_tune_epochs", 0) == 0  # head-only: what the cache serves
     h = bench.headline(r)
     assert "QUICK" not in h["measured on"]
     md = summary.to_markdown(r)
     assert f"**{r['recipe']['speedup']}x**" in md and "QUICK" not in md.upper().split("\n")[0]
     assert path.with_suffix(".md").read_text() == md  # results.md is what to_markdown renders
+
+
+def test_full_recipe_is_head_only_whatever_the_profile_adds():
+    """The cached-vs-plain timing trains the head only, for all its epochs.
+
+    The cpu profile has a fine-tuning phase (over images, cached or not) and early
+    stopping; picked up by the benchmark they made both paths 10x slower and the
+    epoch counts unequal.
+    """
+    from aslnb.config import TrainConfig, profile
+
+    assert profile("cpu")["fine_tune_epochs"] > 0  # else this test checks nothing
+    cfg = TrainConfig.from_params(**bench.FULL["recipe"])
+    assert cfg.fine_tune_epochs == 0 and cfg.early_stopping_patience is None
+    assert cfg.epochs == 20 and cfg.freeze_until == "all"
 
 
 def test_bench_keeps_its_entry_points():

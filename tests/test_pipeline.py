@@ -105,7 +105,7 @@ def test_decode_files_gives_the_pipelines_pixels(tmp_path, sample_files):
 
 
 def test_datasets_run_without_the_autotuning_thread(sample_files):
-    """Its doubling wait held whole predict calls to 5.11/10.23 s (benchmarks/README.md, "Input pipeline")."""
+    """Its doubling wait held whole predict calls to 5.11/10.23 s (benchmarks/README.md, "Data path")."""
     ds = make_dataset((np.asarray(sample_files), np.zeros(len(sample_files), np.int64)), 16, 4, with_labels=False)
     assert ds.options().autotune.enabled is False
     assert sum(len(b) for b in ds) == len(sample_files)  # AUTOTUNE parallelism and prefetch still work

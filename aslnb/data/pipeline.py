@@ -3,7 +3,7 @@
 Two decoders (``decoder=``; :data:`DECODER` is the default everywhere: training,
 feature extraction, evaluation, ``predict``, the notebooks):
 
-* ``'tf'`` (``--decoder tf``): files that :func:`aslnb.data.images.tf_decodable`
+* ``'tf'`` (the default): files that :func:`aslnb.data.images.tf_decodable`
   accepts (header check: JPEG/PNG/BMP, RGB or L, no EXIF rotation, no
   transparency) are decoded by ``tf.io`` ops (no Python, no GIL; the same ops
   on a TPU host): ``decode_jpeg`` with ``dct_method='INTEGER_ACCURATE'``
@@ -15,14 +15,10 @@ feature extraction, evaluation, ``predict``, the notebooks):
   the sample at 128 and 224 px; ``benchmarks/datapath.json``). Every other file
   (TIFF, WebP, GIF, CMYK, RGBA, rotated) goes to Pillow, the fallback for what
   TensorFlow cannot decode.
-* ``'pil'`` (still the default): :func:`aslnb.data.images.load_image` (Pillow)
-  for every file, wrapped in ``tf.numpy_function`` and mapped in parallel; what
-  runs trained before the ``decoder`` setting existed used (their
-  ``config.json`` has no ``decoder``: evaluation and ``predict`` read them with
-  Pillow). ``'tf'`` is not the default yet: making it so means retraining
-  the report, and a benchmark run with it ran its training sections far slower
-  than the committed one, on another machine, cause not isolated (see
-  ``benchmarks/README.md``, "Data path").
+* ``'pil'`` (``--decoder pil``): :func:`aslnb.data.images.load_image` (Pillow)
+  for every file, wrapped in ``tf.numpy_function`` and mapped in parallel. Runs
+  trained before the ``decoder`` setting existed used it (their ``config.json``
+  has no ``decoder``: evaluation and ``predict`` read them with Pillow).
 
 :func:`decode_files` decodes a list of files outside ``tf.data`` (evaluation,
 ``predict``, augmented training) with the same ops, so a file gives the same
@@ -53,7 +49,7 @@ from .images import bombs_as_errors, decode_workers, load_image, load_images, tf
 from .scan import ImageFolder
 
 DECODERS = ("pil", "tf")
-DECODER = "pil"  # the one default; TrainConfig.decoder and every decoding function take it from here
+DECODER = "tf"  # the one default; TrainConfig.decoder and every decoding function take it from here
 LEGACY_DECODER = "pil"  # runs whose config.json predates the setting were trained with Pillow
 
 
