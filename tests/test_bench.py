@@ -178,3 +178,17 @@ def test_full_recipe_is_head_only_whatever_the_profile_adds():
 def test_bench_keeps_its_entry_points():
     """aslnb/cli.py and notebook 04 import these from benchmarks.bench."""
     assert bench.run_bench and bench.headline is summary.headline and bench.load_results is summary.load_results
+
+
+def test_decoder_features_compares_the_two_decoders(sample_dir, tmp_path):
+    """benchmarks.decoder_features: pixels at most 1 level apart, features close but not equal, JSON written."""
+    import json as _json
+
+    from benchmarks import decoder_features
+
+    out = tmp_path / "df.json"
+    assert decoder_features.main(["--data", str(sample_dir), "--images", "6", "--out", str(out)]) == 0
+    r = _json.loads(out.read_text())
+    assert r["images"] == 6 and r["backbone"] == "efficientnet_lite0"
+    assert r["pixel_max_abs_diff"] <= 1.0 and 0 < r["pixel_fraction_differing"] < 0.5
+    assert 0 < r["feature_mean_rel_diff"] < 0.5 and 0.9 < r["feature_cosine_min"] <= r["feature_cosine_median"] <= 1.0
