@@ -18,12 +18,13 @@ measures, in one process and in this order (the sections live in ``machine``,
    pipeline / model-only (goal >= 0.9), and the pipeline alone (decode only).
 5. ``latency``: the ``cpu`` profile's full classifier: one image (warm, median
    of N calls) and batches of 32.
-6. ``recipe``: the study's recipe with the ``cpu`` profile's settings (128 px,
-   20 epochs, weights ``none``, ``freeze_until='all'``, the whole 5,800-image
-   sample) through :func:`aslnb.train.train`, once with ``cache_features='on'``
+6. ``recipe``: the study's head-only recipe with the ``cpu`` profile's settings
+   (128 px, 20 epochs, the profile's weights, ``freeze_until='all'``, the whole
+   5,800-image sample; :data:`BENCH_RECIPE` leaves out the profile's fine-tuning
+   phase and early stopping, so both paths train the same head for all epochs) through :func:`aslnb.train.train`, once with ``cache_features='on'``
    (all 20 epochs measured, feature extraction included) and once with
    ``'off'`` (plain ``model.fit`` over the decoded images: only the first
-   epoch is measured and scaled to 20 epochs, and the output says so); wall
+   ``naive_epochs`` (3) are measured and scaled to 20 epochs, and the output says so); wall
    times of ``train()`` (the test evaluation is timed apart), their ratio
    (goal >= 15x), the cached path's final val/test accuracy, and both paths'
    val accuracy after the same (measured) epochs.
