@@ -1,9 +1,7 @@
 """Models: the backbone registry (ResNet50, EfficientNet-Lite0/1/2) and the study's classifier.
 
-Importing this package registers every backbone and the custom layers saved models need.
+Importing this package registers every backbone (:mod:`.registry`) and the custom layers saved models need.
 """
-from . import resnet50  # noqa: F401 - registered first: the study's backbone
-from . import efficientnet_lite  # noqa: F401 - registers efficientnet_lite0/1/2 and their layer
 from .classifier import Classifier, apply_freeze, build_classifier, frozen_stages, split_at_boundary
 from .layers import CaffePreprocess
 from .registry import (

