@@ -29,11 +29,11 @@ from typing import Any, Callable
 
 from .backend import import_keras
 from .data.pipeline import DECODER, DECODERS
+from .data.splits import SPLIT_METHODS as SPLITS
 from .errors import ParameterError
 from .provenance import memory_bytes
 
 PRECISIONS = ("auto", "float32", "bfloat16")
-SPLITS = ("chunk", "blocked", "random")
 CACHE_MODES = ("auto", "on", "off")
 DISTRIBUTE = ("none", "mirrored", "multiworker", "tpu")
 MIXED_PRECISION = ("off", "bfloat16", "float16")

@@ -37,6 +37,10 @@ class AslnbError(Exception):
 
     exit_code = EXIT_UNEXPECTED
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the one line."""
+        return [f"{self.__class__.__name__}: {self}"]
+
 
 class DataError(AslnbError):
     """The image data is missing, empty, unreadable or laid out wrongly."""

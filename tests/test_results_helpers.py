@@ -8,6 +8,7 @@ import pytest
 
 from aslnb.course import results as R
 from aslnb.data.scan import ImageFolder
+from aslnb.evaluate import accuracy_interval
 
 NAMES = ["A", "B", "C", "del", "nothing", "space"]
 
@@ -22,7 +23,7 @@ def _probs(pred, conf=0.9, k=len(NAMES)):
     return p
 
 
-def test_test_interval_resamples_frame_runs_and_is_wider_than_single_images():
+def test_accuracy_interval_resamples_frame_runs_and_is_wider_than_single_images():
     # two classes, each two runs of 10 consecutive frames; one run of A is all wrong
     files, labels, pred = [], [], []
     for c, name in enumerate("AB"):
@@ -33,8 +34,8 @@ def test_test_interval_resamples_frame_runs_and_is_wider_than_single_images():
                 pred.append(1 - c if (name == "A" and start == 500) else c)
     folder = _folder(files, labels)
     probs = _probs(pred)
-    block = R.test_interval(folder, probs)
-    naive = R.test_interval(folder, probs, blocked=False)
+    block = accuracy_interval(folder, probs)
+    naive = accuracy_interval(folder, probs, blocked=False)
     assert block.accuracy == naive.accuracy == pytest.approx(0.75)
     assert block.groups == 4 and naive.groups == 40
     assert block.high - block.low > naive.high - naive.low
@@ -103,7 +104,7 @@ def test_heat_focus_small_for_a_spot_half_for_a_flat_map():
     assert R.heat_focus(np.zeros((4, 4))) == 1.0
 
 
-def test_best_backbone_is_what_notebook_04_auto_resolves_to(monkeypatch):
+def test_notebook_05_backbone_is_what_notebook_04_auto_resolves_to(monkeypatch):
     import dataclasses
 
     from aslnb.models import get_backbone, registry
@@ -113,7 +114,7 @@ def test_best_backbone_is_what_notebook_04_auto_resolves_to(monkeypatch):
         monkeypatch.setitem(registry._REGISTRY, "resnet50",
                             dataclasses.replace(spec, imagenet_status=lambda ok=ok: (ok, "")))
         for weights in ("auto", "imagenet"):
-            assert R.best_backbone(weights) == expected == registry.resolve_backbone("auto", weights)[0]
+            assert registry.resolve_backbone("auto", weights)[0] == expected
 
 
 def test_model_stamp_names_backbone_weights_size_and_phases():
@@ -130,7 +131,7 @@ def test_run_view_scores_the_external_set_image_by_image(tiny_run, sample_dir, e
     from aslnb.data import load_image
 
     view = RunView(tiny_run.run_dir, sample_dir, external_dir, external_limit=2)
-    ci = R.test_interval(view.test, view.test_probs)
+    ci = accuracy_interval(view.test, view.test_probs)
     assert ci.accuracy == pytest.approx(tiny_run.metrics["held_out"]["accuracy"])
     from aslnb.data.scan import frame_number
     from aslnb.intervals import frame_runs

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.external import load_external
 from ..data.images import load_image
-from ..data.scan import ImageFolder, frame_number
-from ..data.splits import Split
+from ..data.pipeline import run_decoder
+from ..data.scan import ImageFolder, drop_bad_images, frame_number, scan_folder
+from ..data.splits import Split, limit_folder, split_folder
+from ..evaluate import predict_folder, score
+from ..runs import load_run
 
 SUBSETS = ("train", "val", "test", "dropped")
 
@@ -155,8 +159,7 @@ def random_vs_split(folder: ImageFolder, features: np.ndarray, method: str, *, v
                     test_fraction: float = 0.2, seed: int = 0) -> dict[str, float]:
     """Linear-probe test accuracy (:func:`aslnb.course.transfer.linear_probe`) on the same features
     with a random split and with split ``method`` (the run's: the headline split of notebook 01)."""
-    from ..data.splits import split_folder
-    from .transfer import linear_probe
+    from .transfer import linear_probe  # imports Keras
 
     out = {}
     for m in dict.fromkeys(("random", method)):
@@ -182,14 +185,6 @@ def spell_sequence(folder: ImageFolder, labels: list[str]) -> list[str]:
     return out
 
 
-def relpath(path: str | Path, root: str | Path) -> str:
-    """``path`` relative to ``root`` when inside it (shorter titles, stable notebook output)."""
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)
-
-
 class RunView:
     """A finished run, re-opened for analysis: model, its split, and its predictions.
 
@@ -201,14 +196,6 @@ class RunView:
     """
 
     def __init__(self, run_dir, data_dir, external_dir=None, external_limit: int | None = None):
-        from ..data.external import load_external
-        from ..data.scan import drop_bad_images, scan_folder
-        from ..data.splits import split_folder
-        from ..evaluate import predict_folder, run_decoder, score
-        from ..models import efficientnet_lite  # noqa: F401 - registers its layers for loading (see load_run)
-        from ..runs import load_run
-        from ..data.splits import limit_folder
-
         self.run_dir = Path(run_dir)
         self.model, self.class_names, self.config = load_run(self.run_dir)
         p = self.config["params"]

@@ -23,11 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import AslnbError, ParameterError
+from ..config import TrainConfig, train_params
 from ..config import profile as get_profile
+from ..errors import ParameterError
+from ..evaluate import evaluate
+from ..io import read_json, write_json
 from ..provenance import device_name, gpu_visible
-from ..io import write_json
+from ..settings import EXTERNAL_ENV, cache_dir, resolve_data_dir, resolve_external_dir
+from ..train import train
 from .colab import ensure_data, on_colab, resolve_profile
+from .plots import stamp as add_stamp
 
 if "ipykernel" in sys.modules:
     # In a notebook, import Keras now, dropping the start-up notices TensorFlow's C++
@@ -48,13 +53,6 @@ NOTEBOOK_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
                                          "FINE_TUNE_EPOCHS": (int, type(None))},
     "05": {"RUN_DIR": (str, type(None))}, "06": {},
 }
-
-
-def _render_short(self):  # IPython shows this instead of a traceback
-    return [f"{self.__class__.__name__}: {self}"]
-
-
-AslnbError._render_traceback_ = _render_short  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -124,8 +122,6 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
         from ..models.registry import resolve_backbone
 
         given["BACKBONE"], why = resolve_backbone(given["BACKBONE"], settings["weights"])
-    from ..settings import resolve_data_dir, resolve_external_dir
-
     data_dir = ensure_data(given["DATA_DIR"]) or resolve_data_dir(given["DATA_DIR"])
     external_dir = resolve_external_dir(given["EXTERNAL_DIR"], required=need_external)
     report_dir = Path(given["REPORT_DIR"]) if given["REPORT_DIR"] else None
@@ -178,8 +174,6 @@ def save_fig(run: NotebookRun, fig, name: str, *, stamp: bool = True, what: str 
     :meth:`NotebookRun.stamp`)."""
     run.fig_dir.mkdir(parents=True, exist_ok=True)
     if stamp:
-        from .plots import stamp as add_stamp
-
         add_stamp(fig, run.stamp(what))
     path = run.fig_dir / f"nb{run.notebook}_{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -205,12 +199,8 @@ def record(run: NotebookRun, key: str, value: Any, *, show: bool = True) -> Any:
     return value
 
 
-def default_profile() -> str:
-    """``$ASLNB_PROFILE`` or ``cpu``: what a parameters cell uses when papermill passes nothing."""
-    return os.environ.get("ASLNB_PROFILE", "cpu")
-
-
 def _default_backbone() -> str:
+    """The study's backbone (imported here, not at the top: the registry imports Keras)."""
     from ..models.registry import default_backbone
 
     return default_backbone()
@@ -229,8 +219,6 @@ def default_run_dir(run: NotebookRun, backbone: str | None = None) -> Path:
 
 def feature_cache_dir() -> Path:
     """The shared feature cache (``<aslnb cache>/features``): 03, 04 and 05 reuse each other's features."""
-    from ..settings import cache_dir
-
     return cache_dir() / "features"
 
 
@@ -241,8 +229,6 @@ def train_kwargs(run: NotebookRun, backbone: str | None = None) -> dict[str, Any
     backbone keeps its default (EfficientNet-Lite0: its offline ImageNet weights).
     """
     backbone = backbone or _default_backbone()
-    from ..config import train_params
-
     own = backbone == (run.params.get("BACKBONE") or _default_backbone())
     return train_params(run.settings, backbone, seed=run.params["SEED"], weights=run.params["WEIGHTS"] if own else None)
 
@@ -251,9 +237,6 @@ def train_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.P
               *, verbose: int = 2):
     """Train ``backbone`` with this run's settings into ``run_dir`` (replacing what is there)."""
     backbone = backbone or _default_backbone()
-    from ..evaluate import evaluate
-    from ..train import train
-
     out = Path(run_dir) if run_dir else default_run_dir(run, backbone)
     # The run scores the external set too when the profile uses all of it; with a per-class
     # limit (smoke) notebook 05 scores a limited external set itself.
@@ -268,8 +251,6 @@ def train_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.P
 @contextlib.contextmanager
 def _external_env(external: Path | None):
     """Hide ``$ASLNB_EXTERNAL_DATA`` while ``external`` is None (train() falls back to it)."""
-    from ..settings import EXTERNAL_ENV
-
     saved = os.environ.pop(EXTERNAL_ENV, None) if external is None else None
     try:
         yield
@@ -281,9 +262,6 @@ def _external_env(external: Path | None):
 def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str | None = None) -> bool:
     """True when ``run_dir`` holds a finished run trained with exactly this run's settings and data."""
     backbone = backbone or _default_backbone()
-    from ..io import read_json
-    from ..config import TrainConfig
-
     run_dir = Path(run_dir)
     if not (run_dir / "model.keras").is_file() or not (run_dir / "metrics.json").is_file():
         return False

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data.scan import frame_number
+
 GOOD, BAD = "tab:green", "tab:red"
 SUBSET_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:red", "dropped": "0.8"}
 
@@ -128,8 +130,6 @@ def frame_pair(a: np.ndarray, b: np.ndarray, titles: tuple[str, str], *, title: 
 
 def split_map(folder, assignments: dict[str, np.ndarray], *, title: str):
     """Per split method: which frame numbers of each class went to train/val/test/dropped."""
-    from ..data.scan import frame_number
-
     plt = _plt()
     frames = np.array([frame_number(f) or 0 for f in folder.files])
     k = len(folder.class_names)

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..data.splits import Split
-from .transfer import external_accuracy  # noqa: F401 - the course's one definition, used by notebook 04
+from ..models import apply_freeze, build_classifier
+from ..runs import prepare_split
 
 #: The study's own figures and the conditions they were measured under (quoted, not measured here).
 STUDY: dict[str, Any] = {
@@ -35,8 +36,6 @@ STUDY: dict[str, Any] = {
 
 def run_split(params: dict[str, Any], data_dir) -> Split:
     """The train/val/test split :func:`aslnb.train.train` makes for ``params`` (same files, same order)."""
-    from ..runs import prepare_split
-
     return prepare_split(data_dir, TrainConfig.from_params(**params))
 
 
@@ -84,12 +83,8 @@ def study_phase_seconds_per_image(backbone: str, image_size: int = STUDY["image_
     ``image_size``; ``batches + 1`` steps on random images, the first not timed. The weights do
     not change the time, so the backbone is randomly initialised (nothing is downloaded).
     """
-    from ..models import build_classifier
-
     keras.utils.set_random_seed(seed)
     clf = build_classifier(num_classes, image_size, backbone=backbone, weights="none", freeze_until="conv4")
-    from ..models import apply_freeze
-
     apply_freeze(clf.backbone, clf.spec, clf.freeze_until, freeze_bn=True)  # BN frozen, as with ImageNet weights
     clf.model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
     rng = np.random.default_rng(seed)

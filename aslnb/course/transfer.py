@@ -20,6 +20,7 @@ import numpy as np
 from ..config import PROFILES, profile_section
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
+from ..features import extract_features
 from ..models.registry import build_backbone, get_backbone, weights_source
 
 #: Per-profile settings of notebook 03: the ``transfer_*`` settings of :mod:`aslnb.config`'s profiles,
@@ -89,8 +90,6 @@ def folder_features(model: keras.Model, folder: ImageFolder, parts: list[ImageFo
     (notebook 04), which extracts the same train and val parts through the same frozen
     model, finds them in the cache instead of computing them again.
     """
-    from ..features import extract_features
-
     out: np.ndarray | None = None
     covered = np.zeros(len(folder), dtype=bool)
     chunks = [(positions_in(folder, part), part) for part in parts if len(part)]

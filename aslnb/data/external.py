@@ -9,19 +9,20 @@ training classes the external set lacks (``del``, ``nothing``, ``space``) in
 from __future__ import annotations
 
 import os
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .manifest import CLASSES
+from ..errors import DataError, DownloadError
+from ..intervals import bootstrap_accuracy
+from .manifest import MASSEY_MANIFEST, verify_folder
+from .massey import MASSEY_CLASSES, SIGNER_RE, map_class, massey_summary, signers_of
 from .scan import ImageFolder, scan_folder
 
-MASSEY_CLASSES = [str(d) for d in range(10)] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-SIGNER_RE = re.compile(r"^(hand\d+)_", re.IGNORECASE)
+__all__ = ["MASSEY_CLASSES", "SIGNER_RE", "TEST_SIGNERS", "VALIDATION_SIGNER", "ExternalSet", "check_external", "format_signer_scores", "load_external",
+           "map_class", "massey_steps", "massey_summary", "signer_role", "signer_scores", "signers_of"]
+
 
 
 @dataclass
@@ -45,17 +46,6 @@ class ExternalSet:
             "unmapped": self.unmapped,
             "missing_training_classes": self.missing,
         }
-
-
-def map_class(name: str, train_classes: list[str]) -> str | None:
-    """The training class an external class name stands for, or None."""
-    if name in train_classes:
-        return name
-    up = name.upper()
-    if up in train_classes and len(name) == 1:
-        return up
-    low = {c.lower(): c for c in train_classes}
-    return low.get(name.lower())
 
 
 def load_external(root: str | os.PathLike, train_classes: list[str]) -> ExternalSet:
@@ -86,30 +76,6 @@ def load_external(root: str | os.PathLike, train_classes: list[str]) -> External
     return ExternalSet(folder, mapping, unmapped, missing)
 
 
-def massey_summary(folder: ImageFolder, train_classes: list[str] = CLASSES) -> dict | None:
-    """Per-signer counts and the class mapping of a Massey-layout folder, else None.
-
-    A Massey-layout folder has class folders among ``0``-``9``, ``a``-``z`` (at least
-    ten of them) and file names that start with the signer, ``handN_``.
-    """
-    names = folder.class_names
-    if len(names) < 10 or not set(names) <= set(MASSEY_CLASSES) or not len(folder):
-        return None
-    signers = [m.group(1).lower() if (m := SIGNER_RE.match(os.path.basename(f))) else None for f in folder.files]
-    if sum(s is not None for s in signers) < 0.9 * len(signers):
-        return None
-    per_signer = Counter(s or "unknown" for s in signers)
-    mapping = {n: t for n in names if (t := map_class(n, train_classes))}
-    counts = folder.counts()
-    return {
-        "layout": "massey",
-        "signers": dict(sorted(per_signer.items(), key=lambda kv: (len(kv[0]), kv[0]))),
-        "mapping": mapping,
-        "unmapped": {n: counts[n] for n in names if n not in mapping},
-        "missing_training_classes": [c for c in train_classes if c not in mapping.values()],
-    }
-
-
 def massey_steps(dest: str | os.PathLike) -> str:
     """One line: how to get the Massey set by hand (its Kaggle page needs a login)."""
     return (
@@ -127,9 +93,6 @@ def check_external(dest: str | os.PathLike):
     Raises :class:`~aslnb.errors.DownloadError` with the manual steps when ``dest``
     holds no copy; returns the :class:`~aslnb.data.manifest.VerifyReport` otherwise.
     """
-    from ..errors import DownloadError
-    from .manifest import MASSEY_MANIFEST, verify_folder
-
     dest = Path(dest).expanduser()
     if not dest.is_dir() or not any(p.is_dir() for p in dest.iterdir()):
         raise DownloadError(f"{dest}: no copy of the Massey set here; " + massey_steps(dest))
@@ -144,12 +107,6 @@ VALIDATION_SIGNER = "hand1"
 TEST_SIGNERS = ("hand2", "hand3", "hand4", "hand5")
 
 
-def signers_of(files) -> np.ndarray:
-    """The signer (``handN``, lower case) of each file name, ``unknown`` where the name carries none."""
-    return np.array([m.group(1).lower() if (m := SIGNER_RE.match(os.path.basename(str(f)))) else "unknown"
-                     for f in files])
-
-
 def signer_role(signer: str) -> str:
     """``validation`` (:data:`VALIDATION_SIGNER`), ``test`` (:data:`TEST_SIGNERS`) or ``other``."""
     return "validation" if signer == VALIDATION_SIGNER else "test" if signer in TEST_SIGNERS else "other"
@@ -162,8 +119,6 @@ def signer_scores(correct, files, labels, *, seed: int = 0) -> dict | None:
     letter is one group: the lighting variants of one sign are not independent).
     None when the file names carry no signer.
     """
-    from ..intervals import bootstrap_accuracy
-
     correct = np.asarray(correct, dtype=bool)
     who = signers_of(files)
     if (who == "unknown").all():

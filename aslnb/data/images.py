@@ -28,9 +28,9 @@ from PIL import Image, ImageOps
 from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# Pillow warns above MAX_IMAGE_PIXELS (a possible decompression bomb) and refuses twice
-# that; 6000x4000 is 24 Mpx. aslnb turns the warning into a one-line error naming the file.
-Image.MAX_IMAGE_PIXELS = 200_000_000
+# Pillow warns above its MAX_IMAGE_PIXELS (a possible decompression bomb; 89 Mpx unless the
+# user sets it, a 6000x4000 photo is 24 Mpx) and refuses twice that. aslnb leaves the setting
+# alone and, wherever it opens images, turns the warning into a one-line error naming the file.
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 

@@ -50,7 +50,13 @@ from .scan import ImageFolder
 
 DECODERS = ("pil", "tf")
 DECODER = "tf"  # the one default; TrainConfig.decoder and every decoding function take it from here
-LEGACY_DECODER = "pil"  # runs whose config.json predates the setting were trained with Pillow
+#: The decoder of a run whose config.json names none: runs made before the setting existed used Pillow.
+LEGACY_DECODER = "pil"
+
+
+def run_decoder(params: dict) -> str:
+    """The decoder a run was trained with, from its ``config.json`` params (:data:`LEGACY_DECODER` when unnamed)."""
+    return str(params.get("decoder", LEGACY_DECODER))
 
 
 def check_decoder(decoder: str) -> str:
@@ -147,6 +153,24 @@ def decode_files(files, size: int, decoder: str = DECODER, *, routes: np.ndarray
     return out
 
 
+def _file_loader(size: int, decoder: str):
+    """``(path, label, use_tf) -> (uint8 image, label)``, :func:`make_dataset`'s decoding step:
+    ``tf.io`` where ``use_tf`` (decoder ``tf``), Pillow (:func:`load_image`) otherwise."""
+    import tensorflow as tf
+
+    def decode(path):
+        return load_image(path.decode() if isinstance(path, bytes) else str(path), size)
+
+    def pil(path):
+        return tf.numpy_function(decode, [path], tf.uint8, stateful=False)
+
+    def load(path, label, use_tf):
+        img = pil(path) if decoder == "pil" else tf.cond(use_tf, lambda: decode_tf(path, size), lambda: pil(path))
+        return tf.ensure_shape(img, (size, size, 3)), label
+
+    return load
+
+
 def make_dataset(
     folder: ImageFolder | tuple[np.ndarray, np.ndarray],
     image_size: int,
@@ -179,22 +203,11 @@ def make_dataset(
     files = np.asarray(files, dtype=str)
     labels = np.asarray(labels, dtype=np.int64)
     size = int(image_size)
-
-    def decode(path):
-        return load_image(path.decode() if isinstance(path, bytes) else str(path), size)
-
-    def pil(path):
-        return tf.numpy_function(decode, [path], tf.uint8, stateful=False)
-
-    def load(path, label, use_tf):
-        img = pil(path) if decoder == "pil" else tf.cond(use_tf, lambda: decode_tf(path, size), lambda: pil(path))
-        return tf.ensure_shape(img, (size, size, 3)), label
-
     routes = tf_routes(files, size) if decoder == "tf" else np.zeros(len(files), dtype=bool)
     ds = tf.data.Dataset.from_tensor_slices((files, labels, routes))
     if shuffle and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_file_loader(size, decoder), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache(cache if isinstance(cache, str) else "")
         if shuffle:

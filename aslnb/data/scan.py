@@ -250,7 +250,7 @@ def dataset_info(root: str | os.PathLike, sample: int | None = None) -> DataInfo
                 sizes[size] += 1
                 modes[mode] += 1
                 formats[fmt] += 1
-    from .external import massey_summary
+    from .massey import massey_summary
 
     return DataInfo(
         str(folder.root), folder.class_names, folder.counts(), len(folder), dict(sizes.most_common()),

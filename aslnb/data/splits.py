@@ -33,7 +33,8 @@ import numpy as np
 from ..errors import DataError, ParameterError
 from .scan import LOG, ImageFolder, frame_number
 
-SPLIT_METHODS = ("blocked", "chunk", "random")
+#: The split methods, the default first (``TrainConfig.split`` takes its choices from here).
+SPLIT_METHODS = ("chunk", "blocked", "random")
 DEFAULT_GAP = 20  # frame numbers; sample frames lie ~15 apart, originals 1 apart
 
 
