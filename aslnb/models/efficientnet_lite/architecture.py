@@ -193,8 +193,10 @@ def _mbconv(x, prefix, kernel, stride, expand, in_f, out_f, drop_rate):
     return x
 
 
-def build_model(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, name, variant="lite0") -> keras.Model:
-    """The randomly initialised EfficientNet-Lite ``variant`` (weights: :func:`~aslnb.models.efficientnet_lite.build_efficientnet_lite`)."""
+def build_model(input_shape, include_top, pooling, drop_connect_rate, dropout_rate, name,
+                variant="lite0") -> keras.Model:
+    """The randomly initialised EfficientNet-Lite ``variant``
+    (with weights: :func:`aslnb.models.efficientnet_lite.build_efficientnet_lite`)."""
     rows = block_table(variant)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 3:
