@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..io import read_json
 from .notebook import NotebookRun, record
 
 __all__ = ["check", "failed_checks"]
@@ -36,8 +37,6 @@ def _recorded(run: NotebookRun) -> dict[str, Any]:
     """The checks this notebook recorded so far in this report (none outside a report)."""
     if run.report_dir is None or not (run.report_dir / "metrics.json").is_file():
         return {}
-    from ..io import read_json
-
     return dict(read_json(run.report_dir / "metrics.json").get(f"nb{run.notebook}", {}).get("checks", {}))
 
 
