@@ -16,11 +16,12 @@ Two manifests ship with the package (``aslnb/data/manifests/``):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pooch
 
 from ..errors import DataError, ParameterError
 from .images import is_image_name
@@ -51,12 +52,8 @@ class Manifest:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex sha256 of a file (pooch's, which checks the downloads)."""
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def build_manifest(root: str | os.PathLike, name: str, source: str) -> Manifest:
