@@ -661,3 +661,36 @@ def test_cli_per_class_must_be_at_least_1(aslnb_cli, closed_port, tmp_path, n):
     with pytest.raises(ParameterError, match="at least 1"):
         fetch_dataset(tmp_path / "lib", int(n), base_url="http://127.0.0.1:9", progress=False)
     assert not (tmp_path / "data").exists() and not (tmp_path / "lib").exists()
+
+
+# --------------------------------------------------------------------------- fetch_file: one file, a known sha256
+
+
+def test_fetch_file_downloads_once_and_verifies(serve, tmp_path):
+    body = os.urandom(300_000)  # not an image: fetch_file takes any content type, the hash decides
+    srv = serve(lambda c, n: Reply(200, body, "application/octet-stream"))
+    url, sha = f"{srv.url}/W/W1.jpg", hashlib.sha256(body).hexdigest()
+    path = F.fetch_file(url, sha, tmp_path / "cache", name="weights.h5", http=FAST)
+    assert path == tmp_path / "cache" / "weights.h5" and path.read_bytes() == body
+    assert F.fetch_file(url, sha, tmp_path / "cache", name="weights.h5", http=FAST) == path
+    assert srv.gets["/dataset/W/W1.jpg"] == 1  # the second call found the verified file
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["weights.h5"]
+    path.write_bytes(b"damaged")  # a file that differs is replaced by a verified copy
+    assert F.fetch_file(url, sha, tmp_path / "cache", name="weights.h5", http=FAST).read_bytes() == body
+
+
+@pytest.mark.parametrize("case", ["wrong hash", "404", "stall", "too big"])
+def test_fetch_file_fails_in_one_line_naming_the_url(serve, tmp_path, case):
+    body = os.urandom(5000)
+    reply = {"wrong hash": Reply(200, body, None), "404": Reply(404, b"no", "text/plain"),
+             "stall": Reply(200, body, None, trickle=0.5), "too big": Reply(200, body, None, length=10_000_000)}[case]
+    srv = serve(lambda c, n: reply)
+    url = f"{srv.url}/W/W1.jpg"
+    sha = hashlib.sha256(b"other bytes" if case == "wrong hash" else body).hexdigest()
+    opts = HttpOptions(timeout=5, retries=0, deadline=2, max_bytes=1_000_000)
+    with pytest.raises(DownloadError) as err:
+        F.fetch_file(url, sha, tmp_path, name="w.bin", http=opts)
+    msg = str(err.value)
+    assert url in msg and "\n" not in msg
+    assert {"wrong hash": "sha256 differs", "404": "HTTP 404", "stall": "stalled", "too big": "byte cap"}[case] in msg
+    assert list(tmp_path.iterdir()) == []  # nothing partial left

@@ -27,6 +27,7 @@ import queue
 import re
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -73,10 +74,6 @@ class FetchResult:
     def ok(self) -> bool:
         """True when every requested file is on disk and valid (gaps skipped)."""
         return not self.failed
-
-    @property
-    def total(self) -> int:
-        return self.downloaded + self.kept + len(self.failed) + len(self.skipped)
 
 
 @dataclass(frozen=True)
@@ -289,9 +286,11 @@ def fetch_dataset(
     try:
         _prepare(dest, classes, tasks, session, base)
         with quiet_pooch(), tqdm(total=len(tasks), unit="file", desc="aslnb data fetch", disable=not progress) as bar:
-            for task, outcome in _in_threads(lambda t: _fetch_one(t, dest, downloader), tasks, workers, transfers):
-                _collect(outcome, task, dest, old, entries, result)
-                bar.update(1)
+            jobs = _in_threads(lambda t: _fetch_one(t, dest, downloader), tasks, workers, transfers)
+            with closing(jobs):  # on any exit, also Ctrl-C: transfers cut off, threads and temporary files gone
+                for task, outcome in jobs:
+                    _collect(outcome, task, dest, old, entries, result)
+                    bar.update(1)
     except BaseException:
         if dest.is_dir():  # interrupted or failed: still record what is good on disk
             try:
@@ -335,8 +334,9 @@ def fetch_file(url: str, sha256: str, dest_dir: str | os.PathLike, name: str | N
     """``dest_dir/name`` (default: the URL's last part) holding the file at ``url`` with ``sha256``.
 
     Downloaded only when missing or different (then replaced only by a verified copy), with
-    ``http``'s deadline and size cap; any failure is a one-line :class:`DownloadError` naming
-    the URL, and leaves no partial file.
+    ``http``'s deadline and size cap (by default 120 s and 20 MB: give larger ones for a large
+    file); any failure is a one-line :class:`DownloadError` naming the URL, and leaves no
+    partial file.
     """
     target = Path(dest_dir).expanduser() / (name or urlsplit(url).path.rsplit("/", 1)[-1])
     with make_session(1) as session, quiet_pooch():

@@ -238,8 +238,8 @@ def _check_answer(r: requests.Response, attempt: int, content_types: tuple[str, 
 
 
 def _too_big(url: str, opts: HttpOptions, got: str) -> DownloadError:
-    return DownloadError(f"{url}: the response is larger than the {opts.max_bytes} byte cap ({got}); "
-                         "the URL does not point at one image: check --base-url / ASLNB_DATA_URL")
+    return DownloadError(f"{url}: the response is larger than the {opts.max_bytes} byte cap ({got}); the URL "
+                         "does not point at the expected file: check it (data fetch: --base-url / ASLNB_DATA_URL)")
 
 
 def retrieve(url: str, sha256: str | None, target: Path, downloader: Downloader) -> str:
