@@ -282,11 +282,12 @@ def fetch_dataset(
     result = FetchResult(dest=dest, manifest=manifest_path)
     entries: dict[str, dict] = {}
     session, transfers = make_session(workers), Transfers()
-    downloader = Downloader(session, http, transfers, check=_decodes)
+    downloaders = {True: Downloader(session, http, transfers), False: Downloader(session, http, transfers, _decodes)}
     try:
         _prepare(dest, classes, tasks, session, base)
         with quiet_pooch(), tqdm(total=len(tasks), unit="file", desc="aslnb data fetch", disable=not progress) as bar:
-            jobs = _in_threads(lambda t: _fetch_one(t, dest, downloader), tasks, workers, transfers)
+            jobs = _in_threads(lambda t: _fetch_one(t, dest, downloaders[t.expected is not None]), tasks, workers,
+                               transfers)
             with closing(jobs):  # on any exit, also Ctrl-C: transfers cut off, threads and temporary files gone
                 for task, outcome in jobs:
                     _collect(outcome, task, dest, old, entries, result)
