@@ -144,7 +144,7 @@ def _decodes(path: Path) -> None:
         raise HttpFailure(f"not a valid image ({type(err).__name__}: {err})") from None
 
 
-def _move_aside(target: Path, dest: Path, why: str) -> str:
+def _move_aside(target: Path, why: str) -> str:
     """Rename a file of the user's that is not the expected one to ``NAME.mismatch`` (never over another); say so."""
     aside = target.with_name(target.name + ".mismatch")
     for i in range(2, 1000):
@@ -153,10 +153,9 @@ def _move_aside(target: Path, dest: Path, why: str) -> str:
         aside = target.with_name(f"{target.name}.mismatch{i}")
     try:
         target.rename(aside)
-        note = f"your file {target.relative_to(dest).as_posix()} ({why}) was moved to " \
-               f"{aside.relative_to(dest).as_posix()}"
+        note = f"{target}: {why}; your file was moved to {aside.name} (kept, not used)"
     except OSError as err:
-        note = f"your file {target.relative_to(dest).as_posix()} ({why}) was left in place ({err})"
+        note = f"{target}: {why}; your file was left in place (cannot rename it: {err})"
     LOG.warning("%s", note)
     return note
 
@@ -172,13 +171,13 @@ def _fetch_one(task: Task, dest: Path, downloader: Downloader) -> tuple[str, str
         try:
             _decodes(target)
         except HttpFailure as err:
-            _move_aside(target, dest, str(err))
+            _move_aside(target, str(err))
     try:
         action = retrieve(task.url, task.expected[0] if task.expected else None, target, downloader)
     except HttpFailure as err:
         if task.expected is not None and target.is_file():  # pooch keeps a differing file it could not replace
-            raise HttpFailure(f"{err}; {_move_aside(target, dest, 'differs from the manifest')}", err.status) \
-                from None
+            note = _move_aside(target, "differs from the manifest and no verified copy arrived")
+            raise HttpFailure(f"{err} ({note})", err.status) from None
         raise
     if action == "update":
         LOG.warning("%s: your file differed from the manifest; replaced by the verified copy", task.rel)

@@ -166,7 +166,7 @@ class Downloader:
             for attempt in range(self.opts.retries + 1):
                 wait = min(self.opts.timeout, end - time.monotonic())
                 if wait <= 0:
-                    raise self._stalled(0)
+                    raise self._stalled()
                 try:
                     with self.session.get(url, stream=True, timeout=wait) as r:
                         if r.status_code in RETRY_STATUS and attempt < self.opts.retries:
@@ -179,16 +179,16 @@ class Downloader:
                     break
                 except requests.exceptions.Timeout:
                     if time.monotonic() >= end:
-                        raise self._stalled(0) from None
+                        raise self._stalled() from None
                     raise HttpFailure(f"timed out after {self.opts.timeout:g} s") from None
                 except requests.exceptions.RequestException as err:
                     raise HttpFailure(f"connection failed ({_cause(err)})") from None
         if self.check is not None:
             self.check(Path(output_file))
 
-    def _stalled(self, size: int) -> HttpFailure:
-        return HttpFailure(f"stalled: not complete within the {self.opts.deadline:g} s deadline ({size} bytes "
-                           "received); the server is too slow: retry later or give a longer --deadline")
+    def _stalled(self) -> HttpFailure:
+        return HttpFailure(f"stalled: not complete within the {self.opts.deadline:g} s deadline; the server is "
+                           "too slow: retry later or give a longer --deadline")
 
     def _receive(self, r: requests.Response, url: str, tmp: str, end: float) -> None:
         """Stream the body of ``r`` into ``tmp``, cut off at ``end`` (monotonic seconds)."""
@@ -218,7 +218,7 @@ class Downloader:
         finally:
             timer.cancel()
         if expired.is_set():
-            raise self._stalled(size)
+            raise self._stalled()
         if self.transfers.stopped.is_set():
             raise HttpFailure("interrupted")
         if expected is not None and expected != size:
