@@ -171,7 +171,9 @@ def _fetch_one(task: Task, dest: Path, downloader: Downloader) -> tuple[str, str
         try:
             _decodes(target)
         except HttpFailure as err:
-            _move_aside(target, str(err))
+            note = _move_aside(target, str(err))
+            if target.exists():  # could not be moved: pooch would keep it
+                raise HttpFailure(note) from None
     try:
         action = retrieve(task.url, task.expected[0] if task.expected else None, target, downloader)
     except HttpFailure as err:
@@ -180,7 +182,7 @@ def _fetch_one(task: Task, dest: Path, downloader: Downloader) -> tuple[str, str
             raise HttpFailure(f"{err} ({note})", err.status) from None
         raise
     if action == "update":
-        LOG.warning("%s: your file differed from the manifest; replaced by the verified copy", task.rel)
+        LOG.warning("%s: your file differed from the manifest; replaced by the verified copy", target)
     status = "kept" if action == "fetch" else "downloaded"
     return (status, *task.expected) if task.expected else (status, sha256_file(target), target.stat().st_size)
 

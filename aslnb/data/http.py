@@ -211,8 +211,10 @@ class Downloader:
                         raise _too_big(url, self.opts, f"more than {size} bytes received, still sending")
                     f.write(chunk)
                     bar.update(len(chunk))
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-            if not (expired.is_set() or self.transfers.stopped.is_set()):  # else: cut off on purpose, said below
+        except Exception as err:  # noqa: BLE001 - a read cut off on purpose ends in various errors (TLS...)
+            if not (expired.is_set() or self.transfers.stopped.is_set()):  # else: said below
+                if not isinstance(err, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
+                    raise
                 want = f" the announced {expected} bytes" if expected else " the end of the body"
                 raise HttpFailure(f"truncated download: connection closed before{want} ({_cause(err)})") from None
         finally:
