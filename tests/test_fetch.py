@@ -595,6 +595,21 @@ def test_a_differing_file_is_replaced_only_by_a_verified_copy(serve, tmp_path, c
     assert set(entries) == {f"B/B{frames[0]}.jpg"} and entries[f"B/B{frames[0]}.jpg"]["verified"] is True
 
 
+def test_an_unverified_file_that_does_not_decode_is_moved_aside_not_deleted(serve, tmp_path, caplog):
+    srv = serve(lambda c, n: Reply(200, _jpeg(n)))
+    (frame,) = frames_for(1)
+    target = tmp_path / "L" / f"L{frame}.jpg"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"my notes, not a picture")
+    with caplog.at_level("WARNING", logger="aslnb.data"):
+        res = fetch_dataset(tmp_path, 1, base_url=srv.url, classes=["L"], progress=False, manifest=None, http=FAST)
+    assert res.downloaded_files == [f"L/L{frame}.jpg"] and target.read_bytes() == _jpeg(frame)
+    aside = target.with_name(target.name + ".mismatch")
+    assert aside.read_bytes() == b"my notes, not a picture"
+    assert any(f"{target}: not a valid image" in r.getMessage() and aside.name in r.getMessage()
+               for r in caplog.records)
+
+
 def test_a_stalling_server_fails_at_the_files_deadline(serve, tmp_path):
     """Case 2: each file has a total deadline; a server sending a byte every 0.5 s fails it, naming the URL."""
     slow = frames_for(2)[0]
