@@ -709,3 +709,12 @@ def test_fetch_file_fails_in_one_line_naming_the_url(serve, tmp_path, case):
     assert url in msg and "\n" not in msg
     assert {"wrong hash": "sha256 differs", "404": "HTTP 404", "stall": "stalled", "too big": "byte cap"}[case] in msg
     assert list(tmp_path.iterdir()) == []  # nothing partial left
+
+
+def test_cli_deadline_must_be_positive(aslnb_cli, closed_port, tmp_path):
+    r = aslnb_cli("data", "fetch", "--base-url", f"http://127.0.0.1:{closed_port}/dataset", "--dest",
+                  tmp_path / "data", "--deadline", "0", timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == ParameterError.exit_code and len(lines) == 1, r.stderr
+    assert "--deadline" in lines[0] and "greater than 0" in lines[0]
+    assert not (tmp_path / "data").exists()
