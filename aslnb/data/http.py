@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
 
 from ..errors import DownloadError, ParameterError
+from ..settings import DOWNLOAD_DEADLINE
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 _CHUNK = 64 * 1024
@@ -41,7 +42,7 @@ class HttpOptions:
     """
 
     timeout: float = 20.0
-    deadline: float = 120.0
+    deadline: float = DOWNLOAD_DEADLINE
     max_bytes: int = 20 * 1024 * 1024
     retries: int = 4
     backoff: float = 0.5
