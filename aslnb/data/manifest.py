@@ -130,8 +130,8 @@ def check_file(path: Path, expected: tuple[str, int]) -> str | None:
     return None if actual == sha else f"sha256 {actual[:12]}..., expected {sha[:12]}..."
 
 
-def verify_folder(root: str | os.PathLike, manifest: Manifest | str, *, delete_bad: bool = False) -> VerifyReport:
-    """Check every file ``manifest`` lists under ``root`` (``delete_bad`` removes those that differ)."""
+def verify_folder(root: str | os.PathLike, manifest: Manifest | str) -> VerifyReport:
+    """Check every file ``manifest`` lists under ``root`` (nothing is changed)."""
     manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -148,8 +148,6 @@ def verify_folder(root: str | os.PathLike, manifest: Manifest | str, *, delete_b
             rep.good.append(rel)
         else:
             rep.bad.append((rel, reason))
-            if delete_bad:
-                p.unlink(missing_ok=True)
     listed = set(manifest.files)
     rep.extra = sorted(f"{p.parent.name}/{p.name}" for p in root.glob("*/*")
                        if p.is_file() and is_image_name(p) and f"{p.parent.name}/{p.name}" not in listed)
