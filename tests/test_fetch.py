@@ -2,7 +2,9 @@
 
 Nothing in the code under test is mocked: every test starts a ``http.server`` in a
 thread (port 0) whose behaviour per frame is given by a small ``route`` function, and
-:func:`fetch_dataset` talks to it through ``requests`` like it talks to GitHub.
+:func:`fetch_dataset` talks to it through pooch and ``requests`` like it talks to GitHub.
+The reliability cases of issue 25 (1: a user's differing file, 2: a stalling server,
+3: Ctrl-C, 21: ``--per-class 0``) run the ``aslnb`` command itself where the user sees them.
 """
 from __future__ import annotations
 
