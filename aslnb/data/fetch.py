@@ -223,11 +223,13 @@ def _in_threads(work: Callable[[Task], tuple], tasks: list[Task], workers: int,
                     continue
     finally:
         temps = transfers.abort()
-        end = time.monotonic() + 2
-        for t in threads:
-            t.join(max(0.0, end - time.monotonic()))
-        for tmp in temps:
-            Path(tmp).unlink(missing_ok=True)
+        try:
+            end = time.monotonic() + 2
+            for t in threads:
+                t.join(max(0.0, end - time.monotonic()))
+        finally:  # also on a second Ctrl-C during the wait
+            for tmp in temps:
+                Path(tmp).unlink(missing_ok=True)
 
 
 def _check_request(classes: list[str] | tuple[str, ...] | None, per_class: int | None, workers: int) -> list[str]:
