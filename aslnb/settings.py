@@ -15,6 +15,7 @@ from .errors import DataError
 
 DATA_ENV = "ASLNB_DATA"
 EXTERNAL_ENV = "ASLNB_EXTERNAL_DATA"
+DOWNLOAD_DEADLINE = 120.0  # seconds one downloaded file may take in all (aslnb data fetch --deadline)
 
 
 def cache_dir() -> Path:

@@ -2,7 +2,9 @@
 
 Nothing in the code under test is mocked: every test starts a ``http.server`` in a
 thread (port 0) whose behaviour per frame is given by a small ``route`` function, and
-:func:`fetch_dataset` talks to it through ``requests`` like it talks to GitHub.
+:func:`fetch_dataset` talks to it through pooch and ``requests`` like it talks to GitHub.
+The reliability cases of issue 25 (1: a user's differing file, 2: a stalling server,
+3: Ctrl-C, 21: ``--per-class 0``) run the ``aslnb`` command itself where the user sees them.
 """
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ import io
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -36,7 +41,7 @@ from aslnb.data.fetch import (
 )
 from aslnb.data.http import HttpOptions, retry_delay
 from aslnb.data.manifest import Manifest, load_manifest
-from aslnb.errors import DownloadError, ParameterError
+from aslnb.errors import EXIT_INTERRUPTED, DownloadError, ParameterError
 
 # Tiny pauses: the retry tests must not sleep for real.
 FAST = HttpOptions(timeout=5, retries=2, backoff=0.01, backoff_cap=0.05)
@@ -61,6 +66,7 @@ class Reply:
     drop: bool = False
     headers: dict | None = None  # extra headers, e.g. Retry-After
     endless: bool = False  # no Content-Length, then chunks of ``body`` until the client hangs up
+    trickle: float = 0.0  # seconds between single bytes of ``body`` (a stalling server); gives up after 30 s
 
 
 @dataclass
@@ -131,6 +137,19 @@ def serve():
                 length = len(reply.body) if reply.length is None else reply.length
                 self.send_header("Content-Length", str(length))
                 self.end_headers()
+                if reply.trickle:  # one byte at a time; bounded so that a client that never gives up is not a hang
+                    t0 = time.monotonic()
+                    try:
+                        for i in range(len(reply.body)):
+                            self.wfile.write(reply.body[i:i + 1])
+                            self.wfile.flush()
+                            if time.monotonic() - t0 > 30:
+                                break
+                            time.sleep(reply.trickle)
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
                 self.wfile.write(reply.body)
                 self.wfile.flush()
                 self.close_connection = True
@@ -194,7 +213,7 @@ def _files_on_disk(dest: Path) -> set[str]:
 def assert_consistent(dest: Path) -> dict:
     """The manifest lists exactly the images on disk, with the right sha256 and size,
     every image decodes, and no temporary file is left anywhere."""
-    assert not list(dest.rglob("*.part")), "temporary files left behind"
+    assert not _leftovers(dest), "temporary files left behind"
     manifest = json.loads((dest / "manifest.json").read_text())
     assert set(manifest) == _files_on_disk(dest)
     for rel, entry in manifest.items():
@@ -512,13 +531,13 @@ def test_interrupted_fetch_resumes(serve, tmp_path):
     classes = ["H", "I", "J"]
     ref = _manifest_of(lambda c, n: Reply(200, _jpeg(n)), classes, frames_for(4))
     bad = serve(dying)
-    (tmp_path / "H").mkdir(parents=True)  # a temporary file left by a run that was killed earlier
-    (tmp_path / "H" / ".H1.jpg.part").write_bytes(b"partial")
+    (tmp_path / "H").mkdir(parents=True)  # a temporary file (pooch's) left by a run that was killed earlier
+    (tmp_path / "H" / "tmpab_1cd9z").write_bytes(b"partial")
     res = fetch_dataset(tmp_path, None, base_url=bad.url, classes=classes, workers=2, progress=False, manifest=ref,
                         http=FAST)
     assert res.downloaded == k and len(res.failed) == 12 - k
     assert len(_files_on_disk(tmp_path)) == k
-    first = assert_consistent(tmp_path)  # also: no .part files, the stale one included
+    first = assert_consistent(tmp_path)  # also: no temporary files, the stale one included
 
     good = serve(lambda c, n: Reply(200, _jpeg(n)))
     res2 = fetch_dataset(tmp_path, None, base_url=good.url, classes=classes, progress=False, manifest=ref, http=FAST)
@@ -527,3 +546,177 @@ def test_interrupted_fetch_resumes(serve, tmp_path):
     final = assert_consistent(tmp_path)
     assert set(final) == set(ref.files)
     assert all(final[rel] == first[rel] for rel in first)  # kept entries unchanged (url included)
+
+
+# --------------------------------------------------------------------------- reliability (issue 25, cases 1-3, 21)
+
+
+def _leftovers(dest: Path) -> list[str]:
+    """Files under ``dest`` that are neither an image nor the fetch manifest (temporary files, partial downloads)."""
+    return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")
+                  if p.is_file() and p.suffix != ".jpg" and p.name != "manifest.json")
+
+
+def test_a_users_differing_file_survives_a_failed_download(aslnb_cli, serve, tmp_path):
+    """Case 1: a file of the user's that differs from the manifest is never lost when no verified copy arrives."""
+    srv = serve(lambda c, n: Reply(404, b"Not Found", "text/plain"))
+    dest = tmp_path / "data"
+    rel = plan(load_manifest("asl-alphabet-sample"), ["A"], 2, "")[0].rel
+    mine = _jpeg(4242)  # a valid image, not the manifest's bytes
+    (dest / "A").mkdir(parents=True)
+    (dest / rel).write_bytes(mine)
+    r = aslnb_cli("data", "fetch", "--base-url", srv.url, "--dest", dest, "--classes", "A", "--per-class", "2",
+                  timeout=120)
+    assert r.returncode != 0 and srv.gets[f"/dataset/{rel}"] >= 1  # the download was tried and failed (404)
+    holders = [p for p in (dest / "A").iterdir() if p.read_bytes() == mine]
+    assert len(holders) == 1, "the user's file was deleted"
+    if holders[0] != dest / rel:  # moved aside: the user is told where
+        assert f"{dest / rel}: " in r.stderr and f"moved to {holders[0].name}" in r.stderr, r.stdout + r.stderr
+
+
+def test_a_differing_file_is_replaced_only_by_a_verified_copy(serve, tmp_path, caplog):
+    frames = frames_for(2)
+    good = lambda c, n: Reply(200, _jpeg(n))  # noqa: E731
+    ref = _manifest_of(good, ["B"], frames)
+    missing = frames[1]
+    srv = serve(lambda c, n: Reply(404, b"no", "text/plain") if n == missing else good(c, n))
+    replaced, kept = tmp_path / "B" / f"B{frames[0]}.jpg", tmp_path / "B" / f"B{missing}.jpg"
+    replaced.parent.mkdir(parents=True)
+    replaced.write_bytes(_jpeg(7))
+    kept.write_bytes(_jpeg(8))
+    with caplog.at_level("WARNING", logger="aslnb.data"):
+        res = fetch_dataset(tmp_path, None, base_url=srv.url, classes=["B"], progress=False, manifest=ref, http=FAST)
+    assert replaced.read_bytes() == _jpeg(frames[0])  # the verified copy arrived: it replaces the user's file
+    assert [u for u, _ in res.failed] == [f"{srv.url}/B/B{missing}.jpg"]
+    survivors = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == _jpeg(8)]
+    assert len(survivors) == 1 and survivors[0] != kept  # moved aside, not listed as a data file
+    said = f"{kept}: differs from the manifest and no verified copy arrived; your file was moved to " \
+           f"{survivors[0].name}"
+    assert any(said in r.getMessage() for r in caplog.records) and said in res.failed[0][1]
+    entries = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(entries) == {f"B/B{frames[0]}.jpg"} and entries[f"B/B{frames[0]}.jpg"]["verified"] is True
+
+
+def test_an_unverified_file_that_does_not_decode_is_moved_aside_not_deleted(serve, tmp_path, caplog):
+    srv = serve(lambda c, n: Reply(200, _jpeg(n)))
+    (frame,) = frames_for(1)
+    target = tmp_path / "L" / f"L{frame}.jpg"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"my notes, not a picture")
+    with caplog.at_level("WARNING", logger="aslnb.data"):
+        res = fetch_dataset(tmp_path, 1, base_url=srv.url, classes=["L"], progress=False, manifest=None, http=FAST)
+    assert res.downloaded_files == [f"L/L{frame}.jpg"] and target.read_bytes() == _jpeg(frame)
+    aside = target.with_name(target.name + ".mismatch")
+    assert aside.read_bytes() == b"my notes, not a picture"
+    assert any(f"{target}: not a valid image" in r.getMessage() and aside.name in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_stalling_server_fails_at_the_files_deadline(serve, tmp_path):
+    """Case 2: each file has a total deadline; a server sending a byte every 0.5 s fails it, naming the URL."""
+    slow = frames_for(2)[0]
+    srv = serve(lambda c, n: Reply(200, _jpeg(n, 64), trickle=0.5) if n == slow else Reply(200, _jpeg(n)))
+    opts = HttpOptions(timeout=5, retries=0, deadline=2)
+    t0 = time.monotonic()
+    res = fetch_dataset(tmp_path, 2, base_url=srv.url, classes=["K"], progress=False, manifest=None, http=opts,
+                        workers=2)
+    took = time.monotonic() - t0
+    assert took < opts.deadline + 4, took  # the server trickles for 30 s: a per-read timeout never fires
+    ((url, reason),) = res.failed
+    assert url == f"{srv.url}/K/K{slow}.jpg" and "stalled" in reason and "2 s" in reason and "\n" not in reason
+    assert res.downloaded == 1 and not _leftovers(tmp_path)
+    assert_consistent(tmp_path)
+
+
+def test_cli_names_the_url_that_stalled(aslnb_cli, serve, tmp_path):
+    srv = serve(lambda c, n: Reply(200, _jpeg(n, 64), trickle=0.5))
+    r = aslnb_cli("data", "fetch", "--base-url", srv.url, "--dest", tmp_path, "--classes", "C", "--per-class", "1",
+                  "--deadline", "2", timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == DownloadError.exit_code and len(lines) == 1, r.stderr
+    rel = plan(load_manifest("asl-alphabet-sample"), ["C"], 1, "")[0].rel
+    assert lines[0].startswith("aslnb: error: ") and f"{srv.url}/{rel}" in lines[0] and "stalled" in lines[0]
+    assert not _leftovers(tmp_path)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT cannot be sent to a child process on Windows")
+def test_ctrl_c_exits_130_within_seconds(serve, tmp_path):
+    """Case 3: Ctrl-C while every download is blocked on a trickling server exits 130 at once, leaving no temp file."""
+    srv = serve(lambda c, n: Reply(200, _jpeg(n, 64), trickle=0.5))
+    dest = tmp_path / "data"
+    cmd = [sys.executable, "-m", "aslnb", "data", "fetch", "--base-url", srv.url, "--dest", str(dest),
+           "--classes", "D,E", "--per-class", "3", "--workers", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while sum(srv.gets.values()) < 4 and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.1)
+        assert sum(srv.gets.values()) >= 4, "the downloads never started"
+        time.sleep(1)  # every worker is now blocked inside a read
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == EXIT_INTERRUPTED, (proc.returncode, err)
+    assert took < 5, took
+    assert "interrupted" in err and "Traceback" not in err
+    assert not _leftovers(dest), _leftovers(dest)
+
+
+@pytest.mark.parametrize("n", ["0", "-5"])
+def test_cli_per_class_must_be_at_least_1(aslnb_cli, closed_port, tmp_path, n):
+    """Case 21: --per-class 0 or below is refused as such, before any download."""
+    r = aslnb_cli("data", "fetch", "--base-url", f"http://127.0.0.1:{closed_port}/dataset", "--dest",
+                  tmp_path / "data", "--per-class", n, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == ParameterError.exit_code and len(lines) == 1, r.stderr
+    assert "--per-class" in lines[0] and "at least 1" in lines[0] and n in lines[0]
+    with pytest.raises(ParameterError, match="at least 1"):
+        fetch_dataset(tmp_path / "lib", int(n), base_url="http://127.0.0.1:9", progress=False)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "lib").exists()
+
+
+# --------------------------------------------------------------------------- fetch_file: one file, a known sha256
+
+
+def test_fetch_file_downloads_once_and_verifies(serve, tmp_path):
+    body = os.urandom(300_000)  # not an image: fetch_file takes any content type, the hash decides
+    srv = serve(lambda c, n: Reply(200, body, "application/octet-stream"))
+    url, sha = f"{srv.url}/W/W1.jpg", hashlib.sha256(body).hexdigest()
+    path = F.fetch_file(url, sha, tmp_path / "cache", name="weights.h5", http=FAST)
+    assert path == tmp_path / "cache" / "weights.h5" and path.read_bytes() == body
+    assert F.fetch_file(url, sha, tmp_path / "cache", name="weights.h5", http=FAST) == path
+    assert srv.gets["/dataset/W/W1.jpg"] == 1  # the second call found the verified file
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["weights.h5"]
+    path.write_bytes(b"damaged")  # a file that differs is replaced by a verified copy
+    assert F.fetch_file(url, sha, tmp_path / "cache", name="weights.h5", http=FAST).read_bytes() == body
+
+
+@pytest.mark.parametrize("case", ["wrong hash", "404", "stall", "too big"])
+def test_fetch_file_fails_in_one_line_naming_the_url(serve, tmp_path, case):
+    body = os.urandom(5000)
+    reply = {"wrong hash": Reply(200, body, None), "404": Reply(404, b"no", "text/plain"),
+             "stall": Reply(200, body, None, trickle=0.5), "too big": Reply(200, body, None, length=10_000_000)}[case]
+    srv = serve(lambda c, n: reply)
+    url = f"{srv.url}/W/W1.jpg"
+    sha = hashlib.sha256(b"other bytes" if case == "wrong hash" else body).hexdigest()
+    opts = HttpOptions(timeout=5, retries=0, deadline=2, max_bytes=1_000_000)
+    with pytest.raises(DownloadError) as err:
+        F.fetch_file(url, sha, tmp_path, name="w.bin", http=opts)
+    msg = str(err.value)
+    assert url in msg and "\n" not in msg
+    assert {"wrong hash": "sha256 differs", "404": "HTTP 404", "stall": "stalled", "too big": "byte cap"}[case] in msg
+    assert list(tmp_path.iterdir()) == []  # nothing partial left
+
+
+def test_cli_deadline_must_be_positive(aslnb_cli, closed_port, tmp_path):
+    r = aslnb_cli("data", "fetch", "--base-url", f"http://127.0.0.1:{closed_port}/dataset", "--dest",
+                  tmp_path / "data", "--deadline", "0", timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == ParameterError.exit_code and len(lines) == 1, r.stderr
+    assert "--deadline" in lines[0] and "greater than 0" in lines[0]
+    assert not (tmp_path / "data").exists()

@@ -40,13 +40,13 @@ def _cmd_data(args) -> int:
             print(f"  missing {rel}")
         return 0 if rep.ok else EXIT_FETCH_INCOMPLETE
     if args.data_command == "fetch":
-        from ..data.fetch import fetch_dataset
+        from ..data.fetch import HttpOptions, fetch_dataset
         from ..settings import default_data_dir
 
         dest = args.dest or args.data or os.environ.get("ASLNB_DATA") or str(default_data_dir())
         classes = args.classes.split(",") if args.classes else None
         res = fetch_dataset(dest, args.per_class, base_url=args.base_url, classes=classes, workers=args.workers,
-                            progress=sys.stderr.isatty())
+                            progress=sys.stderr.isatty(), http=HttpOptions(deadline=args.deadline))
         print(f"{res.dest}: {res.downloaded} downloaded, {res.kept} already present, {len(res.failed)} failed; "
               f"manifest {res.manifest}")
         for url, reason in res.failed[:20]:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from .. import __version__
 from ..config import PROFILES, TrainConfig
 from ..errors import EXIT_CODES
+from ..settings import DOWNLOAD_DEADLINE
 
 
 def _ints(text: str) -> list[int]:
@@ -137,6 +138,8 @@ def build_parser(train_profile: str | None = None) -> argparse.ArgumentParser:
     fetch.add_argument("--dest", help="where to write (default: the user cache folder aslnb reads by default)")
     fetch.add_argument("--base-url", help="mirror of the dataset/ folder (default: $ASLNB_DATA_URL or GitHub)")
     fetch.add_argument("--workers", type=int, default=8, help="parallel downloads")
+    fetch.add_argument("--deadline", type=float, default=DOWNLOAD_DEADLINE,
+                       help="seconds each file may take in all, retries included (a stalled server fails at it)")
     fetch.add_argument("--classes", help="comma-separated subset of classes (default: all 29)")
 
     tr = sub.add_parser("train", help="train the classifier into a run directory", **fmt)

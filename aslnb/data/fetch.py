@@ -1,4 +1,4 @@
-"""Download the ASL alphabet images (the backend of ``aslnb data fetch``).
+"""Download the ASL alphabet images (the backend of ``aslnb data fetch``), with :mod:`pooch`.
 
 The images come from a public GitHub mirror of the Kaggle "ASL Alphabet" training set:
 ``<base>/<CLASS>/<CLASS><n>.jpg`` for the 29 classes and frames ``n = 1..3000`` (a few
@@ -6,24 +6,31 @@ frames are missing upstream, e.g. ``A1``). The base URL is the ``base_url`` argu
 else ``$ASLNB_DATA_URL``, else :data:`DEFAULT_BASE_URL`.
 
 By default :func:`fetch_dataset` downloads exactly the frames of the shipped manifest
-``asl-alphabet-sample`` (the 200 per class the report used) and checks each against its
-sha256 and size: a file that differs is deleted and reported. ``per_class=N`` takes N of
-those frames per class, evenly spread; beyond the manifest's count it adds frames spread
-over 1..3000 that no hash vouches for: they are marked ``"verified": false`` in
-``dest/manifest.json`` and a 404 on one of them (an upstream gap) is skipped with a
-one-line warning. Runs are resumable: files already there that match their hash (or,
-unverified, decode) are kept. ``dest/manifest.json`` maps each file on disk to its
-``sha256``, ``bytes``, source ``url`` and ``verified``; it is rewritten atomically at the
-end of every run, also an interrupted one.
+``asl-alphabet-sample`` (the 200 per class the report used): the manifest is pooch's
+registry of known sha256, so a file already there with its hash is kept (resume) and a
+download is only moved into place once its hash matches (:mod:`aslnb.data.http`). A file
+of the user's that differs is replaced only by such a verified copy; if none arrives it is
+moved aside to ``NAME.mismatch`` with a warning. ``per_class=N`` takes N of those frames per
+class, evenly spread; beyond the manifest's count it adds frames spread over 1..3000 that
+no hash vouches for: they are marked ``"verified": false`` in ``dest/manifest.json``, must
+decode as images, and a 404 on one of them (an upstream gap) is skipped with a one-line
+warning. Each file has a total deadline (``HttpOptions.deadline``); Ctrl-C cuts every
+transfer off at once. ``dest/manifest.json`` maps each file on disk to its ``sha256``,
+``bytes``, source ``url`` and ``verified``; it is rewritten atomically at the end of every
+run, also an interrupted one. :func:`fetch_file` fetches one file with a known sha256.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import queue
+import re
+import threading
+import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 from PIL import Image
@@ -32,17 +39,18 @@ from tqdm.auto import tqdm
 from ..errors import DownloadError, ParameterError
 from ..io import read_json, write_json
 from ..settings import DATA_ENV, default_data_dir
-from .http import HttpFailure, HttpOptions, download, make_session, part_path, probe
-from .manifest import CLASSES, SAMPLE_MANIFEST, Manifest, check_file, load_manifest
+from .http import Downloader, HttpFailure, HttpOptions, Transfers, make_session, probe, quiet_pooch, retrieve
+from .manifest import CLASSES, SAMPLE_MANIFEST, Manifest, load_manifest, sha256_file
 
 __all__ = ["CLASSES", "DATA_URL_ENV", "DEFAULT_BASE_URL", "FRAMES_PER_CLASS", "MANIFEST_NAME", "FetchResult",
-           "HttpOptions", "fetch_dataset", "frame_url", "frames_for", "plan", "resolve_base_url"]
+           "HttpOptions", "fetch_dataset", "fetch_file", "frame_url", "frames_for", "plan", "resolve_base_url"]
 
 LOG = logging.getLogger("aslnb.data")
 FRAMES_PER_CLASS = 3000
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/loicmarie/sign-language-alphabet-recognizer/master/dataset"
 DATA_URL_ENV = "ASLNB_DATA_URL"
 MANIFEST_NAME = "manifest.json"
+_POOCH_TMP = re.compile(r"tmp[a-z0-9_]{8}")  # tempfile's names, which pooch's temporary files have
 
 
 @dataclass
@@ -66,10 +74,6 @@ class FetchResult:
     def ok(self) -> bool:
         """True when every requested file is on disk and valid (gaps skipped)."""
         return not self.failed
-
-    @property
-    def total(self) -> int:
-        return self.downloaded + self.kept + len(self.failed) + len(self.skipped)
 
 
 @dataclass(frozen=True)
@@ -140,21 +144,116 @@ def _decodes(path: Path) -> None:
         raise HttpFailure(f"not a valid image ({type(err).__name__}: {err})") from None
 
 
-def _keep(target: Path, task: Task) -> bool:
-    """True when ``target`` is already good (hash match, or decodes when unverified); else delete it."""
-    if not target.is_file():
-        return False
+def _move_aside(target: Path, why: str) -> str:
+    """Rename a file of the user's that is not the expected one to ``NAME.mismatch`` (never over another); say so."""
+    aside = target.with_name(target.name + ".mismatch")
+    for i in range(2, 1000):
+        if not aside.exists():
+            break
+        aside = target.with_name(f"{target.name}.mismatch{i}")
     try:
-        if task.expected is not None:
-            if check_file(target, task.expected) is None:
-                return True
-        else:
+        target.rename(aside)
+        note = f"{target}: {why}; your file was moved to {aside.name} (kept, not used)"
+    except OSError as err:
+        note = f"{target}: {why}; your file was left in place (cannot rename it: {err})"
+    LOG.warning("%s", note)
+    return note
+
+
+def _fetch_one(task: Task, dest: Path, downloader: Downloader) -> tuple[str, str, int]:
+    """Make ``dest/task.rel`` the file of ``task`` (kept when already good); return (status, sha256, bytes).
+
+    A file of the user's that differs is replaced only by a verified copy; when none
+    arrives it is moved aside (:func:`_move_aside`) and the failure says so.
+    """
+    target = dest / task.rel
+    if task.expected is None and target.is_file():
+        try:
             _decodes(target)
-            return True
-    except HttpFailure:
-        pass
-    target.unlink(missing_ok=True)
-    return False
+        except HttpFailure as err:
+            note = _move_aside(target, str(err))
+            if target.exists():  # could not be moved: pooch would keep it
+                raise HttpFailure(note) from None
+    try:
+        action = retrieve(task.url, task.expected[0] if task.expected else None, target, downloader)
+    except HttpFailure as err:
+        if task.expected is not None and target.is_file():  # pooch keeps a differing file it could not replace
+            note = _move_aside(target, "differs from the manifest and no verified copy arrived")
+            raise HttpFailure(f"{err} ({note})", err.status) from None
+        raise
+    if action == "update":
+        LOG.warning("%s: your file differed from the manifest; replaced by the verified copy", target)
+    status = "kept" if action == "fetch" else "downloaded"
+    return (status, *task.expected) if task.expected else (status, sha256_file(target), target.stat().st_size)
+
+
+def _in_threads(work: Callable[[Task], tuple], tasks: list[Task], workers: int,
+                transfers: Transfers) -> Iterator[tuple[Task, object]]:
+    """Yield ``(task, work(task) or the exception it raised)`` as each ends, ``workers`` at a time.
+
+    The threads are daemons: on Ctrl-C (or any exit of the caller) :meth:`Transfers.abort` cuts
+    off the transfers, the threads get 2 s to end, and the temporary files of any still
+    blocked (waiting for a server's first answer) are removed, so the process exits at once.
+    """
+    todo, done = queue.SimpleQueue(), queue.SimpleQueue()
+    for task in tasks:
+        todo.put(task)
+
+    def worker() -> None:
+        while not transfers.stopped.is_set():
+            try:
+                task = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((task, work(task)))
+            except Exception as err:  # noqa: BLE001 - handed to the caller
+                done.put((task, err))
+
+    threads = [threading.Thread(target=worker, name="aslnb-fetch", daemon=True) for _ in range(min(workers, len(tasks)))]
+    for t in threads:
+        t.start()
+    try:
+        for _ in tasks:
+            while True:
+                try:
+                    yield done.get(timeout=0.5)  # a timeout: Ctrl-C is seen on every platform
+                    break
+                except queue.Empty:
+                    continue
+    finally:
+        temps = transfers.abort()
+        try:
+            end = time.monotonic() + 2
+            for t in threads:
+                t.join(max(0.0, end - time.monotonic()))
+        finally:  # also on a second Ctrl-C during the wait
+            for tmp in temps:
+                Path(tmp).unlink(missing_ok=True)
+
+
+def _check_request(classes: list[str] | tuple[str, ...] | None, per_class: int | None, workers: int) -> list[str]:
+    """The classes to fetch, after refusing a bad class name, ``per_class`` or ``workers``."""
+    classes = list(CLASSES) if classes is None else list(dict.fromkeys(classes))
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown or not classes:
+        raise ParameterError(f"unknown class name(s) {unknown or classes}: choose from {', '.join(CLASSES)}")
+    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
+        raise ParameterError(f"--per-class {per_class}: must be at least 1 (images per class, at most "
+                             f"{FRAMES_PER_CLASS})")
+    if workers < 1:
+        raise ParameterError(f"--workers {workers}: must be at least 1")
+    return classes
+
+
+def _remove_leftovers(dest: Path, classes: list[str]) -> None:
+    """Remove the temporary files (pooch's ``tmpXXXXXXXX``) of a fetch that was killed, and say so."""
+    gone = [p for c in classes for p in (dest / c).glob("tmp*") if p.is_file() and _POOCH_TMP.fullmatch(p.name)]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    if gone:
+        LOG.warning("removed %d temporary file(s) of an interrupted fetch (e.g. %s)", len(gone),
+                    gone[0].relative_to(dest).as_posix())
 
 
 def fetch_dataset(
@@ -176,55 +275,26 @@ def fetch_dataset(
     """
     dest = Path(dest).expanduser() if dest else default_data_dir()
     base = resolve_base_url(base_url)
+    classes = _check_request(classes, per_class, workers)
     ref = load_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else manifest
     if ref is None and per_class is None:
         raise ParameterError("per_class is needed when no manifest is used")
-    classes = list(CLASSES) if classes is None else list(dict.fromkeys(classes))
-    unknown = [c for c in classes if c not in CLASSES]
-    if unknown or not classes:
-        raise ParameterError(f"unknown class name(s) {unknown or classes}: choose from {', '.join(CLASSES)}")
-    if workers < 1:
-        raise ParameterError(f"workers={workers} must be at least 1")
     tasks = plan(ref, classes, per_class, base)
     manifest_path = dest / MANIFEST_NAME
     old = _read_entries(manifest_path)
     result = FetchResult(dest=dest, manifest=manifest_path)
     entries: dict[str, dict] = {}
-    session = make_session(workers)
-
-    def work(task: Task) -> tuple[str, str, int]:
-        target = dest / task.rel
-        if _keep(target, task):
-            data = target.read_bytes()
-            return "kept", hashlib.sha256(data).hexdigest(), len(data)
-        sha, size = download(session, task.url, target, http, task.expected,
-                             check=None if task.expected else _decodes)
-        return "downloaded", sha, size
-
+    session, transfers = make_session(workers), Transfers()
+    downloaders = {True: Downloader(session, http, transfers), False: Downloader(session, http, transfers, _decodes)}
     try:
-        missing = [t for t in tasks if not (dest / t.rel).is_file()]
-        if missing:  # fail fast when offline, before creating anything
-            probe(session, missing[0].url, urlsplit(base).netloc,
-                  f"point the project at local images with --data DIR or {DATA_ENV}=DIR, or set {DATA_URL_ENV} "
-                  "to a mirror")
-        try:
-            for cls in classes:
-                (dest / cls).mkdir(parents=True, exist_ok=True)
-                for p in (dest / cls).glob(".*.part"):  # left by a run that was killed
-                    p.unlink(missing_ok=True)
-        except OSError as err:
-            raise DownloadError(f"cannot create the data folder {dest} ({err}): choose another --dest") from err
-        with tqdm(total=len(tasks), unit="file", desc="aslnb data fetch", disable=not progress) as bar, \
-                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aslnb-fetch") as pool:
-            futures = {pool.submit(work, t): t for t in tasks}
-            try:
-                for fut in as_completed(futures):
-                    task = futures[fut]
-                    _collect(fut, task, dest, old, entries, result)
+        _prepare(dest, classes, tasks, session, base)
+        with quiet_pooch(), tqdm(total=len(tasks), unit="file", desc="aslnb data fetch", disable=not progress) as bar:
+            jobs = _in_threads(lambda t: _fetch_one(t, dest, downloaders[t.expected is not None]), tasks, workers,
+                               transfers)
+            with closing(jobs):  # on any exit, also Ctrl-C: transfers cut off, threads and temporary files gone
+                for task, outcome in jobs:
+                    _collect(outcome, task, dest, old, entries, result)
                     bar.update(1)
-            finally:
-                for f in futures:
-                    f.cancel()
     except BaseException:
         if dest.is_dir():  # interrupted or failed: still record what is good on disk
             try:
@@ -248,20 +318,58 @@ def fetch_dataset(
     return result
 
 
-def _collect(fut, task: Task, dest: Path, old: dict, entries: dict, result: FetchResult) -> None:
-    """Record the outcome of one download in ``result`` and ``entries``."""
+def _prepare(dest: Path, classes: list[str], tasks: list[Task], session, base: str) -> None:
+    """Fail fast when offline (before creating anything), then create the class folders."""
+    missing = [t for t in tasks if not (dest / t.rel).is_file()]
+    if missing:
+        probe(session, missing[0].url, urlsplit(base).netloc,
+              f"point the project at local images with --data DIR or {DATA_ENV}=DIR, or set {DATA_URL_ENV} "
+              "to a mirror")
     try:
-        status, sha, size = fut.result()
-    except HttpFailure as err:
-        if err.status == 404 and task.expected is None:
-            LOG.warning("%s: skipped, not on the server (a gap in the upstream frames)", task.url)
-            result.skipped.append((task.url, str(err)))
-        else:
-            result.failed.append((task.url, str(err)))
-        return
+        for cls in classes:
+            (dest / cls).mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        result.failed.append((task.url, f"cannot write {dest / task.rel} ({err})"))
+        raise DownloadError(f"cannot create the data folder {dest} ({err}): choose another --dest") from err
+    _remove_leftovers(dest, classes)
+
+
+def fetch_file(url: str, sha256: str, dest_dir: str | os.PathLike, name: str | None = None,
+               http: HttpOptions = HttpOptions(), progress: bool = False) -> Path:
+    """``dest_dir/name`` (default: the URL's last part) holding the file at ``url`` with ``sha256``.
+
+    Downloaded only when missing or different (then replaced only by a verified copy), with
+    ``http``'s deadline and size cap (by default 120 s and 20 MB: give larger ones for a large
+    file); any failure is a one-line :class:`DownloadError` naming the URL, and leaves no
+    partial file.
+    """
+    target = Path(dest_dir).expanduser() / (name or urlsplit(url).path.rsplit("/", 1)[-1])
+    with make_session(1) as session, quiet_pooch():
+        downloader = Downloader(session, http, content_types=None, progress=progress)
+        try:
+            retrieve(url, sha256, target, downloader)
+        except HttpFailure as err:
+            raise DownloadError(f"cannot download {url} ({err}): check the network, or put the file with sha256 "
+                                f"{sha256[:12]}... at {target} by hand") from None
+        except OSError as err:
+            raise DownloadError(f"cannot write {target} ({err}): check free space and permissions") from None
+    return target
+
+
+def _collect(outcome, task: Task, dest: Path, old: dict, entries: dict, result: FetchResult) -> None:
+    """Record the outcome of one download (a tuple, or the exception it raised) in ``result`` and ``entries``."""
+    if isinstance(outcome, HttpFailure):
+        if outcome.status == 404 and task.expected is None:
+            LOG.warning("%s: skipped, not on the server (a gap in the upstream frames)", task.url)
+            result.skipped.append((task.url, str(outcome)))
+        else:
+            result.failed.append((task.url, str(outcome)))
         return
+    if isinstance(outcome, OSError):
+        result.failed.append((task.url, f"cannot write {dest / task.rel} ({outcome})"))
+        return
+    if isinstance(outcome, BaseException):
+        raise outcome
+    status, sha, size = outcome
     prev = old.get(task.rel, {})
     url = prev.get("url", task.url) if prev.get("sha256") == sha else task.url
     entries[task.rel] = {"sha256": sha, "bytes": size, "url": url, "verified": task.expected is not None}
@@ -292,7 +400,7 @@ def _write_entries(path: Path, dest: Path, old: dict, new: dict) -> None:
     for rel, entry in {**old, **new}.items():
         p = dest / rel
         try:
-            if p.is_file() and p.stat().st_size == entry.get("bytes") and not part_path(p).exists():
+            if p.is_file() and p.stat().st_size == entry.get("bytes"):
                 merged[rel] = entry
         except OSError:
             pass

@@ -16,11 +16,12 @@ Two manifests ship with the package (``aslnb/data/manifests/``):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pooch
 
 from ..errors import DataError, ParameterError
 from .images import is_image_name
@@ -51,12 +52,8 @@ class Manifest:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex sha256 of a file (pooch's, which checks the downloads)."""
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def build_manifest(root: str | os.PathLike, name: str, source: str) -> Manifest:
@@ -133,8 +130,8 @@ def check_file(path: Path, expected: tuple[str, int]) -> str | None:
     return None if actual == sha else f"sha256 {actual[:12]}..., expected {sha[:12]}..."
 
 
-def verify_folder(root: str | os.PathLike, manifest: Manifest | str, *, delete_bad: bool = False) -> VerifyReport:
-    """Check every file ``manifest`` lists under ``root`` (``delete_bad`` removes those that differ)."""
+def verify_folder(root: str | os.PathLike, manifest: Manifest | str) -> VerifyReport:
+    """Check every file ``manifest`` lists under ``root`` (nothing is changed)."""
     manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -151,8 +148,6 @@ def verify_folder(root: str | os.PathLike, manifest: Manifest | str, *, delete_b
             rep.good.append(rel)
         else:
             rep.bad.append((rel, reason))
-            if delete_bad:
-                p.unlink(missing_ok=True)
     listed = set(manifest.files)
     rep.extra = sorted(f"{p.parent.name}/{p.name}" for p in root.glob("*/*")
                        if p.is_file() and is_image_name(p) and f"{p.parent.name}/{p.name}" not in listed)
