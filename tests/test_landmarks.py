@@ -194,3 +194,123 @@ def test_config_refuses_image_levers_with_landmarks():
         TrainConfig.from_params(features="points")
     assert TrainConfig.from_params(features="landmarks").features == "landmarks"
     assert TrainConfig().features == "image"
+
+
+# --------------------------------------------------------------------------- detection and runs (real landmarker)
+ENV_RUN = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    """The real landmarker (the 'hands' extra and a model file: cache, download or the mediapipe wheel)."""
+    pytest.importorskip("mediapipe", reason="the 'hands' extra is not installed (pip install 'aslnb[hands]')")
+    from aslnb.features.landmarks import Landmarker
+
+    return Landmarker.resolve()
+
+
+def _grey(path: Path) -> Path:
+    from PIL import Image
+
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(path)
+    return path
+
+
+def test_uniform_grey_frame_has_no_hand(landmarker, tmp_path):
+    from aslnb.data.landmarks import Detector
+
+    with Detector(landmarker.model_path, landmarker.settings) as det:
+        hand = det.detect_file(_grey(tmp_path / "grey.jpg"))
+    assert not hand.found and hand.retried and np.isnan(hand.points).all()
+
+
+def _fake_landmarks_run(run: Path, landmarker) -> None:
+    """A finished landmarks run directory (an untrained head) for prediction tests."""
+    from dataclasses import asdict
+
+    from aslnb.config import TrainConfig
+    from aslnb.features.landmarks import N_FEATURES
+    from aslnb.io import write_json
+    from aslnb.models.landmark_head import build_landmark_head
+    from aslnb.provenance import FORMAT_VERSION
+
+    names = ["A", "B", "nothing"]
+    run.mkdir()
+    model = build_landmark_head(np.random.default_rng(0).normal(size=(10, N_FEATURES)), len(names), [8])
+    model.save(run / "model.keras")
+    write_json(run / "labels.json", {"class_names": names})
+    write_json(run / "config.json", {"format_version": FORMAT_VERSION, "finished": "now",
+                                     "params": asdict(TrainConfig(features="landmarks")),
+                                     "landmarks": landmarker.describe()})
+
+
+def test_predict_without_a_hand_answers_nothing_in_json(landmarker, tmp_path):
+    run = tmp_path / "run"
+    _fake_landmarks_run(run, landmarker)
+    r = subprocess.run([sys.executable, "-m", "aslnb", "predict", str(run), str(_grey(tmp_path / "g.png")), "--json"],
+                       capture_output=True, text=True, timeout=300, env=ENV_RUN, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads(r.stdout)
+    assert res["label"] == "nothing" and res["hand"] is False and res["prob"] == 1.0
+
+
+def test_predict_refuses_a_landmarker_the_run_was_not_trained_with(landmarker, tmp_path):
+    from aslnb.io import read_json, write_json
+    from aslnb.predict import predict
+
+    run = tmp_path / "run"
+    _fake_landmarks_run(run, landmarker)
+    cfg = read_json(run / "config.json")
+    cfg["landmarks"]["networks_sha256"] = "0" * 64
+    write_json(run / "config.json", cfg)
+    with pytest.raises(ModelError, match="not the ones"):
+        predict(run, _grey(tmp_path / "g.png"))
+
+
+def _small_massey(external_dir: Path, dest: Path, per_signer: int = 2) -> Path:
+    """Symlinks to a few Massey images of every signer, for letters a, b, c."""
+    for letter in "abc":
+        (dest / letter).mkdir(parents=True)
+        for signer in ("hand1", "hand2", "hand3"):
+            for f in sorted((external_dir / letter).glob(f"{signer}_*"))[:per_signer]:
+                (dest / letter / f.name).symlink_to(f)
+    return dest
+
+
+@pytest.mark.slow
+def test_landmarks_run_round_trip_and_no_test_signer_in_training(landmarker, sample_dir, external_dir, tmp_path,
+                                                                  monkeypatch):
+    """train --features landmarks -> evaluate --external -> predict agrees with evaluate's inference on a real
+    ASL frame and a real Massey frame; training never reads an external image (no signer reaches a choice)."""
+    import aslnb.features.landmarks as fl
+    from aslnb.evaluate import evaluate, run_probabilities
+    from aslnb.runs import load_run
+    from aslnb.train import train
+
+    seen: list[str] = []
+    real = fl.hand_landmarks
+    monkeypatch.setattr(fl, "hand_landmarks", lambda files, *a, **k: (seen.extend(map(str, files)),
+                                                                      real(files, *a, **k))[1])
+    ext = _small_massey(external_dir, tmp_path / "massey")
+    res = train(sample_dir, tmp_path / "run", external=ext, verbose=0, features="landmarks", limit_per_class=16,
+                epochs=3, head_units=[32], augment=True)
+    assert seen and not any("hand" in Path(f).name for f in seen)  # only ASL training/validation frames
+    monkeypatch.setattr(fl, "hand_landmarks", real)
+    m = evaluate(res.run_dir, sample_dir, external=ext, verbose=0)
+    assert set(m["held_out"]["no_hand"]) >= {"n", "no_hand", "share"} and m["held_out"]["no_hand"]["n"] > 0
+    assert set(m["external"]["no_hand"]["by_signer"]) == {"hand1", "hand2", "hand3"}
+    assert set(m["external"]["signers"]["per_signer"]) == {"hand1", "hand2", "hand3"}
+    cfg = json.loads((res.run_dir / "config.json").read_text())
+    assert cfg["landmarks"]["networks_sha256"] == landmarker.networks_sha256
+    assert cfg["landmarks"]["detector"] == {"pad": 0.25, "min_confidence": 0.3, "retry_gamma": 0.5}
+    model, names, cfg = load_run(res.run_dir)
+    asl = sorted((sample_dir / "B").glob("*.jpg"))[-1]  # the last frame: the held-out chunk
+    massey = sorted((ext / "b").iterdir())[0]
+    probs, found = run_probabilities(model, [asl, massey], cfg, names)
+    r = subprocess.run([sys.executable, "-m", "aslnb", "predict", str(res.run_dir), str(asl), str(massey), "--json"],
+                       capture_output=True, text=True, timeout=300, env=ENV_RUN, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [o["label"] for o in out] == [names[i] for i in probs.argmax(1)]
+    assert [o["hand"] for o in out] == found.tolist()
+    np.testing.assert_allclose([o["prob"] for o in out], probs.max(1), rtol=1e-5)
