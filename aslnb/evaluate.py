@@ -143,15 +143,17 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
     return probs, found
 
 
-def no_hand_share(found: np.ndarray | None, files=None) -> dict[str, Any] | None:
-    """``{"n", "no_hand", "share"}`` of a hand mask (and ``by_signer`` for external files), None for image runs."""
+def no_hand_share(found: np.ndarray | None, correct: np.ndarray, files=None) -> dict[str, Any] | None:
+    """``{"n", "no_hand", "share", "accuracy_with_hand"}`` of a hand mask (the last: accuracy on the frames with a
+    hand), and ``by_signer`` for external files; None for image runs."""
     if found is None:
         return None
-    found = np.asarray(found, bool)
+    found, correct = np.asarray(found, bool), np.asarray(correct, bool)
 
     def share(sel: np.ndarray) -> dict[str, Any]:
-        n, miss = int(sel.sum()), int((~found & sel).sum())
-        return {"n": n, "no_hand": miss, "share": round(miss / n, 6) if n else 0.0}
+        n, miss, hit = int(sel.sum()), int((~found & sel).sum()), int((found & sel).sum())
+        return {"n": n, "no_hand": miss, "share": round(miss / n, 6) if n else 0.0,
+                "accuracy_with_hand": round(float(correct[found & sel].mean()), 6) if hit else None}
 
     out = share(np.ones(len(found), bool))
     if files is not None:
@@ -256,7 +258,7 @@ def evaluate(
     }
     metrics["held_out"]["interval"] = held_out_interval(part, probs)
     if found is not None:  # the landmarks recipe: frames without a hand, predicted 'nothing'
-        metrics["held_out"]["no_hand"] = no_hand_share(found)
+        metrics["held_out"]["no_hand"] = no_hand_share(found, probs.argmax(1) == part.labels)
         metrics["landmarks"] = {**cfg.get("landmarks", {}), "features": params.get("features")}
     timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": subset,
                               "predict_seconds": round(seconds, 3),
@@ -282,7 +284,8 @@ def evaluate(
         if by_signer is not None:
             metrics["external"]["signers"] = by_signer
         if efound is not None:
-            metrics["external"]["no_hand"] = no_hand_share(efound, ext_folder.files)
+            metrics["external"]["no_hand"] = no_hand_share(efound, eprobs.argmax(1) == ext_folder.labels,
+                                                           ext_folder.files)
     if verbose:
         line = f"{subset} accuracy {metrics['held_out']['accuracy']:.4f} (top-3 {metrics['held_out']['top3_accuracy']:.4f}) on {len(part)} images"
         if "external" in metrics:
