@@ -314,3 +314,24 @@ def test_landmarks_run_round_trip_and_no_test_signer_in_training(landmarker, sam
     assert [o["label"] for o in out] == [names[i] for i in probs.argmax(1)]
     assert [o["hand"] for o in out] == found.tolist()
     np.testing.assert_allclose([o["prob"] for o in out], probs.max(1), rtol=1e-5)
+
+
+def test_benchmark_choice_sees_only_the_validation_signer(tmp_path):
+    """benchmarks/landmarks: the folder the candidates are scored on holds hand1 only, and the choice reads
+    nothing but ASL validation and hand1 accuracies (changing any test-signer number changes nothing)."""
+    import benchmarks.landmarks as bench
+
+    src = tmp_path / "massey"
+    for letter in "ab":
+        (src / letter).mkdir(parents=True)
+        for signer in ("hand1", "hand2", "hand5"):
+            (src / letter / f"{signer}_{letter}_bot_seg_1_cropped.jpeg").write_bytes(b"x")
+    dest = bench.validation_signer_folder(src, tmp_path / "hand1")
+    linked = sorted(p.name for p in dest.rglob("*") if p.is_file())
+    assert linked == ["hand1_a_bot_seg_1_cropped.jpeg", "hand1_b_bot_seg_1_cropped.jpeg"]
+    rows = [{"candidate": "x", "asl_val": 0.9, "hand1": {"accuracy": 0.5}, "test": {"accuracy": 0.1}},
+            {"candidate": "y", "asl_val": 0.8, "hand1": {"accuracy": 0.7}, "test": {"accuracy": 0.9}}]
+    assert bench.choose(rows) == "y"
+    rows[0]["test"]["accuracy"], rows[1]["test"]["accuracy"] = 0.99, 0.0
+    assert bench.choose(rows) == "y"
+    assert bench.choose([{**rows[0], "hand1": {"accuracy": 0.9}}, rows[1]]) == "x"  # hand1 does count
