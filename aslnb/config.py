@@ -169,12 +169,7 @@ class TrainConfig:
              "train, val and test), or None for all images")
         p = self.early_stopping_patience
         need(p is None or (_is_int(p) and p >= 1), f"early_stopping_patience={p!r}: must be an integer >= 1 or None")
-        if self.features == "landmarks":
-            for name in ("hand_views", "fine_tune_epochs"):
-                need(not getattr(self, name), f"{name}={getattr(self, name)}: features='landmarks' trains an MLP on "
-                                              f"hand points, there is no image backbone; set {name}=0")
-            need(self.distribute == "none", f"distribute={self.distribute!r}: features='landmarks' trains on one "
-                                            "device; use distribute='none'")
+        self._check_landmarks()
         from .models import frozen_stages, get_backbone  # imports Keras
 
         spec = get_backbone(self.backbone)
@@ -185,6 +180,18 @@ class TrainConfig:
                 frozen_stages(spec, self.fine_tune_until)
             except ParameterError as exc:
                 raise ParameterError(f"fine_tune_until={self.fine_tune_until!r}: {exc}") from None
+
+    def _check_landmarks(self) -> None:
+        """``features='landmarks'`` has no image backbone: refuse the levers that need one."""
+        if self.features != "landmarks":
+            return
+        for name in ("hand_views", "fine_tune_epochs"):
+            if getattr(self, name):
+                raise ParameterError(f"{name}={getattr(self, name)}: features='landmarks' trains an MLP on hand "
+                                     f"points, there is no image backbone; set {name}=0")
+        if self.distribute != "none":
+            raise ParameterError(f"distribute={self.distribute!r}: features='landmarks' trains on one device; use "
+                                 "distribute='none'")
 
     def _check_image_size(self, min_size: int) -> None:
         size, bs = self.image_size, self.batch_size

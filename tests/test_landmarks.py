@@ -335,3 +335,33 @@ def test_benchmark_choice_sees_only_the_validation_signer(tmp_path):
     rows[0]["test"]["accuracy"], rows[1]["test"]["accuracy"] = 0.99, 0.0
     assert bench.choose(rows) == "y"
     assert bench.choose([{**rows[0], "hand1": {"accuracy": 0.9}}, rows[1]]) == "x"  # hand1 does count
+
+
+def test_landmark_cache_is_per_image_content_and_detector(tmp_path, monkeypatch):
+    """Computed once per image; reused for the same bytes under another name; recomputed for other settings."""
+    import shutil
+
+    import aslnb.features.landmarks as fl
+    from aslnb.data.landmarks import DetectorSettings
+
+    calls: list[list[str]] = []
+
+    def fake_detect(files, landmarker, workers):
+        if not files:
+            return
+        calls.append(list(files))
+        rows = np.zeros((len(files), fl.ROW), np.float32)
+        rows[:, -3] = 1  # found
+        yield range(len(files)), rows
+
+    monkeypatch.setattr(fl, "_detect", fake_detect)
+    a, b = _grey(tmp_path / "a.png"), tmp_path / "b.png"
+    shutil.copy(a, b)
+    lm = fl.Landmarker(Path("m.task"), "f" * 64, DetectorSettings(), "n" * 64)
+    first = fl.hand_landmarks([a], lm, cache_root=tmp_path / "c")
+    again = fl.hand_landmarks([a, b], lm, cache_root=tmp_path / "c")
+    assert calls == [[str(a)]] and again.stats == {"cached": 2, "computed": 0} and first.found.all()
+    other = fl.Landmarker(Path("m.task"), "f" * 64, DetectorSettings(retry_gamma=0.3), "n" * 64)
+    fl.hand_landmarks([a], other, cache_root=tmp_path / "c")
+    assert calls[-1] == [str(a)] and len(calls) == 2
+    assert len(list((tmp_path / "c").glob("landmarks-*"))) == 2
