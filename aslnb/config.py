@@ -38,7 +38,7 @@ SPLITS = ("chunk", "blocked", "random")
 CACHE_MODES = ("auto", "on", "off")
 DISTRIBUTE = ("none", "mirrored", "multiworker", "tpu")
 MIXED_PRECISION = ("off", "bfloat16", "float16")
-FEATURES = ("image", "landmarks")
+FEATURES = ("image", "landmarks", "crop")
 MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
 
 
@@ -103,10 +103,11 @@ class TrainConfig:
                                  "batch is batch_size, split across replicas (aslnb.train.distribute)", DISTRIBUTE)
     mixed_precision: str = _p("off", "mixed-precision training: off (float32), bfloat16, float16 (GPU only); "
                                      "the softmax stays float32", MIXED_PRECISION)
-    features: str = _p("image", "what the classifier sees: image (the backbone on the pixels) or landmarks (a small "
-                                "MLP on the 21 hand points of MediaPipe's hand landmarker, extra 'hands'; frames "
-                                "without a hand are left out of training and predicted 'nothing'; --augment: "
-                                "landmark rotations/stretch)", FEATURES)
+    features: str = _p("image", "what the classifier sees: image (the backbone on the pixels), landmarks (a small "
+                                "MLP on the 21 hand points of MediaPipe's hand landmarker, extra 'hands'; --augment: "
+                                "landmark rotations/stretch) or crop (the backbone on the hand cut out by its "
+                                "landmarks' box); frames without a hand are left out of training and predicted "
+                                "'nothing'", FEATURES)
 
     @classmethod
     def from_params(cls, **params: Any) -> "TrainConfig":
@@ -182,7 +183,11 @@ class TrainConfig:
                 raise ParameterError(f"fine_tune_until={self.fine_tune_until!r}: {exc}") from None
 
     def _check_landmarks(self) -> None:
-        """``features='landmarks'`` has no image backbone: refuse the levers that need one."""
+        """``features='landmarks'`` has no image backbone: refuse the levers that need one (and hand views with
+        ``crop``)."""
+        if self.features == "crop" and self.hand_views:
+            raise ParameterError(f"hand_views={self.hand_views}: features='crop' already cuts the hand out of the "
+                                 "room; set hand_views=0")
         if self.features != "landmarks":
             return
         for name in ("hand_views", "fine_tune_epochs"):

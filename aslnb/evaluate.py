@@ -131,9 +131,21 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
     """``(probs, hand found)`` of ``files`` by the run's recipe (``config.json``): :func:`class_probabilities`
     for images (found: None), hand landmarks for ``features='landmarks'`` (no hand: ``nothing``)."""
     params = cfg["params"]
-    if params.get("features", "image") != "landmarks":
-        return class_probabilities(model, files, int(params["image_size"]), int(batch_size or params["batch_size"]),
-                                   source=source, decoder=run_decoder(params)), None
+    features = params.get("features", "image")
+    size, bs = int(params["image_size"]), int(batch_size or params["batch_size"])
+    if features == "image":
+        return class_probabilities(model, files, size, bs, source=source, decoder=run_decoder(params)), None
+    if features == "crop":  # the hand's crop through the image model; no hand: 'nothing'
+        from .features.crops import MARGIN, hand_crops
+        from .features.landmarks import no_hand_probabilities, run_landmarker
+
+        crops, found = hand_crops(files, run_landmarker(cfg, source), margin=cfg["landmarks"].get("crop_margin",
+                                                                                                  MARGIN))
+        probs = no_hand_probabilities(found, class_names)
+        if found.any():
+            probs[found] = class_probabilities(model, crops[found], size, bs, source=source,
+                                               decoder=run_decoder(params))
+        return probs, found
     from .features.landmarks import landmark_probabilities
 
     probs, found = landmark_probabilities(model, [str(f) for f in files], cfg, class_names, source=source)

@@ -365,3 +365,46 @@ def test_landmark_cache_is_per_image_content_and_detector(tmp_path, monkeypatch)
     fl.hand_landmarks([a], other, cache_root=tmp_path / "c")
     assert calls[-1] == [str(a)] and len(calls) == 2
     assert len(list((tmp_path / "c").glob("landmarks-*"))) == 2
+
+
+# --------------------------------------------------------------------------- the crop recipe
+def test_crop_box_is_the_square_around_the_points_with_margin():
+    from aslnb.features.crops import crop_box
+
+    # an image 100 x 200 (h x w) padded by 0.25 * 200 = 50 px; points span x 60..100, y 70..90 in the image
+    pts = np.array([[110, 120, 0], [150, 140, 0], [130, 130, 0]], np.float32)
+    left, top, right, bottom = crop_box(pts, (100, 200, 3), pad=0.25, margin=0.25)
+    assert right - left == bottom - top == 60  # the longer side 40, plus 25 % on each side
+    assert (left + right) / 2 == 80 and (top + bottom) / 2 == 80
+
+
+def test_crop_refuses_hand_views():
+    from aslnb.config import TrainConfig
+    from aslnb.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="crop"):
+        TrainConfig.from_params(features="crop", hand_views=1)
+
+
+@pytest.mark.slow
+def test_crop_run_round_trip(landmarker, sample_dir, tmp_path):
+    """train --features crop -> predict agrees with evaluate's inference; a grey frame is 'nothing', hand false."""
+    from aslnb.evaluate import evaluate, run_probabilities
+    from aslnb.runs import load_run
+    from aslnb.train import train
+
+    res = train(sample_dir, tmp_path / "run", verbose=0, features="crop", backbone="efficientnet_lite0",
+                weights="none", image_size=64, freeze_until="all", limit_per_class=8, epochs=1, head_units=[16])
+    cfg = json.loads((res.run_dir / "config.json").read_text())
+    assert cfg["landmarks"]["crop_margin"] == 0.25 and cfg["landmarks"]["no_hand"]["train"]["n"] > 0
+    m = evaluate(res.run_dir, sample_dir, verbose=0)
+    assert m["held_out"]["no_hand"]["n"] == m["held_out"]["n_images"]
+    model, names, cfg = load_run(res.run_dir)
+    files = [sorted((sample_dir / "C").glob("*.jpg"))[-1], _grey(tmp_path / "g.png")]
+    probs, found = run_probabilities(model, files, cfg, names)
+    r = subprocess.run([sys.executable, "-m", "aslnb", "predict", str(res.run_dir), *map(str, files), "--json"],
+                       capture_output=True, text=True, timeout=300, env=ENV_RUN, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [o["label"] for o in out] == [names[i] for i in probs.argmax(1)]
+    assert out[1]["hand"] is False and out[1]["label"] == "nothing" and not found[1]

@@ -117,16 +117,22 @@ def landmark_probabilities(model, files, run_cfg: dict, class_names: list[str], 
     """``(probs (N, K), found (N,))``: the head's probabilities where a hand was found, else certainty of
     ``nothing`` (uniform when the run has no such class)."""
     hands = hand_landmarks(files, run_landmarker(run_cfg, source))
-    k = len(class_names)
-    probs = np.zeros((len(hands), k), np.float64)
+    probs = no_hand_probabilities(hands.found, class_names)
     if hands.found.any():
         x = landmark_features(normalise(hands.points[hands.found], hands.left[hands.found]))
         probs[hands.found] = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float64)
-    if "nothing" in class_names:
-        probs[~hands.found, class_names.index("nothing")] = 1.0
-    else:
-        probs[~hands.found] = 1.0 / k
     return probs, hands.found
+
+
+def no_hand_probabilities(found: np.ndarray, class_names: list[str]) -> np.ndarray:
+    """(N, K) zeros, with certainty of ``nothing`` (uniform without that class) in the rows without a hand."""
+    k = len(class_names)
+    probs = np.zeros((len(found), k), np.float64)
+    if "nothing" in class_names:
+        probs[~np.asarray(found, bool), class_names.index("nothing")] = 1.0
+    else:
+        probs[~np.asarray(found, bool)] = 1.0 / k
+    return probs
 
 
 def file_digest(path: str | os.PathLike) -> str:

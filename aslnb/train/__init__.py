@@ -168,6 +168,15 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
 
         tf.config.experimental.enable_op_determinism()
     split = prepare_split(data_dir, cfg)
+    crop_record = None
+    if cfg.features == "crop":  # the hand cut out by its landmarks' box (aslnb.features.crops)
+        from ..features.crops import MARGIN, with_hand_crops
+        from ..features.landmarks import Landmarker
+
+        landmarker = Landmarker.resolve()
+        split, no_hand = with_hand_crops(split, landmarker)
+        crop_record = {**landmarker.describe(), "crop_margin": MARGIN, "no_hand": no_hand}
+        _log(f"hand crops: no hand in {no_hand['train']['share']:.3f} of the training frames (left out)", verbose)
     if cfg.hand_views:  # training-only composites of the training split (aslnb.features.views)
         from ..features.views import with_hand_views
 
@@ -220,6 +229,8 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
         "notes": notes,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if crop_record is not None:
+        config["landmarks"] = crop_record
     temp_cache = contextlib.ExitStack()  # a temporary feature cache for a large set without feature_cache_dir
     try:
         if run.resuming:
