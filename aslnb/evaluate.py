@@ -14,9 +14,10 @@ model's classes is refused.
 
 All predictions (here and in :mod:`aslnb.predict`) go through
 :func:`run_probabilities`: :func:`class_probabilities` for image runs (it refuses
-non-finite outputs), hand landmarks for ``features='landmarks'`` runs, where a
-frame without a hand is predicted ``nothing`` and the share of such frames is
-written (``no_hand``, per signer on an external set).
+non-finite outputs), hand landmarks for ``features='landmarks'`` runs and hand
+crops for ``features='crop'`` runs, where a frame without a hand is predicted
+``nothing`` and the share of such frames is written (``no_hand``, per signer on
+an external set).
 
 ``metrics.json`` holds only results that are a function of the model and the
 data (no timings, no timestamps), so two runs of the same command can be
@@ -129,7 +130,8 @@ def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
 def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source: str | os.PathLike = "the model",
                       batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(probs, hand found)`` of ``files`` by the run's recipe (``config.json``): :func:`class_probabilities`
-    for images (found: None), hand landmarks for ``features='landmarks'`` (no hand: ``nothing``)."""
+    for images (found: None), of the hand crops for ``features='crop'``, the landmark head for
+    ``features='landmarks'`` (no hand: ``nothing``)."""
     params = cfg["params"]
     features = params.get("features", "image")
     size, bs = int(params["image_size"]), int(batch_size or params["batch_size"])
@@ -305,6 +307,10 @@ def evaluate(
         print(line, flush=True)
         if "signers" in metrics.get("external", {}):
             print("\n".join(format_signer_scores(metrics["external"]["signers"])), flush=True)
+        if found is not None:
+            print(f"no hand found in {metrics['held_out']['no_hand']['share']:.3f} of the {subset} frames"
+                  + (f" and {metrics['external']['no_hand']['share']:.3f} of the external images"
+                     if "external" in metrics else "") + " (predicted 'nothing')", flush=True)
     if write:
         write_json(run_dir / name, metrics)
         write_json(run_dir / name.replace("metrics", "timing", 1), timing)

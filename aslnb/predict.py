@@ -3,8 +3,8 @@
 Probabilities come from :func:`aslnb.evaluate.run_probabilities`, the same
 function evaluation uses (one inference path): the image is resized to the
 run's ``image_size`` (config.json) and the saved model normalises it itself
-(a ``features='landmarks'`` run: the run's hand detection and normalisation;
-no hand found: ``nothing``, and ``"hand": false`` in the result).
+(``features='landmarks'`` or ``'crop'`` runs: the run's hand detection and
+normalisation or crop first; no hand found: ``nothing``, and ``"hand": false`` in the result).
 That is also all training does to a real frame; the hand views of
 ``hand_views`` (hand cut out of the room, pasted elsewhere) are extra training
 images only, so a photo of another hand in another room needs no cut-out.
@@ -47,7 +47,8 @@ def display_path(path: str | os.PathLike) -> str:
 
 def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *, top_k: int = 3,
             batch_size: int = 32, model=None) -> list[dict[str, Any]]:
-    """``[{"file", "label", "prob", "top_k": [[label, prob], ...]}]`` for each image."""
+    """``[{"file", "label", "prob", "top_k": [[label, prob], ...]}]`` for each image (plus ``"hand"``: whether a
+    hand was found, for the landmarks and crop recipes)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = collect_images(list(paths))  # a wrong path fails before the model is loaded
@@ -58,12 +59,12 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
     top_k = max(1, min(int(top_k), len(names)))
     probs, found = run_probabilities(model, files, cfg, names, source=run_dir, batch_size=batch_size)
     results: list[dict[str, Any]] = []
-    for i, (f, p) in enumerate(zip(files, probs)):
+    for n, (f, p) in enumerate(zip(files, probs)):
         order = np.argsort(-p, kind="stable")[:top_k]
         results.append({"file": str(f), "label": names[order[0]], "prob": float(p[order[0]]),
                         "top_k": [[names[i], float(p[i])] for i in order]})
-        if found is not None:  # the landmarks recipe says whether it saw a hand
-            results[-1]["hand"] = bool(found[i])
+        if found is not None:  # the landmarks and crop recipes say whether they saw a hand
+            results[-1]["hand"] = bool(found[n])
     return results
 
 

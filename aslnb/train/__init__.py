@@ -9,6 +9,10 @@ timestamp last: a directory without it is an interrupted run. Evaluation
 (``metrics.json``, ``timing.json``) is the caller's next step
 (:func:`aslnb.evaluate.evaluate`; ``aslnb train`` does it).
 
+``features='landmarks'`` trains an MLP on hand landmarks instead (:mod:`aslnb.train.landmarks`);
+``features='crop'`` trains the image recipe on the hands cut out by their landmarks
+(:mod:`aslnb.features.crops`). Both record the landmarker in ``config.json`` (``landmarks``).
+
 Everything is checked before anything is written: the parameters, the
 backbone stage and weights, the data (scan, split), the external set (it must
 share classes with the data), the feature cache folder and ``--out`` (not inside
