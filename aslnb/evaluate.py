@@ -13,7 +13,11 @@ named in a warning line (and in ``missing_classes``); data sharing none of the
 model's classes is refused.
 
 All predictions (here and in :mod:`aslnb.predict`) go through
-:func:`class_probabilities`, which refuses non-finite outputs.
+:func:`run_probabilities`: :func:`class_probabilities` for image runs (it refuses
+non-finite outputs), hand landmarks for ``features='landmarks'`` runs and hand
+crops for ``features='crop'`` runs, where a frame without a hand is predicted
+``nothing`` and the share of such frames is written (``no_hand``, per signer on
+an external set).
 
 ``metrics.json`` holds only results that are a function of the model and the
 data (no timings, no timestamps), so two runs of the same command can be
@@ -123,6 +127,58 @@ def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
     return probs
 
 
+def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source: str | os.PathLike = "the model",
+                      batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probs, hand found)`` of ``files`` by the run's recipe (``config.json``): :func:`class_probabilities`
+    for images (found: None), of the hand crops for ``features='crop'``, the landmark head for
+    ``features='landmarks'`` (no hand: ``nothing``)."""
+    params = cfg["params"]
+    features = params.get("features", "image")
+    size, bs = int(params["image_size"]), int(batch_size or params["batch_size"])
+    if features == "image":
+        return class_probabilities(model, files, size, bs, source=source, decoder=run_decoder(params)), None
+    if features == "crop":  # the hand's crop through the image model; no hand: 'nothing'
+        from .features.crops import MARGIN, hand_crops
+        from .features.landmarks import no_hand_probabilities, run_landmarker
+
+        crops, found = hand_crops(files, run_landmarker(cfg, source), margin=cfg["landmarks"].get("crop_margin",
+                                                                                                  MARGIN))
+        probs = no_hand_probabilities(found, class_names)
+        if found.any():
+            probs[found] = class_probabilities(model, crops[found], size, bs, source=source,
+                                               decoder=run_decoder(params))
+        return probs, found
+    from .features.landmarks import landmark_probabilities
+
+    probs, found = landmark_probabilities(model, [str(f) for f in files], cfg, class_names, source=source)
+    if not np.isfinite(probs).all():
+        raise ModelError(f"{source}: the model outputs NaN or infinity (its weights diverged in training): retrain "
+                         "with a lower learning rate")
+    return probs, found
+
+
+def no_hand_share(found: np.ndarray | None, correct: np.ndarray, files=None) -> dict[str, Any] | None:
+    """``{"n", "no_hand", "share", "accuracy_with_hand"}`` of a hand mask (the last: accuracy on the frames with a
+    hand), and ``by_signer`` for external files; None for image runs."""
+    if found is None:
+        return None
+    found, correct = np.asarray(found, bool), np.asarray(correct, bool)
+
+    def share(sel: np.ndarray) -> dict[str, Any]:
+        n, miss, hit = int(sel.sum()), int((~found & sel).sum()), int((found & sel).sum())
+        return {"n": n, "no_hand": miss, "share": round(miss / n, 6) if n else 0.0,
+                "accuracy_with_hand": round(float(correct[found & sel].mean()), 6) if hit else None}
+
+    out = share(np.ones(len(found), bool))
+    if files is not None:
+        from .data.external import signers_of
+
+        who = signers_of(files)
+        if not (who == "unknown").all():
+            out["by_signer"] = {s: share(who == s) for s in sorted(set(who.tolist()), key=lambda s: (len(s), s))}
+    return out
+
+
 def predict_folder(model, folder: ImageFolder, image_size: int, batch_size: int = 32,
                    decoder: str = DECODER) -> np.ndarray:
     """Class probabilities for every file of ``folder``, in file order (:func:`class_probabilities`)."""
@@ -203,8 +259,7 @@ def evaluate(
     if len(part) == 0:
         part, subset = split.val, "val"
     t0 = time.perf_counter()
-    probs = class_probabilities(loaded, part.files, size, int(params["batch_size"]), source=run_dir,
-                                decoder=run_decoder(params))
+    probs, found = run_probabilities(loaded, part.files, cfg, class_names, source=run_dir)
     seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "run": str(run_dir),
@@ -216,6 +271,9 @@ def evaluate(
         "held_out": score(part.labels, probs, class_names),
     }
     metrics["held_out"]["interval"] = held_out_interval(part, probs)
+    if found is not None:  # the landmarks recipe: frames without a hand, predicted 'nothing'
+        metrics["held_out"]["no_hand"] = no_hand_share(found, probs.argmax(1) == part.labels)
+        metrics["landmarks"] = {**cfg.get("landmarks", {}), "features": params.get("features")}
     timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": subset,
                               "predict_seconds": round(seconds, 3),
                               "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
@@ -231,8 +289,7 @@ def evaluate(
         ext = load_external(ext_dir, class_names)
         ext_folder = drop_bad_images(ext.folder)
         t0 = time.perf_counter()
-        eprobs = class_probabilities(loaded, ext_folder.files, size, int(params["batch_size"]), source=run_dir,
-                                     decoder=run_decoder(params))
+        eprobs, efound = run_probabilities(loaded, ext_folder.files, cfg, class_names, source=run_dir)
         timing["external_predict_seconds"] = round(time.perf_counter() - t0, 3)
         shared = [class_names.index(c) for c in ext.shared_classes]
         metrics["external"] = {**ext.describe(), "shared_classes": ext.shared_classes,
@@ -240,6 +297,9 @@ def evaluate(
         by_signer = signer_scores(eprobs.argmax(1) == ext_folder.labels, ext_folder.files, ext_folder.labels)
         if by_signer is not None:
             metrics["external"]["signers"] = by_signer
+        if efound is not None:
+            metrics["external"]["no_hand"] = no_hand_share(efound, eprobs.argmax(1) == ext_folder.labels,
+                                                           ext_folder.files)
     if verbose:
         line = f"{subset} accuracy {metrics['held_out']['accuracy']:.4f} (top-3 {metrics['held_out']['top3_accuracy']:.4f}) on {len(part)} images"
         if "external" in metrics:
@@ -247,6 +307,10 @@ def evaluate(
         print(line, flush=True)
         if "signers" in metrics.get("external", {}):
             print("\n".join(format_signer_scores(metrics["external"]["signers"])), flush=True)
+        if found is not None:
+            print(f"no hand found in {metrics['held_out']['no_hand']['share']:.3f} of the {subset} frames"
+                  + (f" and {metrics['external']['no_hand']['share']:.3f} of the external images"
+                     if "external" in metrics else "") + " (predicted 'nothing')", flush=True)
     if write:
         write_json(run_dir / name, metrics)
         write_json(run_dir / name.replace("metrics", "timing", 1), timing)

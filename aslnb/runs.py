@@ -162,7 +162,8 @@ def load_run(run_dir: str | os.PathLike):
     model = load_model(run_dir / "model.keras", names)
     size = cfg["params"]["image_size"]
     shape = tuple(model.input_shape[1:3])
-    if None not in shape and shape != (size, size):
+    image_input = len(model.input_shape) == 4  # the landmarks recipe's head takes a feature vector
+    if image_input and None not in shape and shape != (size, size):
         raise RunDirError(f"{run_dir / 'config.json'}: params.image_size is {size} but the model takes "
                           f"{shape[0]}x{shape[1]} images; the run directory mixes files from different runs: "
                           "restore config.json or retrain")

@@ -1,4 +1,5 @@
-"""``aslnb train --profile NAME``: a profile's training settings as defaults; the ``hands`` profile is the kept recipe."""
+"""``aslnb train --profile NAME``: a profile's training settings as defaults; the ``hands`` profile is the kept
+landmarks recipe (benchmarks/landmarks.json)."""
 import dataclasses
 
 from aslnb.cli.parser import build_parser
@@ -16,11 +17,11 @@ def test_profile_settings_become_defaults_and_options_override_them():
     hands = profile("hands")
     for f in dataclasses.fields(TrainConfig):
         assert getattr(args, f.name) == hands[f.name], f.name
-    assert args.hand_views == 2 and args.view_augment == 1.0 and args.backbone == "efficientnet_lite0"
-    args = _train_args(["train", "--out", "runs/x", "--profile", "hands", "--hand-views", "1", "--epochs", "3"])
-    assert (args.hand_views, args.epochs, args.view_augment) == (1, 3, 1.0)
+    assert args.features == "landmarks" and args.augment is True and args.head_units == [256, 128]
+    args = _train_args(["train", "--out", "runs/x", "--profile", "hands", "--no-augment", "--epochs", "3"])
+    assert (args.augment, args.epochs, args.features) == (False, 3, "landmarks")
     plain = _train_args(["train", "--out", "runs/x"])
-    assert plain.hand_views == 0 and plain.head_units == [256]  # TrainConfig's defaults without --profile
+    assert plain.hand_views == 0 and plain.head_units == [256] and plain.features == "image"  # TrainConfig's
 
 
 def test_profile_help_shows_the_profiles_defaults(capsys):
@@ -32,22 +33,20 @@ def test_profile_help_shows_the_profiles_defaults(capsys):
         main(["train", "--profile", "hands", "--help"])
     out = capsys.readouterr().out
     assert "--profile" in out and "hands" in out
-    entry = " ".join(out.split("\n  --hand-views", 1)[1].split("\n  --", 1)[0].split())
-    assert entry.endswith("(default: 2)"), entry
+    entry = " ".join(out.split("\n  --features", 1)[1].split("\n  --", 1)[0].split())
+    assert entry.endswith("(default: landmarks)"), entry
 
 
 def test_hands_profile_is_the_recipe_kept_on_the_validation_signer():
-    from aslnb.course.hands import RECIPE
+    """The hands profile is benchmarks/landmarks.json's kept recipe (chosen on ASL val + hand1), with cpu's
+    course settings, and it was kept because it beats the image recipe on hand1."""
+    import json
+    from pathlib import Path
 
-    import benchmarks.other_hands as bench
-
+    result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "landmarks.json").read_text())
     hands = profile("hands")
-    assert {k: hands[k] for k in RECIPE} == RECIPE, RECIPE
-    base = {k: v for k, v in bench.BASE.items() if k not in RECIPE}
-    assert {k: hands[k] for k in base} == base
-    # what the ablation left at TrainConfig's defaults is at the defaults here too (the cpu profile's extras are off)
-    assert hands["dropout"] == 0.0 and hands["early_stopping_patience"] is None and hands["fine_tune_epochs"] == 0
-    kept = {k for k in PROFILES["cpu"] if k not in ("dropout", "early_stopping_patience", "weights")
-            and not k.startswith("fine_tune")}
-    assert {k: PROFILES["hands"][k] for k in kept - set(RECIPE) - set(bench.BASE)} == \
-        {k: PROFILES["cpu"][k] for k in kept - set(RECIPE) - set(bench.BASE)}  # the course settings are cpu's
+    assert {k: hands[k] for k in result["kept_params"]} == result["kept_params"]
+    assert result["beats_image_recipe_on_hand1"] and result["summary"]["hand1"]["mean"] > result["image_recipe_hand1"]
+    trained = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert {k: v for k, v in PROFILES["hands"].items() if k not in trained} == \
+        {k: v for k, v in PROFILES["cpu"].items() if k not in trained}  # the course settings are cpu's

@@ -9,6 +9,10 @@ timestamp last: a directory without it is an interrupted run. Evaluation
 (``metrics.json``, ``timing.json``) is the caller's next step
 (:func:`aslnb.evaluate.evaluate`; ``aslnb train`` does it).
 
+``features='landmarks'`` trains an MLP on hand landmarks instead (:mod:`aslnb.train.landmarks`);
+``features='crop'`` trains the image recipe on the hands cut out by their landmarks
+(:mod:`aslnb.features.crops`). Both record the landmarker in ``config.json`` (``landmarks``).
+
 Everything is checked before anything is written: the parameters, the
 backbone stage and weights, the data (scan, split), the external set (it must
 share classes with the data), the feature cache folder and ``--out`` (not inside
@@ -128,6 +132,11 @@ def train(
     from ..features import check_cache_dir
     from ..models import check_weights, frozen_stages, get_backbone  # imports keras: `import aslnb` stays light
 
+    if cfg.features == "landmarks":  # an MLP on hand points: no backbone, no weights (aslnb.train.landmarks)
+        check_out_dir(out, data_dir, overwrite)
+        from .landmarks import train_landmarks
+
+        return train_landmarks(cfg, data_dir, ext_dir, out, overwrite, verbose, callbacks)
     # Fail fast, before the data is scanned or anything is written:
     frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
     check_weights(cfg.backbone, cfg.weights)  # offline without cached ImageNet weights, a missing file
@@ -163,6 +172,15 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
 
         tf.config.experimental.enable_op_determinism()
     split = prepare_split(data_dir, cfg)
+    crop_record = None
+    if cfg.features == "crop":  # the hand cut out by its landmarks' box (aslnb.features.crops)
+        from ..features.crops import MARGIN, with_hand_crops
+        from ..features.landmarks import Landmarker
+
+        landmarker = Landmarker.resolve()
+        split, no_hand = with_hand_crops(split, landmarker)
+        crop_record = {**landmarker.describe(), "crop_margin": MARGIN, "no_hand": no_hand}
+        _log(f"hand crops: no hand in {no_hand['train']['share']:.3f} of the training frames (left out)", verbose)
     if cfg.hand_views:  # training-only composites of the training split (aslnb.features.views)
         from ..features.views import with_hand_views
 
@@ -215,6 +233,8 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
         "notes": notes,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if crop_record is not None:
+        config["landmarks"] = crop_record
     temp_cache = contextlib.ExitStack()  # a temporary feature cache for a large set without feature_cache_dir
     try:
         if run.resuming:

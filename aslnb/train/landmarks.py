@@ -1,0 +1,121 @@
+"""Training of the ``landmarks`` recipe (``features='landmarks'``): an MLP on hand landmarks.
+
+The split is the image recipe's (same data, method, fractions, seed). The hand landmarks of the training and
+validation frames come from :func:`aslnb.features.landmarks.hand_landmarks` (computed once, cached); frames
+without a hand are left out (their share is recorded in ``config.json`` under ``landmarks.no_hand``). The head
+(:func:`aslnb.models.landmark_head.build_landmark_head`) is trained in one phase with the image recipe's
+``fit_phase`` (checkpoints, resume, early stopping on the ASL validation split only). With ``augment`` each
+training batch is a fresh random variant of its hands (:func:`aslnb.features.landmarks.augment_points`).
+``config.json`` records the detector settings and the landmarker's sha256, which prediction checks.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..errors import DataError, ParameterError, RunDirError
+from ..io import write_json
+from ..provenance import FORMAT_VERSION, device_name, versions
+from ..runs import data_fingerprint, prepare_split, save_model_atomic, start_run
+
+
+def _features(hands, labels: np.ndarray):
+    """(normalised points, features, labels) of the frames with a hand."""
+    from ..features.landmarks import landmark_features, normalise
+
+    keep = hands.found
+    normed = normalise(hands.points[keep], hands.left[keep])
+    return normed, landmark_features(normed), np.asarray(labels)[keep]
+
+
+def _batches(cfg: TrainConfig, normed: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """Training batches: the features as they are, or (``augment``) a fresh variant of each batch's hands."""
+    from ..features.landmarks import augment_points, landmark_features
+    from .fit import EpochBatches
+
+    def take(idx):
+        if not cfg.augment:
+            return x[idx], y[idx]
+        rng = np.random.default_rng([cfg.seed, *idx[:8].tolist(), len(idx)])  # idx differs every epoch
+        return landmark_features(augment_points(normed[idx], rng)), y[idx]
+
+    return EpochBatches(len(y), cfg.batch_size, cfg.seed, 0, take)
+
+
+def _run_config(cfg: TrainConfig, split, data_dir: Path, ext_dir: Path | None, model) -> dict:
+    """``config.json`` of a landmarks run (the landmarker's record is added by the caller)."""
+    return {
+        "format_version": FORMAT_VERSION, "params": asdict(cfg),
+        "data": {"root": str(data_dir), "fingerprint": data_fingerprint(split),
+                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")),
+                 "class_names": split.train.class_names, "problems": split.train.problems[:50]},
+        "external": str(ext_dir) if ext_dir else None, "split": split.describe(),
+        "pretrained": False, "param_counts": {"total": int(model.count_params())},
+        "device": device_name(), "versions": versions(), "notes": [],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out: Path, overwrite: bool,
+                    verbose: int, callbacks: list | None = None):
+    """Train ``cfg`` (``features='landmarks'``) into run directory ``out``; a :class:`aslnb.train.RunResult`."""
+    import keras
+
+    from ..features.landmarks import Landmarker, hand_landmarks
+    from ..models.landmark_head import build_landmark_head
+    from . import RunResult, _log
+    from .fit import fit_phase, history_of
+
+    keras.utils.set_random_seed(cfg.seed)
+    split = prepare_split(data_dir, cfg)
+    names = split.train.class_names
+    if ext_dir is not None:
+        from ..data.external import load_external
+
+        load_external(ext_dir, names)  # no shared class: refused now, not after training
+    lm = Landmarker.resolve()
+    t0 = time.perf_counter()
+    htr, hva = (hand_landmarks(part.files, lm) for part in (split.train, split.val))
+    seconds = time.perf_counter() - t0
+    normed, xtr, ytr = _features(htr, split.train.labels)
+    _, xva, yva = _features(hva, split.val.labels)
+    if len(ytr) == 0 or len(yva) == 0:
+        raise DataError(f"{data_dir}: no hand found in any {'training' if len(ytr) == 0 else 'validation'} frame; "
+                        "the landmarks recipe needs frames that show a hand (use features='image')")
+    _log(f"landmarks of {len(htr) + len(hva)} frames in {seconds:.1f}s ({htr.stats['computed'] + hva.stats['computed']}"
+         f" computed); no hand: train {htr.no_hand()['share']:.3f}, val {hva.no_hand()['share']:.3f}", verbose)
+    model = build_landmark_head(xtr, len(names), cfg.head_units, cfg.dropout, cfg.seed)
+    run = start_run(out, asdict(cfg), data_fingerprint(split), overwrite)
+    config = _run_config(cfg, split, data_dir, ext_dir, model)
+    config["landmarks"] = {**lm.describe(), "no_hand": {"train": htr.no_hand(), "val": hva.no_hand()},
+                           "features": int(xtr.shape[1])}
+    eye = np.eye(len(names), dtype=np.float32)
+    try:
+        write_json(run.work / "config.json", config)
+        write_json(run.work / "labels.json", {"class_names": names, "label_ids": {c: i for i, c in enumerate(names)}})
+        records = fit_phase("head", 0, model, _batches(cfg, normed, xtr, eye[ytr]), (xva, eye[yva]), cfg.epochs,
+                            cfg.learning_rate, run.work / "checkpoints" / "head", callbacks=callbacks,
+                            early_stopping_patience=cfg.early_stopping_patience, verbose=verbose)
+        history = history_of(records, [("head", "landmarks", cfg.epochs, cfg.learning_rate)], seconds)
+        write_json(run.work / "history.json", history)
+        save_model_atomic(model, run.work / "model.keras")
+        config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json(run.work / "config.json", config)
+        run.finish()
+    except ParameterError:
+        run.discard()
+        raise
+    except OSError as exc:
+        if run.work != run.out:
+            run.discard()
+        raise RunDirError(f"{exc.filename or run.work}: could not be written ({exc.strerror or exc}); free some disk "
+                          "space or fix the permissions and rerun the same command") from None
+    except BaseException:
+        if run.work != run.out:
+            run.discard()
+        raise
+    return RunResult(out, config, history, {}, model=model)
