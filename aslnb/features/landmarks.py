@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data.landmarks import N_POINTS, Detector, DetectorSettings, detect_files, hand_row, init_worker, quiet_stderr
-from ..data.landmarker import ENV, WHEEL_MEMBERS, resolve_model, sha256_of
+from ..data.landmarker import ENV, WHEEL_MEMBERS, resolve_model
+from ..data.manifest import sha256_file
 from ..errors import ModelError, RunDirError
 from ..io import atomic_path
 from ..settings import cache_dir
@@ -73,7 +74,7 @@ class Landmarker:
     @classmethod
     def resolve(cls, settings: DetectorSettings = DetectorSettings()) -> "Landmarker":
         path = resolve_model()
-        return cls(path, sha256_of(path), settings, networks_digest(path))
+        return cls(path, sha256_file(path), settings, networks_digest(path))
 
     def cache_key(self) -> str:
         text = json.dumps({"settings": self.settings.as_dict(), "model": self.networks_sha256}, sort_keys=True)
@@ -137,7 +138,7 @@ def no_hand_probabilities(found: np.ndarray, class_names: list[str]) -> np.ndarr
 
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 (hex) of a file's bytes: the per-image cache name."""
-    return sha256_of(path)
+    return sha256_file(path)
 
 
 def hand_landmarks(files, landmarker: Landmarker, *, cache_root: str | os.PathLike | None = None,
