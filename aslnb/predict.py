@@ -15,20 +15,32 @@ from typing import Any
 
 import numpy as np
 
-from .data.images import is_image_name
-from .errors import DataError
+from .data.images import display_path, is_image_name
+from .data.scan import LOG, nested_images, skipped_notice
+from .errors import DataError, ParameterError
 from .evaluate import class_probabilities, run_decoder
 from .runs import load_config, load_labels, load_run
 
 
 def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
-    """Expand folders into their image files (recursively, sorted); keep files as given."""
+    """Expand folders into their own image files (sorted); keep files as given.
+
+    The rule of the data folders (:func:`aslnb.data.scan.scan_folder`): a folder's images are the image
+    files directly in it; those in its sub-folders are not read, and one warning line names them.
+    """
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_name(f))
+            entries = sorted(p.iterdir())
+            found = [f for f in entries if f.is_file() and not f.name.startswith(".") and is_image_name(f)]
+            nested = nested_images([f for f in entries if f.is_dir() and not f.name.startswith(".")])
             if not found:
-                raise DataError(f"{display_path(p)}: folder holds no image files")
+                hint = f" (its sub-folders hold {len(nested)}): give those folders, e.g. {display_path(p / '*')}/" \
+                    if nested else ""
+                raise DataError(f"{display_path(p)}: folder holds no image files directly{hint}")
+            if nested:
+                LOG.warning("%s", skipped_notice(nested, f"sub-folders of {display_path(p)}",
+                                                 "give those folders too to predict them"))
             out.extend(found)
         elif p.is_file():
             out.append(p)
@@ -37,15 +49,21 @@ def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def display_path(path: str | os.PathLike) -> str:
-    """``path`` as one printable line: names with a newline or other control character are shown repr-style."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)
+def check_top_k(top_k: int) -> None:
+    """Refuse a ``top_k`` below 1 (it listed the top label anyway)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ParameterError(f"--top-k {top_k}: must be at least 1 (the number of labels listed per image, "
+                             "most probable first)")
 
 
 def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *, top_k: int = 3,
             batch_size: int = 32, model=None) -> list[dict[str, Any]]:
-    """``[{"file", "label", "prob", "top_k": [[label, prob], ...]}]`` for each image."""
+    """``[{"file", "label", "prob", "top_k": [[label, prob], ...]}]`` for each image.
+
+    A file that cannot be decoded raises :class:`DataError` naming it (``aslnb predict`` first sets such
+    files aside with :func:`readable_images`, answers the others and lists them).
+    """
+    check_top_k(top_k)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = collect_images(list(paths))  # a wrong path fails before the model is loaded
@@ -62,6 +80,20 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
         results.append({"file": str(f), "label": names[order[0]], "prob": float(p[order[0]]),
                         "top_k": [[names[i], float(p[i])] for i in order]})
     return results
+
+
+def readable_images(files: list[Path]) -> tuple[list[Path], dict[Path, str]]:
+    """``files`` that decode, and ``{file: one error line naming it}`` for the others (no model is loaded)."""
+    from .data.images import utf8_name
+    from .data.scan import find_bad_images
+
+    named = [f for f in files if utf8_name(f)]
+    reasons = find_bad_images(named)
+    bad: dict[Path, str] = {f: "file name is not valid UTF-8; rename it (UTF-8 or ASCII characters only)"
+                            for f in files if not utf8_name(f)}
+    bad.update({f: f"not a readable image ({reasons[str(f)]}); `aslnb data verify {display_path(f.parent)}` "
+                   "lists all such files" for f in named if str(f) in reasons})
+    return [f for f in files if f not in bad], {f: f"{display_path(f)}: {why}" for f, why in bad.items()}
 
 
 def format_result(result: dict[str, Any]) -> str:
