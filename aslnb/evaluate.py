@@ -9,8 +9,15 @@ Evaluating on another data folder than the run's training data writes
 ``metrics-<folder name>.json`` (and ``timing-<folder name>.json``) instead, so the
 run's own ``metrics.json`` is never replaced by numbers of other data; one line
 says which file was written. Classes of the model that the data lacks are
-named in a warning line (and in ``missing_classes``); data sharing none of the
-model's classes is refused.
+named in a warning line (and in ``missing_classes``), and so are folders that
+are not classes of the model (of ``--data`` and of ``--external``); data sharing
+none of the model's classes is refused.
+
+The rebuilt split is the run's only when the files are: data whose fingerprint
+differs from the one training recorded (frames added, removed or changed) is
+refused, since its "test" split would hold training frames. ``other_data=True``
+(``--other-data``) scores every image of such a folder as another data set,
+into ``metrics-<folder name>.json``.
 
 All predictions (here and in :mod:`aslnb.predict`) go through
 :func:`class_probabilities`, which refuses non-finite outputs.

@@ -7,6 +7,12 @@ The layout is the one ``keras.utils.image_dataset_from_directory`` expects::
 Class names are the sub-folder names sorted with Python's ``sorted`` (so
 ``A``..``Z`` come before ``del``, ``nothing``, ``space``, as in Keras); the label
 id of a class is its index in that list.
+
+A class's images are the image files directly in its folder: files in
+sub-folders of a class folder are not read, and one warning line (also in
+``problems``) counts them and names the first few; ``aslnb predict DIR`` reads
+a folder by the same rule. A file whose name is not valid UTF-8 is skipped with
+a warning naming it (escaped).
 """
 from __future__ import annotations
 
@@ -74,7 +80,8 @@ class ImageFolder:
             except OSError:
                 size = -1
             # os.fsencode: a name that is not valid UTF-8 hashes as its bytes (the same bytes as before otherwise)
-            h.update(f"{lab}:".encode() + os.fsencode(p.parent.name) + b"/" + os.fsencode(p.name) + f":{size}\n".encode())
+            name = os.fsencode(p.parent.name) + b"/" + os.fsencode(p.name)
+            h.update(f"{lab}:".encode() + name + f":{size}\n".encode())
         return h.hexdigest()[:16]
 
 

@@ -188,8 +188,8 @@ def split_folder(
                 assign[idx[has]] = _blocked_assign(frames[has], val_fraction, test_fraction, rng, n_blocks, gap)
         except _TooFew as exc:
             name = folder.class_names[lab]
-            raise ParameterError(f"{Path(folder.root) / name}: only {exc.n} images in class {name!r}: {exc}; add images "
-                                 "to it, lower the fractions or use --split random") from None
+            raise ParameterError(f"{Path(folder.root) / name}: only {exc.n} images in class {name!r}: {exc}; "
+                                 "add images to it, lower the fractions or use --split random") from None
         if (~has).any():
             no_frame.extend(folder.files[idx[~has]].tolist())
             assign[idx[~has]] = _random_assign(int((~has).sum()), val_fraction, test_fraction, rng)
