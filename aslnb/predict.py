@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .data.images import display_path, is_image_name
-from .data.scan import LOG, nested_images, skipped_notice
+from .data.images import display_path, is_image_name, utf8_name
+from .data.scan import LOG, find_bad_images, nested_images, skipped_notice
 from .errors import DataError, ParameterError
 from .evaluate import class_probabilities, run_decoder
 from .runs import load_config, load_labels, load_run
@@ -83,17 +83,17 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
 
 
 def readable_images(files: list[Path]) -> tuple[list[Path], dict[Path, str]]:
-    """``files`` that decode, and ``{file: one error line naming it}`` for the others (no model is loaded)."""
-    from .data.images import utf8_name
-    from .data.scan import find_bad_images
-
-    named = [f for f in files if utf8_name(f)]
-    reasons = find_bad_images(named)
-    bad: dict[Path, str] = {f: "file name is not valid UTF-8; rename it (UTF-8 or ASCII characters only)"
-                            for f in files if not utf8_name(f)}
-    bad.update({f: f"not a readable image ({reasons[str(f)]}); `aslnb data verify {display_path(f.parent)}` "
-                   "lists all such files" for f in named if str(f) in reasons})
-    return [f for f in files if f not in bad], {f: f"{display_path(f)}: {why}" for f, why in bad.items()}
+    """``files`` that decode, and ``{file: one error line naming it}`` for the others, in file order (no model
+    is loaded)."""
+    reasons = find_bad_images([f for f in files if utf8_name(f)])
+    bad: dict[Path, str] = {}
+    for f in files:
+        if not utf8_name(f):
+            bad[f] = f"{display_path(f)}: file name is not valid UTF-8; rename it (UTF-8 or ASCII characters only)"
+        elif str(f) in reasons:
+            bad[f] = (f"{display_path(f)}: not a readable image ({reasons[str(f)]}); "
+                      f"`aslnb data verify {display_path(f.parent)}` lists all such files")
+    return [f for f in files if f not in bad], bad
 
 
 def format_result(result: dict[str, Any]) -> str:
