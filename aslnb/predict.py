@@ -6,6 +6,11 @@ run's ``image_size`` (config.json) and the saved model normalises it itself.
 That is also all training does to a real frame; the hand views of
 ``hand_views`` (hand cut out of the room, pasted elsewhere) are extra training
 images only, so a photo of another hand in another room needs no cut-out.
+
+A folder given to ``aslnb predict`` stands for the image files directly in it
+(the rule of the data folders: files in its sub-folders are named in a warning,
+not read). Images that cannot be decoded are listed, one error line each, after
+the others are answered; the exit code is then non-zero.
 """
 from __future__ import annotations
 

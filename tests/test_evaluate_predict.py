@@ -368,3 +368,23 @@ def test_predict_answers_the_good_images_and_lists_the_bad(tiny_run, tmp_path, s
     rc = main(["predict", str(tiny_run.run_dir), str(folder), "--json"])
     out, err = capsys.readouterr()
     assert rc == DataError.exit_code and len(json.loads(out)) == 5 and len(err.strip().splitlines()) == 3
+
+
+def test_check_trained_on_compares_the_recorded_fingerprint(tmp_dataset):
+    """The data check of case 9 without a model: which runs it refuses, and which it cannot check."""
+    from aslnb.data.scan import scan_folder
+    from aslnb.data.splits import split_folder
+    from aslnb.evaluate import check_trained_on
+    from aslnb.runs import data_fingerprint
+
+    root = tmp_dataset({"A": 8, "B": 8})
+    split = split_folder(scan_folder(root), "chunk")
+    cfg = {"params": {"hand_views": 0}, "data": {"root": str(root), "fingerprint": data_fingerprint(split)}}
+    check_trained_on(cfg, split, root)  # the same files
+    sorted((root / "B").iterdir())[0].unlink()
+    changed = split_folder(scan_folder(root), "chunk")
+    with pytest.raises(DataError, match=r"not the data this run was trained on .*--other-data") as err:
+        check_trained_on(cfg, changed, root)
+    assert str(err.value).startswith(f"{root}: ") and "\n" not in str(err.value)
+    check_trained_on({**cfg, "data": {"root": str(root)}}, changed, root)  # a run from before fingerprints
+    check_trained_on({**cfg, "params": {"hand_views": 2}}, changed, root)  # views are in its fingerprint
