@@ -187,9 +187,9 @@ def check_trained_on(cfg: dict, split: Split, data_dir: Path) -> None:
     if now != recorded:
         raise DataError(
             f"{data_dir}: not the data this run was trained on (data fingerprint {now}, the run recorded {recorded}: "
-            "files were added, removed or changed), so its rebuilt test split would hold training images; evaluate "
-            f"on the run's data ({cfg['data'].get('root')}) or add --other-data to score all its images as another "
-            "data set (written to metrics-<folder>.json)")
+            "files were added, removed or changed), so its rebuilt test split would hold training images; restore "
+            f"the run's data ({cfg['data'].get('root')} as it was at training) or add --other-data to score all its "
+            "images as another data set (written to metrics-<folder>.json)")
 
 
 def _scored_part(folder: ImageFolder, cfg: dict, data_dir: Path, subset: str,
