@@ -9,8 +9,15 @@ Evaluating on another data folder than the run's training data writes
 ``metrics-<folder name>.json`` (and ``timing-<folder name>.json``) instead, so the
 run's own ``metrics.json`` is never replaced by numbers of other data; one line
 says which file was written. Classes of the model that the data lacks are
-named in a warning line (and in ``missing_classes``); data sharing none of the
-model's classes is refused.
+named in a warning line (and in ``missing_classes``), and so are folders that
+are not classes of the model (of ``--data`` and of ``--external``); data sharing
+none of the model's classes is refused.
+
+The rebuilt split is the run's only when the files are: data whose fingerprint
+differs from the one training recorded (frames added, removed or changed) is
+refused, since its "test" split would hold training frames. ``other_data=True``
+(``--other-data``) scores every image of such a folder as another data set,
+into ``metrics-<folder name>.json``.
 
 All predictions (here and in :mod:`aslnb.predict`) go through
 :func:`run_probabilities`: :func:`class_probabilities` for image runs (it refuses
@@ -38,7 +45,7 @@ import numpy as np
 from .data.external import format_signer_scores, load_external, signer_scores
 from .data.pipeline import DECODER, LEGACY_DECODER, decode_files
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
-from .data.splits import split_folder
+from .data.splits import Split, split_folder
 from .errors import DataError, ModelError
 from .io import write_json
 from .runs import load_run
@@ -190,10 +197,11 @@ def run_decoder(params: dict) -> str:
     return str(params.get("decoder", LEGACY_DECODER))
 
 
-def metrics_name(run_cfg: dict, data_dir: Path) -> str:
-    """``metrics.json`` for the run's training data, else ``metrics-<data folder name>.json``."""
+def metrics_name(run_cfg: dict, data_dir: Path, other_data: bool = False) -> str:
+    """``metrics.json`` for the run's training data, else (or ``other_data``) ``metrics-<data folder name>.json``."""
     trained_on = run_cfg.get("data", {}).get("root")
-    if not trained_on or Path(trained_on).expanduser().resolve() == Path(data_dir).expanduser().resolve():
+    same = not trained_on or Path(trained_on).expanduser().resolve() == Path(data_dir).expanduser().resolve()
+    if same and not other_data:
         return "metrics.json"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(data_dir).resolve().name).strip("._") or "data"
     return f"metrics-{slug}.json"
@@ -219,6 +227,46 @@ def _shared_classes_or_fail(data_dir: Path, class_names: list[str]) -> list[str]
     return [f for f in found if f not in class_names]
 
 
+def check_trained_on(cfg: dict, split: Split, data_dir: Path) -> None:
+    """Refuse data whose rebuilt split is not the run's: its test split would hold training images.
+
+    Compares the data fingerprint training recorded in ``config.json`` (:func:`aslnb.runs.data_fingerprint`).
+    Runs without one (made before it was recorded) and runs with hand views (the views are part of their
+    fingerprint and are not rebuilt here) are not checked.
+    """
+    from .runs import data_fingerprint
+
+    recorded = cfg.get("data", {}).get("fingerprint")
+    if not recorded or cfg["params"].get("hand_views"):
+        return
+    now = data_fingerprint(split)
+    if now != recorded:
+        raise DataError(
+            f"{data_dir}: not the data this run was trained on (data fingerprint {now}, the run recorded {recorded}: "
+            "files were added, removed or changed), so its rebuilt test split would hold training images; restore "
+            f"the run's data ({cfg['data'].get('root')} as it was at training) or add --other-data to score all its "
+            "images as another data set (written to metrics-<folder>.json)")
+
+
+def _scored_part(folder: ImageFolder, cfg: dict, data_dir: Path, subset: str,
+                 other_data: bool) -> tuple[ImageFolder, dict[str, Any]]:
+    """The images to score and the ``split`` entry of the metrics: the run's rebuilt ``subset`` (refused for
+    data that is not the run's), or with ``other_data`` every image of the folder (no split)."""
+    from .data.splits import limit_folder
+
+    if other_data:
+        return folder, {"method": "none", "evaluated": "all", "n_images": len(folder)}
+    params = cfg["params"]
+    folder = limit_folder(folder, params.get("limit_per_class"))
+    split = split_folder(folder, params["split"], val_fraction=params["val_fraction"],
+                         test_fraction=params["test_fraction"], seed=params["seed"])
+    check_trained_on(cfg, split, data_dir)
+    part = {"test": split.test, "val": split.val, "train": split.train}[subset]
+    if len(part) == 0:
+        part, subset = split.val, "val"
+    return part, {**split.describe(), "evaluated": subset}
+
+
 def _short(names: list[str], n: int = 8) -> str:
     return ", ".join(names[:n]) + ("..." if len(names) > n else "")
 
@@ -232,10 +280,13 @@ def evaluate(
     verbose: int = 1,
     model=None,
     write: bool = True,
+    other_data: bool = False,
 ) -> dict[str, Any]:
     """Score a run on its held-out ``subset`` (and ``external``).
 
     Writes ``metrics.json`` (``metrics-<folder>.json`` for other data than the run's training data).
+    Data that differs from the run's (its fingerprint) is refused: ``other_data=True`` scores all
+    of its images instead, as another data set (``metrics-<folder>.json``).
     """
     run_dir = Path(run_dir)
     loaded, class_names, cfg = load_run(run_dir) if model is None else (model, *_names_cfg(run_dir))
@@ -250,21 +301,15 @@ def evaluate(
               f"({', '.join(missing)}): their recall is not measured")
     if verbose and ignored:
         _warn(f"{data_dir}: {len(ignored)} folder(s) are not classes of the model ({_short(ignored)}): ignored")
-    from .data.splits import limit_folder
-
-    folder = limit_folder(folder, params.get("limit_per_class"))
-    split = split_folder(folder, params["split"], val_fraction=params["val_fraction"],
-                         test_fraction=params["test_fraction"], seed=params["seed"])
-    part = {"test": split.test, "val": split.val, "train": split.train}[subset]
-    if len(part) == 0:
-        part, subset = split.val, "val"
+    part, split_info = _scored_part(folder, cfg, data_dir, subset, other_data)
+    subset = split_info["evaluated"]
     t0 = time.perf_counter()
     probs, found = run_probabilities(loaded, part.files, cfg, class_names, source=run_dir)
     seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "run": str(run_dir),
         "data": str(data_dir),
-        "split": {**split.describe(), "evaluated": subset},
+        "split": split_info,
         "backbone": params["backbone"],
         "weights": params["weights"],
         "image_size": size,
@@ -277,8 +322,11 @@ def evaluate(
     timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": subset,
                               "predict_seconds": round(seconds, 3),
                               "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
-    name = metrics_name(cfg, data_dir)
-    if name != "metrics.json":
+    name = metrics_name(cfg, data_dir, other_data)
+    if other_data:
+        metrics["note"] = (f"all {len(part)} images of {data_dir} scored as another data set, not the run's "
+                           f"training data (trained on {cfg['data']['root']}): no split, nothing held out")
+    elif name != "metrics.json":
         metrics["note"] = f"evaluated on {data_dir}, trained on {cfg['data']['root']}"
     if missing:
         metrics["missing_classes"] = missing
@@ -287,6 +335,9 @@ def evaluate(
     ext_dir = resolve_external_dir(external)
     if ext_dir is not None:
         ext = load_external(ext_dir, class_names)
+        if verbose and ext.unmapped:  # as for --data: what is not scored is said
+            _warn(f"{ext_dir}: {len(ext.unmapped)} folder(s) are not classes of the model ({_short(list(ext.unmapped))}"
+                  f"): ignored ({sum(ext.unmapped.values())} images not scored)")
         ext_folder = drop_bad_images(ext.folder)
         t0 = time.perf_counter()
         eprobs, efound = run_probabilities(loaded, ext_folder.files, cfg, class_names, source=run_dir)

@@ -8,6 +8,11 @@ normalisation or crop first; no hand found: ``nothing``, and ``"hand": false`` i
 That is also all training does to a real frame; the hand views of
 ``hand_views`` (hand cut out of the room, pasted elsewhere) are extra training
 images only, so a photo of another hand in another room needs no cut-out.
+
+A folder given to ``aslnb predict`` stands for the image files directly in it
+(the rule of the data folders: files in its sub-folders are named in a warning,
+not read). Images that cannot be decoded are listed, one error line each, after
+the others are answered; the exit code is then non-zero.
 """
 from __future__ import annotations
 
@@ -17,20 +22,32 @@ from typing import Any
 
 import numpy as np
 
-from .data.images import is_image_name
-from .errors import DataError
+from .data.images import display_path, is_image_name, utf8_name
+from .data.scan import LOG, find_bad_images, nested_images, skipped_notice
+from .errors import DataError, ParameterError
 from .evaluate import run_probabilities
 from .runs import load_config, load_labels, load_run
 
 
 def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
-    """Expand folders into their image files (recursively, sorted); keep files as given."""
+    """Expand folders into their own image files (sorted); keep files as given.
+
+    The rule of the data folders (:func:`aslnb.data.scan.scan_folder`): a folder's images are the image
+    files directly in it; those in its sub-folders are not read, and one warning line names them.
+    """
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_name(f))
+            entries = sorted(p.iterdir())
+            found = [f for f in entries if f.is_file() and not f.name.startswith(".") and is_image_name(f)]
+            nested = nested_images([f for f in entries if f.is_dir() and not f.name.startswith(".")])
             if not found:
-                raise DataError(f"{display_path(p)}: folder holds no image files")
+                hint = f" (its sub-folders hold {len(nested)}): give those folders, e.g. {display_path(p / '*')}/" \
+                    if nested else ""
+                raise DataError(f"{display_path(p)}: folder holds no image files directly{hint}")
+            if nested:
+                LOG.warning("%s", skipped_notice(nested, f"sub-folders of {display_path(p)}",
+                                                 "give those folders too to predict them"))
             out.extend(found)
         elif p.is_file():
             out.append(p)
@@ -39,16 +56,22 @@ def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def display_path(path: str | os.PathLike) -> str:
-    """``path`` as one printable line: names with a newline or other control character are shown repr-style."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)
+def check_top_k(top_k: int) -> None:
+    """Refuse a ``top_k`` below 1 (it listed the top label anyway)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ParameterError(f"--top-k {top_k}: must be at least 1 (the number of labels listed per image, "
+                             "most probable first)")
 
 
 def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *, top_k: int = 3,
             batch_size: int = 32, model=None) -> list[dict[str, Any]]:
     """``[{"file", "label", "prob", "top_k": [[label, prob], ...]}]`` for each image (plus ``"hand"``: whether a
-    hand was found, for the landmarks and crop recipes)."""
+    hand was found, for the landmarks and crop recipes).
+
+    A file that cannot be decoded raises :class:`DataError` naming it (``aslnb predict`` first sets such
+    files aside with :func:`readable_images`, answers the others and lists them).
+    """
+    check_top_k(top_k)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = collect_images(list(paths))  # a wrong path fails before the model is loaded
@@ -66,6 +89,20 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
         if found is not None:  # the landmarks and crop recipes say whether they saw a hand
             results[-1]["hand"] = bool(found[n])
     return results
+
+
+def readable_images(files: list[Path]) -> tuple[list[Path], dict[Path, str]]:
+    """``files`` that decode, and ``{file: one error line naming it}`` for the others, in file order (no model
+    is loaded)."""
+    reasons = find_bad_images([f for f in files if utf8_name(f)])
+    bad: dict[Path, str] = {}
+    for f in files:
+        if not utf8_name(f):
+            bad[f] = f"{display_path(f)}: file name is not valid UTF-8; rename it (UTF-8 or ASCII characters only)"
+        elif str(f) in reasons:
+            bad[f] = (f"{display_path(f)}: not a readable image ({reasons[str(f)]}); "
+                      f"`aslnb data verify {display_path(f.parent)}` lists all such files")
+    return [f for f in files if f not in bad], bad
 
 
 def format_result(result: dict[str, Any]) -> str:

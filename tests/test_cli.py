@@ -189,3 +189,53 @@ def test_train_help_prints_no_tensorflow_notices(aslnb_cli):
     r = aslnb_cli("train", "--help", drop_env=("ASLNB_EXTERNAL_DATA", "TF_CPP_MIN_LOG_LEVEL"))
     assert r.returncode == 0 and "--backbone" in r.stdout
     assert r.stderr == "", r.stderr
+
+
+# ---------------------------------------------------------------- issue 25: never silently wrong
+@pytest.mark.parametrize("argv", [["--top-k", "0"], ["--top-k", "-5", "--json"]])
+def test_predict_top_k_below_1_is_refused_in_one_line(argv, tmp_path, capsys):
+    """Case 12: --top-k 0 and -5 answered top-1 with exit 0."""
+    image = tmp_path / "x.jpg"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    rc = main(["predict", str(tmp_path / "no-run"), str(image), *argv])
+    out, err = capsys.readouterr()
+    line = _one_error_line(err)
+    assert rc == ParameterError.exit_code and out == ""
+    assert f"--top-k {argv[1]}" in line and "at least 1" in line
+
+
+def test_data_verify_checks_a_folder_without_class_folders(tmp_dataset, tmp_path, capsys):
+    """Case 19: the `aslnb data verify DIR` that predict suggests refused a plain folder of images."""
+    src = tmp_dataset({"A": 2})
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for p in (src / "A").iterdir():
+        (loose / p.name).write_bytes(p.read_bytes())
+    assert main(["data", "verify", str(loose)]) == 0
+    assert "2 files checked, 0 bad" in capsys.readouterr().out
+    bad = loose / "broken.jpg"
+    bad.write_text("not an image")
+    assert main(["data", "verify", str(loose)]) == errors.EXIT_BAD_IMAGES
+    out = capsys.readouterr().out
+    assert f"bad: {bad}: " in out and "3 files checked, 1 bad" in out
+
+
+def test_train_names_a_file_whose_name_is_not_utf8(tmp_dataset, tmp_path, capsys, caplog):
+    """Case 16: training ended with "unexpected UnicodeEncodeError" and did not name the file."""
+    import os
+
+    root = tmp_dataset({"A": 8, "B": 8, "C": 8})
+    src = sorted((root / "A").iterdir())[0]
+    with open(os.path.join(os.fsencode(root), b"A", b"bad\xff\xfename.jpg"), "wb") as f:
+        f.write(src.read_bytes())
+    with caplog.at_level("WARNING", logger="aslnb.data"):  # the logger prints to stderr outside pytest
+        rc = main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--epochs", "1", "--image-size",
+                   "32", "--weights", "none", "--no-evaluate"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    named = [r.getMessage() for r in caplog.records if "bad\\udcff\\udcfename.jpg" in r.getMessage()]
+    assert len(named) == 1 and "not valid UTF-8" in named[0] and "unexpected" not in err
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data"]["n_images"] == 24

@@ -1,6 +1,7 @@
 """Scanning the sample, dataset_info, fingerprints, and the tf.data pipeline."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import string
@@ -11,6 +12,7 @@ import pytest
 
 from aslnb.data import dataset_info, decode_files, frame_number, make_dataset, scan_folder
 from aslnb.data.images import IMAGE_EXTENSIONS
+from aslnb.errors import DataError
 
 
 def disk_classes(root: Path) -> list[str]:
@@ -336,3 +338,69 @@ def test_decompression_bomb_is_one_line_naming_the_file(tmp_path, monkeypatch, c
     assert str(bomb) not in kept.files.tolist() and len(kept) == 2
     (line,) = [r.getMessage() for r in caplog.records]
     assert str(bomb) in line and "skipped" in line and "\n" not in line
+
+
+# ---------------------------------------------------------------- issue 25: one rule for nested folders
+def test_images_in_nested_folders_are_skipped_with_one_warning_naming_them(tmp_dataset, caplog):
+    """Case 13: files below a class folder's sub-folders are left out by every command, and said so."""
+    from aslnb.data.scan import dataset_info
+
+    root = tmp_dataset({"A": 3, "B": 3})
+    src = sorted((root / "A").iterdir())[0]
+    nested = []
+    for i, sub in enumerate(("sub", "sub", "sub/deeper", "x", "y")):
+        (root / "A" / sub).mkdir(parents=True, exist_ok=True)
+        nested.append(root / "A" / sub / f"A{900 + i}.jpg")
+        nested[-1].write_bytes(src.read_bytes())
+    with caplog.at_level("WARNING", logger="aslnb.data"):
+        folder = scan_folder(root)
+    assert len(folder) == 6 and not any("/sub/" in f for f in folder.files.tolist())
+    warned = [r.getMessage() for r in caplog.records if "sub-folder" in r.getMessage()]
+    assert len(warned) == 1 and "\n" not in warned[0], caplog.text
+    assert "5 image files in sub-folders of class folders are not read" in warned[0]
+    assert sum(str(p) in warned[0] for p in nested) == 3 and "and 2 more" in warned[0]
+    assert warned[0] in folder.problems
+    info = dataset_info(root)
+    assert info.n_images == 6 and any("5 image files in sub-folders" in p for p in info.problems)
+
+
+def test_predict_folder_follows_the_same_rule(tmp_dataset, caplog):
+    from aslnb.predict import collect_images
+
+    root = tmp_dataset({"A": 3})
+    src = sorted((root / "A").iterdir())[0]
+    (root / "A" / "sub").mkdir()
+    nested = root / "A" / "sub" / "A999.jpg"
+    nested.write_bytes(src.read_bytes())
+    with caplog.at_level("WARNING", logger="aslnb.data"):
+        files = collect_images([root / "A"])
+    assert len(files) == 3 and nested not in files
+    assert len(caplog.records) == 1 and str(nested) in caplog.records[0].getMessage()
+    with pytest.raises(DataError, match=r"holds no image files directly \(its sub-folders hold 4\)") as err:
+        collect_images([root])  # a class-per-folder root: name its folders instead
+    assert str(root) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_naming_it(tmp_dataset, caplog):
+    """Case 16: training ended with "unexpected UnicodeEncodeError" without naming the file."""
+    root = tmp_dataset({"A": 3, "B": 3})
+    src = sorted((root / "A").iterdir())[0]
+    odd = os.path.join(os.fsencode(root), b"A", b"bad\xff\xfename.jpg")
+    with open(odd, "wb") as f:
+        f.write(src.read_bytes())
+    with caplog.at_level("WARNING", logger="aslnb.data"):
+        folder = scan_folder(root)
+    assert len(folder) == 6
+    folder.fingerprint()  # no UnicodeEncodeError
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 1 and "bad\\udcff\\udcfename.jpg" in msgs[0] and "not valid UTF-8" in msgs[0]
+    assert "rename it" in msgs[0] and "\n" not in msgs[0]
+    msgs[0].encode("utf-8")  # printable on any terminal
+
+
+def test_fingerprint_of_a_non_utf8_name_does_not_raise(tmp_path):
+    from aslnb.data.scan import ImageFolder
+
+    name = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"A", b"A1\xff.jpg"))
+    folder = ImageFolder(tmp_path, ["A"], np.array([name]), np.array([0]))
+    assert len(folder.fingerprint()) == 16

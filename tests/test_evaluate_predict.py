@@ -247,7 +247,7 @@ def test_evaluate_on_other_data_keeps_metrics_json_and_warns_of_missing_classes(
     run = _copy_run(tiny_run, tmp_path / "run")
     before = (run / "metrics.json").read_text()
     other = tmp_dataset({"A": 6, "B": 6, "C": 6, "extra": ("D", 2)})
-    r = aslnb_cli("evaluate", run, "--data", other)
+    r = aslnb_cli("evaluate", run, "--data", other, "--other-data")  # not the run's data: refused without it
     assert r.returncode == 0, r.stderr
     written = run / f"metrics-{other.name}.json"
     assert (run / "metrics.json").read_text() == before  # the run's own numbers are kept
@@ -290,3 +290,101 @@ def test_predict_and_evaluate_agree_on_the_held_out_images(tiny_run, sample_dir)
     acc = sum(r["label"] == names[y] for r, y in zip(results, test.labels)) / len(test)
     assert [r["file"] for r in results] == list(test.files)
     assert acc == pytest.approx(tiny_run.metrics["held_out"]["accuracy"], abs=1e-12)
+
+
+# ---------------------------------------------------------------- issue 25: never silently wrong
+def _linked_copy(src, dest):
+    """``src`` as a tree of symlinks (the same files, so the same data fingerprint)."""
+    for cls in sorted(p for p in src.iterdir() if p.is_dir()):
+        (dest / cls.name).mkdir(parents=True)
+        for f in cls.iterdir():
+            (dest / cls.name / f.name).symlink_to(f)
+    return dest
+
+
+def test_evaluate_refuses_data_that_differs_from_the_runs(tiny_run, tmp_path, sample_dir, capsys):
+    """Case 9: a few frames removed from the run's data: the rebuilt test split held training frames and
+    metrics.json was overwritten as "the run's training data"."""
+    data = _linked_copy(sample_dir, tmp_path / "data")
+    run = _copy_run(tiny_run, tmp_path / "run")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"]["root"] = str(data)
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0  # the same files: accepted
+    assert json.loads((run / "metrics.json").read_text())["held_out"] == tiny_run.metrics["held_out"]
+    before = (run / "metrics.json").read_text()
+    capsys.readouterr()
+    for f in sorted((data / "A").iterdir())[:3]:
+        f.unlink()
+    rc = main(["evaluate", str(run), "--data", str(data)])
+    line = _one_error_line(capsys.readouterr().err)
+    assert rc == DataError.exit_code and str(data) in line
+    assert "not the data this run was trained on" in line and "--other-data" in line
+    assert (run / "metrics.json").read_text() == before and not list(run.glob("metrics-*.json"))
+    # asked for explicitly: every image scored as another data set, under its own name
+    rc = main(["evaluate", str(run), "--data", str(data), "--other-data"])
+    out = capsys.readouterr().out
+    assert rc == 0 and (run / "metrics.json").read_text() == before
+    m = json.loads((run / "metrics-data.json").read_text())
+    n_images = sum(1 for c in data.iterdir() for _ in c.iterdir())
+    assert m["split"]["evaluated"] == "all" and m["held_out"]["n_images"] == n_images
+    assert "not the run's training data" in m["note"] and "metrics.json is unchanged" in out
+
+
+def test_evaluate_external_warns_of_classes_the_model_does_not_know(tiny_run, tmp_dataset, external_dir,
+                                                                    tmp_path, capsys, monkeypatch):
+    """Case 14: --external dropped the images of an unknown class without a word (--data warns)."""
+    monkeypatch.delenv("ASLNB_EXTERNAL_DATA", raising=False)
+    ext = tmp_dataset({"a": 2, "b": 2, "5": 3}, source=external_dir)
+    run = _copy_run(tiny_run, tmp_path / "run")
+    rc = main(["evaluate", str(run), "--external", str(ext)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    warn = [ln for ln in err.splitlines() if ln.startswith("aslnb: warning: ")]
+    assert len(warn) == 1, err
+    assert warn[0] == (f"aslnb: warning: {ext}: 1 folder(s) are not classes of the model (5): "
+                       "ignored (3 images not scored)")
+
+
+def test_predict_answers_the_good_images_and_lists_the_bad(tiny_run, tmp_path, sample_dir, capsys):
+    """Case 19: one bad image stopped predict before it printed anything."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted((sample_dir / "B").glob("*.jpg"))[:5]
+    for f in good:
+        shutil.copyfile(f, folder / f.name)
+    bad = [folder / "x1.jpg", folder / "x2.png", folder / "x3.jpg"]
+    for f in bad:
+        f.write_text("not an image")
+    rc = main(["predict", str(tiny_run.run_dir), str(folder)])
+    out, err = capsys.readouterr()
+    assert rc == DataError.exit_code
+    lines = out.strip().splitlines()
+    assert len(lines) == 5 and sorted(ln.split(": ")[0] for ln in lines) == [str(folder / f.name) for f in good]
+    errs = err.strip().splitlines()
+    assert len(errs) == 3 and "Traceback" not in err
+    for f, line in zip(bad, errs):
+        assert line.startswith(f"aslnb: error: {f}: not a readable image") and "aslnb data verify" in line
+    rc = main(["predict", str(tiny_run.run_dir), str(folder), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == DataError.exit_code and len(json.loads(out)) == 5 and len(err.strip().splitlines()) == 3
+
+
+def test_check_trained_on_compares_the_recorded_fingerprint(tmp_dataset):
+    """The data check of case 9 without a model: which runs it refuses, and which it cannot check."""
+    from aslnb.data.scan import scan_folder
+    from aslnb.data.splits import split_folder
+    from aslnb.evaluate import check_trained_on
+    from aslnb.runs import data_fingerprint
+
+    root = tmp_dataset({"A": 8, "B": 8})
+    split = split_folder(scan_folder(root), "chunk")
+    cfg = {"params": {"hand_views": 0}, "data": {"root": str(root), "fingerprint": data_fingerprint(split)}}
+    check_trained_on(cfg, split, root)  # the same files
+    sorted((root / "B").iterdir())[0].unlink()
+    changed = split_folder(scan_folder(root), "chunk")
+    with pytest.raises(DataError, match=r"not the data this run was trained on .*--other-data") as err:
+        check_trained_on(cfg, changed, root)
+    assert str(err.value).startswith(f"{root}: ") and "\n" not in str(err.value)
+    check_trained_on({**cfg, "data": {"root": str(root)}}, changed, root)  # a run from before fingerprints
+    check_trained_on({**cfg, "params": {"hand_views": 2}}, changed, root)  # views are in its fingerprint

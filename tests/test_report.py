@@ -317,3 +317,26 @@ def test_a_partial_run_keeps_the_full_runs_record_of_the_other_notebooks(tmp_pat
     block = json.loads(metrics.read_text())["_report"]
     assert block["notebook_seconds"] == {"05_results.ipynb": 50.0, "01_dataset.ipynb": 12.0}
     assert set(block["parameters"]) == {"01_dataset.ipynb", "05_results.ipynb"} and block["last_run"] == ["01_dataset.ipynb"]
+
+
+# ---------------------------------------------------------------- issue 25, case 15: -p values no notebook uses
+def test_a_parameter_no_notebook_to_run_reads_is_refused(tmp_path):
+    """``-p IMAGE_SIZE=64`` for notebooks 01 and 02 (which declare it but size their images by the profile's
+    probe_size / residual_size) was accepted and ignored."""
+    with pytest.raises(ParameterError, match=r"-p IMAGE_SIZE: notebooks 01_dataset.ipynb, 02_residual_learning"
+                                             r".ipynb declare it but do not use it") as err:
+        plan("smoke", out=tmp_path, notebooks=["01", "02"], extra=["IMAGE_SIZE=64"])
+    assert "\n" not in str(err.value)
+    with pytest.raises(ParameterError, match=r"-p EPOCHS: .*01_dataset.ipynb declare"):
+        plan("smoke", out=tmp_path, notebooks=["01"], extra=["EPOCHS=2"])
+    jobs = plan("smoke", out=tmp_path, notebooks=["02", "03"], extra=["IMAGE_SIZE=64"])  # 03 reads it
+    assert [j["parameters"].get("IMAGE_SIZE") for j in jobs] == [64, 64]
+
+
+@pytest.mark.parametrize("item, pattern", [("IMAGE_SIZE=1", r"IMAGE_SIZE=1: must be at least 32"),
+                                           ("EPOCHS=0", r"EPOCHS=0: must be at least 1"),
+                                           ("FINE_TUNE_EPOCHS=-1", r"FINE_TUNE_EPOCHS=-1: must be at least 0")])
+def test_a_parameter_out_of_range_is_refused(tmp_path, item, pattern):
+    with pytest.raises(ParameterError, match=pattern) as err:
+        plan("smoke", out=tmp_path, extra=[item])
+    assert str(err.value).startswith("-p ") and "\n" not in str(err.value)

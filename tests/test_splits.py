@@ -278,3 +278,16 @@ def test_random_mixes_frames(sample):
     train = np.array([frame_of(f) for f in per_class(split.train, lab)])
     test = np.array([frame_of(f) for f in per_class(split.test, lab)])
     assert np.abs(train[:, None] - test[None, :]).min() <= DEFAULT_GAP
+
+
+@pytest.mark.parametrize("method", ["chunk", "blocked"])
+def test_class_too_small_names_the_class_and_its_folder(tmp_dataset, method):
+    """Issue 25, case 20: "only 2 images in a class" did not say which class, nor where."""
+    root = tmp_dataset({"A": 5, "B": 2, "C": 5})
+    folder = scan_folder(root)
+    with pytest.raises(ParameterError) as err:
+        split_folder(folder, method, val_fraction=0.1, test_fraction=0.2)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{root / 'B'}: ")
+    assert "only 2 images in class 'B'" in msg and "--split random" in msg
+    assert "'A'" not in msg and "'C'" not in msg

@@ -79,15 +79,15 @@ def _cmd_data(args) -> int:
         for p in info.problems[:50]:
             print(f"  {p}")
         return 0
-    from ..data.scan import find_bad_images, scan_folder
+    from ..data.scan import find_bad_images, images_to_verify
 
-    folder = scan_folder(root, allow_empty_classes=True)
-    bad = find_bad_images(folder.files, progress=sys.stderr.isatty())
-    for p in folder.problems:
+    files, problems = images_to_verify(root)  # a class-per-folder dataset, or a folder of photos
+    bad = find_bad_images(files, progress=sys.stderr.isatty())
+    for p in problems:
         print(f"problem: {p}")
     for path, reason in bad.items():
         print(f"bad: {path}: {reason}")
-    print(f"{root}: {len(folder)} files checked, {len(bad)} bad")
+    print(f"{root}: {len(files)} files checked, {len(bad)} bad")
     if args.manifest:
         from ..data.manifest import verify_folder
 
@@ -120,20 +120,27 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from ..evaluate import evaluate
 
-    evaluate(args.run_dir, args.data, external=args.external, subset=args.subset)  # prints where it wrote
+    evaluate(args.run_dir, args.data, external=args.external, subset=args.subset,
+             other_data=args.other_data)  # prints where it wrote
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from ..predict import format_result, predict
+    from ..errors import DataError
+    from ..predict import check_top_k, collect_images, format_result, predict, readable_images
 
-    results = predict(args.run_dir, args.images, top_k=args.top_k)  # refuses non-finite probabilities
+    check_top_k(args.top_k)  # before any file is read
+    good, bad = readable_images(collect_images(args.images))  # a wrong path fails before the model is loaded
+    results = predict(args.run_dir, good, top_k=args.top_k) if good else []  # refuses non-finite probabilities
     if args.json:
         print(_dumps(results))
     else:
         for r in results:
             print(format_result(r))
-    return 0
+    sys.stdout.flush()
+    for line in bad.values():  # the good images are answered; each bad one is one line, exit non-zero
+        print(f"aslnb: error: {line}", file=sys.stderr)
+    return DataError.exit_code if bad else 0
 
 
 def _cmd_report(args) -> int:

@@ -159,6 +159,9 @@ def build_parser(train_profile: str | None = None) -> argparse.ArgumentParser:
     ev.add_argument("run_dir")
     _add_data(ev, external=True)
     ev.add_argument("--subset", choices=("test", "val", "train"), default="test", help="which split to score")
+    ev.add_argument("--other-data", action="store_true", help="--data is not the run's training data (its files "
+                    "differ: refused without this): score all its images as another data set, into "
+                    "metrics-<folder>.json")
 
     pr = sub.add_parser("predict", help="label image files or folders with a trained run", **fmt)
     pr.add_argument("run_dir")

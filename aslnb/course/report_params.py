@@ -8,6 +8,11 @@ from ..errors import ParameterError
 
 # Set by `aslnb report` itself: -p may not override them.
 OWN_PARAMS = {"PROFILE": "--profile", "REPORT_DIR": "--out"}
+# Parameters every notebook declares (one parameters cell) that some never read: 01 sizes its probe by the
+# profile's probe_size and trains no network, 02 sizes its images by residual_size. -p NAME for these alone is refused.
+UNUSED_BY = {"IMAGE_SIZE": ("01", "02"), "EPOCHS": ("01",)}
+# The smallest value a numeric -p parameter takes (training's own limits: TrainConfig.validate).
+MINIMUM = {"IMAGE_SIZE": 32, "EPOCHS": 1, "FINE_TUNE_EPOCHS": 0}
 
 
 def parse_extra(extra: Iterable[str] | dict[str, Any] | None) -> dict[str, Any]:
@@ -50,8 +55,25 @@ def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: lis
         _check_types({k: v for k, v in extras.items() if k in spec}, spec)
     except ParameterError as exc:
         raise ParameterError(f"-p {exc}".replace("-p parameter ", "-p ")) from None
+    _check_used_and_range(extras, notebook_names)
     if "BACKBONE" in extras:
         from ..models.registry import backbone_names
 
         if extras["BACKBONE"] not in backbone_names():
             raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(backbone_names())}")
+
+
+def _check_used_and_range(extras: dict[str, Any], notebook_names: list[str]) -> None:
+    """Refuse a value below :data:`MINIMUM`, or a parameter that none of the notebooks to run reads."""
+    for name, low in MINIMUM.items():
+        if extras.get(name) is not None and extras[name] < low:
+            raise ParameterError(f"-p {name}={extras[name]}: must be at least {low}")
+    for name in extras:
+        unused = UNUSED_BY.get(name, ())
+        if notebook_names and all(n[:2] in unused for n in notebook_names):
+            from .notebook import NOTEBOOK_PARAMS
+
+            readers = ", ".join(n for n in NOTEBOOK_PARAMS if n not in unused)
+            raise ParameterError(f"-p {name}: notebooks {', '.join(notebook_names)} declare it but do not use it "
+                                 f"(their sizes and epochs are the profile's); drop it, or run a notebook that "
+                                 f"reads it ({readers})")

@@ -58,6 +58,22 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as one printable line: names with a newline, another control character or bytes that are
+    not valid UTF-8 (``\\udcff``) are shown repr-style."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def utf8_name(path: str | os.PathLike) -> bool:
+    """False when the file name holds bytes that are not valid UTF-8 (Python keeps them as surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img

@@ -7,6 +7,12 @@ The layout is the one ``keras.utils.image_dataset_from_directory`` expects::
 Class names are the sub-folder names sorted with Python's ``sorted`` (so
 ``A``..``Z`` come before ``del``, ``nothing``, ``space``, as in Keras); the label
 id of a class is its index in that list.
+
+A class's images are the image files directly in its folder: files in
+sub-folders of a class folder are not read, and one warning line (also in
+``problems``) counts them and names the first few; ``aslnb predict DIR`` reads
+a folder by the same rule. A file whose name is not valid UTF-8 is skipped with
+a warning naming it (escaped).
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .images import _check_image_unguarded, bombs_as_errors, is_image_name
+from .images import _check_image_unguarded, bombs_as_errors, display_path, is_image_name, utf8_name
 
 FRAME_RE = re.compile(r"^(?P<prefix>.*?)(?P<frame>\d+)$")
 #: Skip notices go here, one line each (Python prints them to stderr when logging is not set up).
@@ -73,8 +79,37 @@ class ImageFolder:
                 size = p.stat().st_size
             except OSError:
                 size = -1
-            h.update(f"{lab}:{p.parent.name}/{p.name}:{size}\n".encode())
+            # os.fsencode: a name that is not valid UTF-8 hashes as its bytes (the same bytes as before otherwise)
+            name = os.fsencode(p.parent.name) + b"/" + os.fsencode(p.name)
+            h.update(f"{lab}:".encode() + name + f":{size}\n".encode())
         return h.hexdigest()[:16]
+
+
+def nested_images(dirs: list[Path]) -> list[Path]:
+    """Image files anywhere below ``dirs`` (hidden names left out; links to folders inside are not followed)."""
+    found: list[Path] = []
+    for top_dir in dirs:
+        for top, names, files in os.walk(top_dir):
+            names[:] = sorted(n for n in names if not n.startswith("."))
+            found.extend(Path(top) / f for f in sorted(files) if not f.startswith(".") and is_image_name(f))
+    return found
+
+
+def skipped_notice(files: list[Path], where: str, fix: str) -> str:
+    """One line counting ``files`` that are not read, naming the first three."""
+    shown = ", ".join(display_path(f) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"{len(files)} image file{'s' if len(files) != 1 else ''} in {where} {'are' if len(files) != 1 else 'is'} " \
+           f"not read ({shown}); {fix}"
+
+
+def _readable_name(path: Path, problems: list[str]) -> bool:
+    """False (a problem logged and recorded, naming the file escaped) for a name that is not valid UTF-8."""
+    if utf8_name(path):
+        return True
+    msg = f"{display_path(path)}: file name is not valid UTF-8; skipped: rename it (UTF-8 or ASCII characters only)"
+    problems.append(msg)
+    LOG.warning("%s", msg)
+    return False
 
 
 def frame_number(path: str | os.PathLike) -> int | None:
@@ -120,6 +155,7 @@ def scan_folder(
     files: list[str] = []
     labels: list[int] = []
     empty: list[str] = []
+    below: list[Path] = []  # class folders' sub-folders: not read (one rule with predict's folders)
     for idx, name in enumerate(names):
         folder = root / name
         if not folder.is_dir():
@@ -127,7 +163,9 @@ def scan_folder(
             continue
         entries = sorted(_list(folder, "class folder"),
                          key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
-        imgs = [p for p in entries if p.is_file() and not p.name.startswith(".") and is_image_name(p)]
+        imgs = [p for p in entries if p.is_file() and not p.name.startswith(".") and is_image_name(p)
+                and _readable_name(p, problems)]
+        below += [p for p in entries if p.is_dir() and not p.name.startswith(".")]
         for p in entries:
             if p.is_file() and not p.name.startswith(".") and not is_image_name(p):
                 problems.append(f"{p}: not an image file name; ignored")
@@ -135,6 +173,11 @@ def scan_folder(
             empty.append(str(folder))
         files.extend(str(p) for p in imgs)
         labels.extend([idx] * len(imgs))
+    nested = nested_images(below)
+    if nested:
+        problems.append(skipped_notice(nested, "sub-folders of class folders", "move them up into their class "
+                                       "folder (only a class folder's own files are its images)"))
+        LOG.warning("%s", problems[-1])
     if empty and not allow_empty_classes:
         raise DataError(
             f"{empty[0]}: class folder holds no images"
@@ -145,6 +188,20 @@ def scan_folder(
     if not files:
         raise DataError(f"{root}: no image files found in its class folders")
     return ImageFolder(root, names, np.array(files), np.array(labels, dtype=np.int64), problems)
+
+
+def images_to_verify(root: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """``(files, problems)`` that ``aslnb data verify`` checks: a class-per-folder dataset's (:func:`scan_folder`),
+    or, for a folder without sub-folders (photos for ``aslnb predict``), the image files in it."""
+    root = Path(root).expanduser()
+    if root.is_dir():
+        entries = _list(root, "folder")
+        if not any(p.is_dir() and not p.name.startswith(".") for p in entries):
+            loose = sorted(p for p in entries if p.is_file() and not p.name.startswith(".") and is_image_name(p))
+            if loose:
+                return [str(p) for p in loose], []
+    folder = scan_folder(root, allow_empty_classes=True)
+    return folder.files.tolist(), folder.problems
 
 
 def find_bad_images(paths, workers: int = 4, progress: bool = False) -> dict[str, str]:

@@ -27,6 +27,7 @@ split at random (stratified) with a warning.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -54,6 +55,14 @@ class Split:
 
     def describe(self) -> dict:
         return {"method": self.method, "seed": self.seed, **self.sizes()}
+
+
+class _TooFew(Exception):
+    """A class with too few frames to hold out whole chunks or blocks (:func:`split_folder` names it)."""
+
+    def __init__(self, n: int, detail: str):
+        super().__init__(detail)
+        self.n = n
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -95,10 +104,7 @@ def _blocked_assign(
     if val_fraction > 0:
         n_val = max(n_val, 1)
     if n_test + n_val >= k:
-        raise ParameterError(
-            f"only {n} images in a class: too few to hold out {val_fraction:.0%} + {test_fraction:.0%} in "
-            f"{k} frame blocks; lower the fractions or use --split random"
-        )
+        raise _TooFew(n, f"too few to hold out {val_fraction:.0%} + {test_fraction:.0%} in {k} frame blocks")
     chosen = rng.permutation(k)
     out = np.zeros(n, dtype=np.int8)
     for b in chosen[:n_test]:
@@ -126,10 +132,7 @@ def _chunk_assign(frames: np.ndarray, val_fraction: float, test_fraction: float,
     n_test = max(n_test, 1) if test_fraction > 0 else 0
     n_val = max(n_val, 1) if val_fraction > 0 else 0
     if n_test + n_val >= n:
-        raise ParameterError(
-            f"only {n} images in a class: too few to hold out {val_fraction:.0%} + {test_fraction:.0%} as "
-            "chunks; lower the fractions or use --split random"
-        )
+        raise _TooFew(n, f"too few to hold out {val_fraction:.0%} + {test_fraction:.0%} as chunks")
     out = np.zeros(n, dtype=np.int8)
     out[order[n - n_test:]] = 2
     out[order[n - n_test - n_val:n - n_test]] = 1
@@ -179,11 +182,15 @@ def split_folder(
             continue
         frames = np.array([frame_number(f) if frame_number(f) is not None else -1 for f in folder.files[idx]])
         has = frames >= 0
-        if has.any():
-            if method == "chunk":
+        try:
+            if has.any() and method == "chunk":
                 assign[idx[has]] = _chunk_assign(frames[has], val_fraction, test_fraction, gap)
-            else:
+            elif has.any():
                 assign[idx[has]] = _blocked_assign(frames[has], val_fraction, test_fraction, rng, n_blocks, gap)
+        except _TooFew as exc:
+            name = folder.class_names[lab]
+            raise ParameterError(f"{Path(folder.root) / name}: only {exc.n} images in class {name!r}: {exc}; "
+                                 "add images to it, lower the fractions or use --split random") from None
         if (~has).any():
             no_frame.extend(folder.files[idx[~has]].tolist())
             assign[idx[~has]] = _random_assign(int((~has).sum()), val_fraction, test_fraction, rng)
