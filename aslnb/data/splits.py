@@ -143,6 +143,14 @@ def _chunk_assign(frames: np.ndarray, val_fraction: float, test_fraction: float,
     return out
 
 
+def _check_two_classes(folder: ImageFolder) -> None:
+    present = [n for i, n in enumerate(folder.class_names) if (folder.labels == i).any()]
+    if len(present) < 2:
+        only = f" ({present[0]})" if present else ""
+        raise DataError(f"{folder.root}: images of {len(present)} class{only} only; a classifier needs at least "
+                        "2 classes: add one folder of images per class")
+
+
 def split_folder(
     folder: ImageFolder,
     method: str = "chunk",
@@ -165,11 +173,7 @@ def split_folder(
     if method not in SPLIT_METHODS:
         raise ParameterError(f"split={method!r}: unknown split, choose one of {', '.join(SPLIT_METHODS)}")
     _check_fractions(val_fraction, test_fraction)
-    present = [n for i, n in enumerate(folder.class_names) if (folder.labels == i).any()]
-    if len(present) < 2:
-        only = f" ({present[0]})" if present else ""
-        raise DataError(f"{folder.root}: images of {len(present)} class{only} only; a classifier needs at least "
-                        "2 classes: add one folder of images per class")
+    _check_two_classes(folder)
     rng = np.random.default_rng(seed)
     assign = np.zeros(len(folder), dtype=np.int8)
     no_frame: list[str] = []

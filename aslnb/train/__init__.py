@@ -69,7 +69,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -82,25 +82,9 @@ from ..provenance import FORMAT_VERSION, device_name, versions
 from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
 from .notes import run_notes
+from .result import RunResult, log
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
-
-
-@dataclass
-class RunResult:
-    """What :func:`train` returns."""
-
-    run_dir: Path
-    config: dict
-    history: dict
-    metrics: dict
-    model: Any = field(default=None, repr=False, compare=False)
-    classifier: Any = field(default=None, repr=False, compare=False)  # the aslnb.models.Classifier trained
-
-
-def _log(msg: str, verbose: int) -> None:
-    if verbose:
-        print(msg, flush=True)
 
 
 def train(
@@ -152,7 +136,7 @@ def train(
             # A multi-worker model's predict waits for every worker: callers load model.keras instead.
             return dataclasses.replace(res, model=None, classifier=None) if place.name == "multiworker" else res
         with tempfile.TemporaryDirectory(prefix="aslnb-worker-") as tmp:  # the chief writes `out`
-            _log(f"worker (not the chief): training into {tmp}, deleted at the end; the chief writes {out}", verbose)
+            log(f"worker (not the chief): training into {tmp}, deleted at the end; the chief writes {out}", verbose)
             res = _train(cfg, place, data_dir, ext_dir, Path(tmp) / "run", False, verbose, None, callbacks,
                          features_in_memory_max_bytes)
             return dataclasses.replace(res, run_dir=None)
@@ -180,7 +164,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
         landmarker = Landmarker.resolve()
         split, no_hand = with_hand_crops(split, landmarker)
         crop_record = {**landmarker.describe(), "crop_margin": MARGIN, "no_hand": no_hand}
-        _log(f"hand crops: no hand in {no_hand['train']['share']:.3f} of the training frames (left out)", verbose)
+        log(f"hand crops: no hand in {no_hand['train']['share']:.3f} of the training frames (left out)", verbose)
     if cfg.hand_views:  # training-only composites of the training split (aslnb.features.views)
         from ..features.views import with_hand_views
 
@@ -208,7 +192,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
     notes = ([weights_note] if weights_note else []) + run_notes(cfg, resolved_weights, use_cache, boundary,
                                                                  feature_precision)
     for note in notes:
-        _log(f"note: {note}", verbose)
+        log(f"note: {note}", verbose)
 
     fingerprint = data_fingerprint(split)
     run = start_run(out, asdict(cfg), fingerprint, overwrite)  # the first write
@@ -242,7 +226,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
         write_json(run.work / "config.json", config)
         write_json(run.work / "labels.json", {"class_names": class_names,
                                               "label_ids": {c: i for i, c in enumerate(class_names)}})
-        _log(f"data {data_dir}: split {split.describe()}; backbone {cfg.backbone}, weights {config['weights_source']}"
+        log(f"data {data_dir}: split {split.describe()}; backbone {cfg.backbone}, weights {config['weights_source']}"
              f", frozen until {cfg.freeze_until}; feature cache {'on' if use_cache else 'off'}; device "
              f"{config['device']}", verbose)
         phases = [("head", cfg.freeze_until, cfg.epochs, cfg.learning_rate)]
@@ -265,7 +249,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                 if cache_dir is None and (feature_bytes(frozen, len(split.train) + len(split.val))
                                           > in_memory_limit(in_memory_max_bytes)):
                     cache_dir = temp_cache.enter_context(tempfile.TemporaryDirectory(prefix="aslnb-features-"))
-                    _log(f"[{phase}] features larger than memory allows: cached in {cache_dir} (deleted after the "
+                    log(f"[{phase}] features larger than memory allows: cached in {cache_dir} (deleted after the "
                          "run; --feature-cache-dir keeps them)", verbose)
                 t0 = time.perf_counter()
                 ftr, fva = (extract_features(frozen, part, cfg.image_size, batch_size=cfg.batch_size,
@@ -273,7 +257,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                                              in_memory_max_bytes=in_memory_max_bytes, decoder=cfg.decoder)
                             for part in (split.train, split.val))
                 feature_seconds += time.perf_counter() - t0
-                _log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
+                log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
                      f"images in {time.perf_counter() - t0:.1f}s", verbose)
                 # features too large to load (a FeatureStore) are read a batch at a time, validation too
                 val_data = (fva, yva) if isinstance(fva, np.ndarray) else EpochBatches(

@@ -21,6 +21,7 @@ from ..errors import DataError, ParameterError, RunDirError
 from ..io import write_json
 from ..provenance import FORMAT_VERSION, device_name, versions
 from ..runs import data_fingerprint, prepare_split, save_model_atomic, start_run
+from .result import RunResult, log
 
 
 def _features(hands, labels: np.ndarray):
@@ -67,7 +68,6 @@ def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out:
 
     from ..features.landmarks import Landmarker, hand_landmarks
     from ..models.landmark_head import build_landmark_head
-    from . import RunResult, _log
     from .fit import fit_phase, history_of
 
     keras.utils.set_random_seed(cfg.seed)
@@ -86,7 +86,7 @@ def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out:
     if len(ytr) == 0 or len(yva) == 0:
         raise DataError(f"{data_dir}: no hand found in any {'training' if len(ytr) == 0 else 'validation'} frame; "
                         "the landmarks recipe needs frames that show a hand (use features='image')")
-    _log(f"landmarks of {len(htr) + len(hva)} frames in {seconds:.1f}s ({htr.stats['computed'] + hva.stats['computed']}"
+    log(f"landmarks of {len(htr) + len(hva)} frames in {seconds:.1f}s ({htr.stats['computed'] + hva.stats['computed']}"
          f" computed); no hand: train {htr.no_hand()['share']:.3f}, val {hva.no_hand()['share']:.3f}", verbose)
     model = build_landmark_head(xtr, len(names), cfg.head_units, cfg.dropout, cfg.seed)
     run = start_run(out, asdict(cfg), data_fingerprint(split), overwrite)
