@@ -37,6 +37,7 @@ import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,10 @@ import numpy as np
 from .data.external import format_signer_scores, load_external, signer_scores
 from .data.pipeline import DECODER, LEGACY_DECODER, decode_files
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
-from .data.splits import Split, split_folder
+from .data.splits import Split
 from .errors import DataError, ModelError
 from .io import write_json
-from .runs import load_run
+from .runs import load_run, run_split
 from .settings import resolve_data_dir, resolve_external_dir
 
 
@@ -252,14 +253,9 @@ def _scored_part(folder: ImageFolder, cfg: dict, data_dir: Path, subset: str,
                  other_data: bool) -> tuple[ImageFolder, dict[str, Any]]:
     """The images to score and the ``split`` entry of the metrics: the run's rebuilt ``subset`` (refused for
     data that is not the run's), or with ``other_data`` every image of the folder (no split)."""
-    from .data.splits import limit_folder
-
     if other_data:
         return folder, {"method": "none", "evaluated": "all", "n_images": len(folder)}
-    params = cfg["params"]
-    folder = limit_folder(folder, params.get("limit_per_class"))
-    split = split_folder(folder, params["split"], val_fraction=params["val_fraction"],
-                         test_fraction=params["test_fraction"], seed=params["seed"])
+    split = run_split(folder, cfg["params"])
     check_trained_on(cfg, split, data_dir)
     part = {"test": split.test, "val": split.val, "train": split.train}[subset]
     if len(part) == 0:
@@ -291,8 +287,40 @@ def evaluate(
     run_dir = Path(run_dir)
     loaded, class_names, cfg = load_run(run_dir) if model is None else (model, *_names_cfg(run_dir))
     params = cfg["params"]
-    size = int(params["image_size"])
     data_dir = resolve_data_dir(data)
+    folder, notes = _run_data(data_dir, class_names, verbose)
+    part, split_info = _scored_part(folder, cfg, data_dir, subset, other_data)
+    t0 = time.perf_counter()
+    probs, found = run_probabilities(loaded, part.files, cfg, class_names, source=run_dir)
+    seconds = time.perf_counter() - t0
+    metrics: dict[str, Any] = {
+        "run": str(run_dir), "data": str(data_dir), "split": split_info, "backbone": params["backbone"],
+        "weights": params["weights"], "image_size": int(params["image_size"]),
+        "held_out": {**score(part.labels, probs, class_names), "interval": held_out_interval(part, probs)},
+    }
+    if found is not None:  # the landmarks recipe: frames without a hand, predicted 'nothing'
+        metrics["held_out"]["no_hand"] = no_hand_share(found, probs.argmax(1) == part.labels)
+        metrics["landmarks"] = {**cfg.get("landmarks", {}), "features": params.get("features")}
+    timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": split_info["evaluated"],
+                              "predict_seconds": round(seconds, 3),
+                              "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
+    name = metrics_name(cfg, data_dir, other_data)
+    metrics.update(_data_note(cfg, data_dir, name, other_data, len(part)), **notes)
+    ext_dir = resolve_external_dir(external)
+    if ext_dir is not None:
+        t0 = time.perf_counter()
+        metrics["external"] = score_external(loaded, ext_dir, cfg, class_names, source=run_dir, verbose=verbose).metrics
+        timing["external_predict_seconds"] = round(time.perf_counter() - t0, 3)
+    if verbose:
+        _print_summary(metrics, len(part))
+    if write:
+        _write(run_dir, name, metrics, timing, cfg, data_dir, verbose)
+    return metrics
+
+
+def _run_data(data_dir: Path, class_names: list[str], verbose: int) -> tuple[ImageFolder, dict[str, Any]]:
+    """The images of ``data_dir`` of the model's classes, and the metrics' notes on what is missing or ignored
+    (each also said in a warning line)."""
     ignored = _shared_classes_or_fail(data_dir, class_names)
     folder = drop_bad_images(scan_folder(data_dir, class_names=class_names, allow_empty_classes=True))
     missing = [c for c, n in folder.counts().items() if n == 0]
@@ -301,75 +329,86 @@ def evaluate(
               f"({', '.join(missing)}): their recall is not measured")
     if verbose and ignored:
         _warn(f"{data_dir}: {len(ignored)} folder(s) are not classes of the model ({_short(ignored)}): ignored")
-    part, split_info = _scored_part(folder, cfg, data_dir, subset, other_data)
-    subset = split_info["evaluated"]
-    t0 = time.perf_counter()
-    probs, found = run_probabilities(loaded, part.files, cfg, class_names, source=run_dir)
-    seconds = time.perf_counter() - t0
-    metrics: dict[str, Any] = {
-        "run": str(run_dir),
-        "data": str(data_dir),
-        "split": split_info,
-        "backbone": params["backbone"],
-        "weights": params["weights"],
-        "image_size": size,
-        "held_out": score(part.labels, probs, class_names),
-    }
-    metrics["held_out"]["interval"] = held_out_interval(part, probs)
-    if found is not None:  # the landmarks recipe: frames without a hand, predicted 'nothing'
-        metrics["held_out"]["no_hand"] = no_hand_share(found, probs.argmax(1) == part.labels)
-        metrics["landmarks"] = {**cfg.get("landmarks", {}), "features": params.get("features")}
-    timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": subset,
-                              "predict_seconds": round(seconds, 3),
-                              "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
-    name = metrics_name(cfg, data_dir, other_data)
+    return folder, {**({"missing_classes": missing} if missing else {}),
+                    **({"ignored_folders": ignored} if ignored else {})}
+
+
+def _data_note(cfg: dict, data_dir: Path, name: str, other_data: bool, n: int) -> dict[str, str]:
+    """The metrics' ``note`` when the data scored is not the run's training data."""
     if other_data:
-        metrics["note"] = (f"all {len(part)} images of {data_dir} scored as another data set, not the run's "
-                           f"training data (trained on {cfg['data']['root']}): no split, nothing held out")
-    elif name != "metrics.json":
-        metrics["note"] = f"evaluated on {data_dir}, trained on {cfg['data']['root']}"
-    if missing:
-        metrics["missing_classes"] = missing
-    if ignored:
-        metrics["ignored_folders"] = ignored
-    ext_dir = resolve_external_dir(external)
-    if ext_dir is not None:
-        ext = load_external(ext_dir, class_names)
-        if verbose and ext.unmapped:  # as for --data: what is not scored is said
-            _warn(f"{ext_dir}: {len(ext.unmapped)} folder(s) are not classes of the model ({_short(list(ext.unmapped))}"
-                  f"): ignored ({sum(ext.unmapped.values())} images not scored)")
-        ext_folder = drop_bad_images(ext.folder)
-        t0 = time.perf_counter()
-        eprobs, efound = run_probabilities(loaded, ext_folder.files, cfg, class_names, source=run_dir)
-        timing["external_predict_seconds"] = round(time.perf_counter() - t0, 3)
-        shared = [class_names.index(c) for c in ext.shared_classes]
-        metrics["external"] = {**ext.describe(), "shared_classes": ext.shared_classes,
-                               **score(ext_folder.labels, eprobs, class_names, labels=shared)}
-        by_signer = signer_scores(eprobs.argmax(1) == ext_folder.labels, ext_folder.files, ext_folder.labels)
-        if by_signer is not None:
-            metrics["external"]["signers"] = by_signer
-        if efound is not None:
-            metrics["external"]["no_hand"] = no_hand_share(efound, eprobs.argmax(1) == ext_folder.labels,
-                                                           ext_folder.files)
+        return {"note": f"all {n} images of {data_dir} scored as another data set, not the run's training data "
+                        f"(trained on {cfg['data']['root']}): no split, nothing held out"}
+    if name != "metrics.json":
+        return {"note": f"evaluated on {data_dir}, trained on {cfg['data']['root']}"}
+    return {}
+
+
+@dataclass
+class ExternalScores:
+    """An external set scored by a run: the ``external`` entry of metrics.json, and what it was computed from."""
+
+    metrics: dict[str, Any]
+    folder: ImageFolder  # the images scored, labelled with the run's class ids
+    probs: np.ndarray
+    found: np.ndarray | None  # hand found (landmarks/crop runs), else None
+    shared: list[int]  # the class ids the external set shares with the training set
+
+
+def score_external(model, ext_dir: str | os.PathLike, cfg: dict, class_names: list[str], *,
+                   source: str | os.PathLike = "the model", per_class: int | None = None,
+                   verbose: int = 1) -> ExternalScores:
+    """Score ``model`` (a run's, ``cfg`` its config.json) on an external set: accuracy over the shared classes,
+    per signer with intervals, no-hand shares. The one way an external set is scored (evaluate, notebooks 05
+    and 06). ``per_class``: at most that many images per class, spread over the set, for quick runs."""
+    ext = load_external(ext_dir, class_names)
+    if verbose and ext.unmapped:  # as for --data: what is not scored is said
+        _warn(f"{ext_dir}: {len(ext.unmapped)} folder(s) are not classes of the model ({_short(list(ext.unmapped))}"
+              f"): ignored ({sum(ext.unmapped.values())} images not scored)")
+    folder = spread_folder(drop_bad_images(ext.folder, warn=bool(verbose)), per_class)
+    probs, found = run_probabilities(model, folder.files, cfg, class_names, source=source)
+    shared = [class_names.index(c) for c in ext.shared_classes]
+    correct = probs.argmax(1) == folder.labels
+    metrics = {**ext.describe(), "shared_classes": ext.shared_classes,
+               **score(folder.labels, probs, class_names, labels=shared)}
+    by_signer = signer_scores(correct, folder.files, folder.labels)
+    if by_signer is not None:
+        metrics["signers"] = by_signer
+    if found is not None:
+        metrics["no_hand"] = no_hand_share(found, correct, folder.files)
+    return ExternalScores(metrics, folder, probs, found, shared)
+
+
+def spread_folder(folder: ImageFolder, per_class: int | None) -> ImageFolder:
+    """At most ``per_class`` images of each class of ``folder``, evenly spread over its files (None: all)."""
+    if not per_class:
+        return folder
+    keep = [np.flatnonzero(folder.labels == c)[:: max(1, int((folder.labels == c).sum()) // per_class)]
+            for c in np.unique(folder.labels)]
+    return folder.subset(np.sort(np.concatenate(keep)))
+
+
+def _print_summary(metrics: dict[str, Any], n: int) -> None:
+    subset, held = metrics["split"]["evaluated"], metrics["held_out"]
+    line = f"{subset} accuracy {held['accuracy']:.4f} (top-3 {held['top3_accuracy']:.4f}) on {n} images"
+    ext = metrics.get("external")
+    if ext:
+        line += f"; external accuracy {ext['accuracy']:.4f} on {ext['n_images']} images"
+    print(line, flush=True)
+    if ext and "signers" in ext:
+        print("\n".join(format_signer_scores(ext["signers"])), flush=True)
+    if "no_hand" in held:
+        print(f"no hand found in {held['no_hand']['share']:.3f} of the {subset} frames"
+              + (f" and {ext['no_hand']['share']:.3f} of the external images" if ext else "")
+              + " (predicted 'nothing')", flush=True)
+
+
+def _write(run_dir: Path, name: str, metrics: dict, timing: dict, cfg: dict, data_dir: Path, verbose: int) -> None:
+    write_json(run_dir / name, metrics)
+    write_json(run_dir / name.replace("metrics", "timing", 1), timing)
     if verbose:
-        line = f"{subset} accuracy {metrics['held_out']['accuracy']:.4f} (top-3 {metrics['held_out']['top3_accuracy']:.4f}) on {len(part)} images"
-        if "external" in metrics:
-            line += f"; external accuracy {metrics['external']['accuracy']:.4f} on {metrics['external']['n_images']} images"
-        print(line, flush=True)
-        if "signers" in metrics.get("external", {}):
-            print("\n".join(format_signer_scores(metrics["external"]["signers"])), flush=True)
-        if found is not None:
-            print(f"no hand found in {metrics['held_out']['no_hand']['share']:.3f} of the {subset} frames"
-                  + (f" and {metrics['external']['no_hand']['share']:.3f} of the external images"
-                     if "external" in metrics else "") + " (predicted 'nothing')", flush=True)
-    if write:
-        write_json(run_dir / name, metrics)
-        write_json(run_dir / name.replace("metrics", "timing", 1), timing)
-        if verbose:
-            where = "the run's training data" if name == "metrics.json" else \
-                f"other data than the run's training data {cfg['data']['root']}; metrics.json is unchanged"
-            print(f"metrics of {data_dir} ({where}) written to {run_dir / name}", flush=True)
-    return metrics
+        where = "the run's training data" if name == "metrics.json" else \
+            f"other data than the run's training data {cfg['data']['root']}; metrics.json is unchanged"
+        print(f"metrics of {data_dir} ({where}) written to {run_dir / name}", flush=True)
 
 
 def accuracy_interval(part: ImageFolder, probs: np.ndarray, *, seed: int = 0, blocked: bool = True):

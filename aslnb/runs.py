@@ -7,11 +7,13 @@ import os
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import TrainConfig
-from .data.scan import drop_bad_images, scan_folder
+from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import Split, limit_folder, split_folder
 from .errors import ModelError, RunDirError
 from .provenance import FORMAT_VERSION
@@ -171,11 +173,17 @@ def load_run(run_dir: str | os.PathLike):
 
 
 def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
-    """Scan, drop undecodable files (with a warning each), limit, split."""
-    folder = drop_bad_images(scan_folder(data_dir))
-    folder = limit_folder(folder, cfg.limit_per_class)
-    return split_folder(folder, cfg.split, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                        seed=cfg.seed)
+    """Scan, drop undecodable files (with a warning each), then :func:`run_split`."""
+    return run_split(drop_bad_images(scan_folder(data_dir)), asdict(cfg))
+
+
+def run_split(folder: ImageFolder, params: Mapping[str, Any]) -> Split:
+    """The split a run makes of ``folder`` (``params``: its TrainConfig fields or config.json's ``params``): at
+    most ``limit_per_class`` images per class, then ``split`` with its fractions and seed. The one way a run's
+    split is rebuilt (training, evaluation, the notebooks' analysis)."""
+    folder = limit_folder(folder, params.get("limit_per_class"))
+    return split_folder(folder, params["split"], val_fraction=params["val_fraction"],
+                        test_fraction=params["test_fraction"], seed=params["seed"])
 
 
 def data_fingerprint(split: Split) -> str:

@@ -96,7 +96,6 @@ def test_the_cycle_check_finds_a_circle(tmp_path):
 LONG_FUNCTIONS_ALLOWED = {
     "aslnb/train/__init__.py:_train",  # split into its steps (issue 23, item 4)
     "aslnb/data/fetch.py:fetch_dataset",  # the download layer, moving onto pooch
-    "aslnb/evaluate.py:evaluate",
     "aslnb/cli/commands.py:_cmd_data",
     "aslnb/course/report.py:run_report",
     "aslnb/data/scan.py:scan_folder",
