@@ -171,8 +171,9 @@ def load_run(run_dir: str | os.PathLike):
         raise RunDirError(f"{run_dir}: no such run directory; train one with `aslnb train --out {run_dir}`")
     cfg = load_config(run_dir)
     names = load_labels(run_dir)
-    check_run_files(run_dir, cfg, names)
+    _check_model_digest(run_dir, cfg)
     model = load_model(run_dir / "model.keras", names)
+    _check_class_order(run_dir, cfg, names)
     size = cfg["params"]["image_size"]
     shape = tuple(model.input_shape[1:3])
     if None not in shape and shape != (size, size):
@@ -191,14 +192,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_run_files(run_dir: Path, cfg: dict, names: list[str]) -> None:
-    """Refuse a ``labels.json`` or ``model.keras`` that is not the one ``config.json`` was written with.
-
-    ``config.json`` records the class order (``data.class_names``) and, since issue 25,
-    the sha256 of ``model.keras`` (``model_sha256``); runs written before that load
-    without the model check.
-    """
-    config, labels, model = run_dir / "config.json", run_dir / "labels.json", run_dir / "model.keras"
+def _check_class_order(run_dir: Path, cfg: dict, names: list[str]) -> None:
+    """Refuse a ``labels.json`` whose classes differ from ``config.json``'s ``data.class_names``."""
+    config, labels = run_dir / "config.json", run_dir / "labels.json"
     recorded = (cfg.get("data") or {}).get("class_names") if isinstance(cfg.get("data"), dict) else None
     if isinstance(recorded, list) and recorded != names:
         i = next((i for i, (a, b) in enumerate(zip(names, recorded)) if a != b), min(len(names), len(recorded)))
@@ -206,12 +202,18 @@ def check_run_files(run_dir: Path, cfg: dict, names: list[str]) -> None:
         want = repr(recorded[i]) if i < len(recorded) else "nothing"
         raise RunDirError(f"{labels}: class {i} is {got} but {config} records {want} (data.class_names); the two "
                           "files come from different runs or were edited: restore labels.json from the run or retrain")
+
+
+def _check_model_digest(run_dir: Path, cfg: dict) -> None:
+    """Refuse a ``model.keras`` other than the one ``config.json`` records (``model_sha256``, written since
+    issue 25; older runs have none and are not checked)."""
+    config, model = run_dir / "config.json", run_dir / "model.keras"
     digest = cfg.get("model_sha256")
     if isinstance(digest, str) and model.is_file():
         try:
             actual = file_sha256(model)
-        except OSError as exc:
-            raise _unreadable(model, exc) from None
+        except OSError:
+            return  # load_model says why the file cannot be read
         if actual != digest:
             raise RunDirError(f"{model}: comes from another run (its sha256 {actual[:12]}... is not the "
                               f"{digest[:12]}... that {config} records); restore this run's model.keras or retrain")
