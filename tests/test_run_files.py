@@ -169,6 +169,21 @@ def test_stopped_hand_views_leave_no_partial_folder(tmp_dataset, tmp_path, monke
     assert "removed 2 partial hand-views folders" in capsys.readouterr().out
 
 
+def test_a_killed_feature_store_write_is_removed_by_the_next_one(tmp_path):
+    import numpy as np
+
+    from aslnb.features.store import write_store
+
+    dead = tmp_path / f".features-0123.{_dead_pid()}-ab12cd34.part"
+    live = tmp_path / f".features-4567.{os.getppid()}-live1234.part"
+    for p in (dead, live):
+        p.mkdir()
+        (p / "shard-00000.npy").write_bytes(b"x")
+    store = write_store(tmp_path / "features-89ab", [np.ones((3, 2), np.float32)], rows=3)
+    assert np.asarray(store).shape == (3, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["features-89ab", live.name])
+
+
 # -- case 8 ----------------------------------------------------------------------------------------
 def test_the_in_memory_limit_follows_the_memory_at_hand(monkeypatch):
     import aslnb.features as F
