@@ -123,7 +123,7 @@ def test_a_temporary_feature_cache_lives_in_the_run_and_is_reused_on_resume(tmp_
     cache = out / "checkpoints" / "features"
     kept = sorted(p.name for p in cache.iterdir())
     assert len(kept) == 4, kept  # train and val of both phases' boundaries
-    assert list(tmp.iterdir()) == []
+    assert list(tmp.rglob("*features-*")) == []  # nothing in the system's temporary folder (TF puts its own there)
     writes = []
     real = aslnb.features.write_store
     monkeypatch.setattr(aslnb.features, "write_store", lambda *a, **k: writes.append(a[0]) or real(*a, **k))
@@ -132,7 +132,33 @@ def test_a_temporary_feature_cache_lives_in_the_run_and_is_reused_on_resume(tmp_
     log = capsys.readouterr().out
     assert writes == [], "the resumed run extracted the features again"
     assert f"cached in {cache} (the run's partial state, removed when the run finishes" in log, log
-    assert res.config["finished"] and not cache.exists() and list(tmp.iterdir()) == []
+    assert res.config["finished"] and not cache.exists() and list(tmp.rglob("*features-*")) == []
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_the_feature_cache_in_the_run_not_in_the_temporary_folder(tmp_dataset, tmp_path):
+    import signal
+    import time
+
+    tmp, out = tmp_path / "tmp", tmp_path / "run"
+    tmp.mkdir()
+    args = [sys.executable, "-m", "aslnb", "train", "--data", str(tmp_dataset({c: 6 for c in "ABC"})), "--out",
+            str(out), "--image-size", "32", "--weights", "none", "--freeze-until", "conv3", "--epochs", "1",
+            "--fine-tune-epochs", "50", "--batch-size", "8", "--head-units", "8", "--features-in-memory-max-bytes",
+            "0", "--no-evaluate"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(tmp)}
+    env.pop("ASLNB_EXTERNAL_DATA", None)
+    marker = out / "checkpoints" / "fine_tune" / "state.json"  # the second phase has trained an epoch
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not marker.exists() and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        _, err = proc.communicate(timeout=120)
+    assert marker.exists() and proc.returncode == -signal.SIGTERM, err[-2000:]
+    assert list(tmp.rglob("*features-*")) == []
+    assert len(list((out / "checkpoints" / "features").glob("features-*"))) == 4  # kept for the resume
 
 
 # -- case 7 ----------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_a_large_set_without_a_cache_folder_streams_from_a_temporary_one(tmp_dat
     assert f"cached in {res.run_dir / 'checkpoints' / 'features'} (the run's partial state" in out
     assert "--feature-cache-dir keeps them" in out
     assert json.loads((res.run_dir / "config.json").read_text())["finished"]
-    assert list(tmp.iterdir()) == [] and not (res.run_dir / "checkpoints" / "features").exists(), \
+    assert list(tmp.rglob("*features-*")) == [] and not (res.run_dir / "checkpoints" / "features").exists(), \
         "the temporary cache is deleted with the run"
 
 
