@@ -142,10 +142,10 @@ def test_sigterm_leaves_the_feature_cache_in_the_run_not_in_the_temporary_folder
 
     tmp, out = tmp_path / "tmp", tmp_path / "run"
     tmp.mkdir()
-    args = [sys.executable, "-m", "aslnb", "train", "--data", str(tmp_dataset({c: 6 for c in "ABC"})), "--out",
-            str(out), "--image-size", "32", "--weights", "none", "--freeze-until", "conv3", "--epochs", "1",
-            "--fine-tune-epochs", "50", "--batch-size", "8", "--head-units", "8", "--features-in-memory-max-bytes",
-            "0", "--no-evaluate"]
+    script = ("import sys; from aslnb.train import train; train(sys.argv[1], sys.argv[2], verbose=0, "
+              "features_in_memory_max_bytes=0, image_size=32, weights='none', freeze_until='conv3', epochs=1, "
+              "fine_tune_epochs=50, batch_size=8, head_units=[8], seed=0)")
+    args = [sys.executable, "-c", script, str(tmp_dataset({c: 6 for c in "ABC"})), str(out)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(tmp)}
     env.pop("ASLNB_EXTERNAL_DATA", None)
     marker = out / "checkpoints" / "fine_tune" / "state.json"  # the second phase has trained an epoch
