@@ -83,7 +83,7 @@ import numpy as np
 from ..config import TrainConfig
 from ..errors import ParameterError, RunDirError
 from ..io import os_reason, read_json, write_json
-from ..provenance import FORMAT_VERSION, device_name, versions
+from ..provenance import FORMAT_VERSION, device_name, memory_bytes, versions
 from ..runs import check_out_dir, data_fingerprint, file_sha256, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
 from .notes import run_notes
@@ -317,7 +317,8 @@ def _large_features_dir(frozen, n: int, max_bytes: int | None, folder: Path, pha
     need, limit = feature_bytes(frozen, n), in_memory_limit(max_bytes)
     if need <= limit:
         return None
-    basis = "a quarter of this machine's memory" if max_bytes is None else "features_in_memory_max_bytes"
+    basis = ("features_in_memory_max_bytes" if max_bytes is not None else "a quarter of this machine's memory"
+             if memory_bytes() else "the default where the memory is unknown")
     _log(f"[{phase}] features ({need / 2**30:.2f} GiB) exceed the in-memory limit ({limit / 2**30:.2f} GiB, {basis}; "
          f"--features-in-memory-max-bytes BYTES changes it): cached in {folder} (the run's partial state, removed when "
          "the run finishes, reused if it is resumed; --feature-cache-dir keeps them)", verbose)
