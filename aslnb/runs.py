@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .data.manifest import sha256_file
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import Split, limit_folder, split_folder
 from .errors import ModelError, RunDirError
 from .provenance import FORMAT_VERSION
-from .io import atomic_path, read_json
+from .io import atomic_path, make_work_dir, os_reason, read_json, stale_parts
 
 
 def load_labels(run_dir: str | os.PathLike) -> list[str]:
@@ -29,7 +29,9 @@ def load_labels(run_dir: str | os.PathLike) -> list[str]:
     fix = "restore the file from the run or retrain"
     try:
         data = read_json(path)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    except ValueError as exc:
         raise RunDirError(f"{path}: unreadable label map ({exc}); {fix}") from None
     names = data.get("class_names") if isinstance(data, dict) else None
     if not isinstance(names, list) or not names:
@@ -45,6 +47,14 @@ def load_labels(run_dir: str | os.PathLike) -> list[str]:
     return list(names)
 
 
+def _unreadable(path: Path, exc: OSError) -> RunDirError:
+    """The one-line error for a run file that exists but cannot be read (permissions, I/O)."""
+    if isinstance(exc, PermissionError):
+        return RunDirError(f"{path}: cannot be read (permission denied); ask its owner to make it readable "
+                           f"(e.g. `chmod a+r {path}`) or run as the user who owns it")
+    return RunDirError(f"{path}: cannot be read ({os_reason(exc)}); restore the file from the run or retrain")
+
+
 def load_config(run_dir: str | os.PathLike) -> dict:
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
@@ -52,7 +62,9 @@ def load_config(run_dir: str | os.PathLike) -> dict:
         raise RunDirError(f"{path}: missing; {run_dir} is not a run directory (train one with `aslnb train`)")
     try:
         cfg = read_json(path)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    except ValueError as exc:
         raise RunDirError(f"{path}: not valid JSON ({exc}); restore the file from the run or retrain") from None
     if not isinstance(cfg, dict):
         raise RunDirError(f"{path}: expected a JSON object; restore the file from the run or retrain")
@@ -161,7 +173,9 @@ def load_run(run_dir: str | os.PathLike):
         raise RunDirError(f"{run_dir}: no such run directory; train one with `aslnb train --out {run_dir}`")
     cfg = load_config(run_dir)
     names = load_labels(run_dir)
+    _check_model_digest(run_dir, cfg)
     model = load_model(run_dir / "model.keras", names)
+    _check_class_order(run_dir, cfg, names)
     size = cfg["params"]["image_size"]
     shape = tuple(model.input_shape[1:3])
     image_input = len(model.input_shape) == 4  # the landmarks recipe's head takes a feature vector
@@ -170,6 +184,33 @@ def load_run(run_dir: str | os.PathLike):
                           f"{shape[0]}x{shape[1]} images; the run directory mixes files from different runs: "
                           "restore config.json or retrain")
     return model, names, cfg
+
+
+def _check_class_order(run_dir: Path, cfg: dict, names: list[str]) -> None:
+    """Refuse a ``labels.json`` whose classes differ from ``config.json``'s ``data.class_names``."""
+    config, labels = run_dir / "config.json", run_dir / "labels.json"
+    recorded = (cfg.get("data") or {}).get("class_names") if isinstance(cfg.get("data"), dict) else None
+    if isinstance(recorded, list) and recorded != names:
+        i = next((i for i, (a, b) in enumerate(zip(names, recorded)) if a != b), min(len(names), len(recorded)))
+        got = repr(names[i]) if i < len(names) else "nothing"
+        want = repr(recorded[i]) if i < len(recorded) else "nothing"
+        raise RunDirError(f"{labels}: class {i} is {got} but {config} records {want} (data.class_names); the two "
+                          "files come from different runs or were edited: restore labels.json from the run or retrain")
+
+
+def _check_model_digest(run_dir: Path, cfg: dict) -> None:
+    """Refuse a ``model.keras`` other than the one ``config.json`` records (``model_sha256``, written since
+    issue 25; older runs have none and are not checked)."""
+    config, model = run_dir / "config.json", run_dir / "model.keras"
+    digest = cfg.get("model_sha256")
+    if isinstance(digest, str) and model.is_file():
+        try:
+            actual = sha256_file(model)
+        except OSError:
+            return  # load_model says why the file cannot be read
+        if actual != digest:
+            raise RunDirError(f"{model}: comes from another run (its sha256 {actual[:12]}... is not the "
+                              f"{digest[:12]}... that {config} records); restore this run's model.keras or retrain")
 
 
 def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
@@ -245,6 +286,7 @@ class RunDir:
     resuming: bool = False
     created: bool = False  # this call started the run in ``work`` (discarded when training fails for a bad parameter)
     keep_folder: bool = False  # ``work`` existed (empty) before: discard empties it instead of deleting it
+    notes: list[str] = field(default_factory=list)  # what opening it did (resumed or removed leftovers), for the log
 
     def finish(self) -> None:
         """Move a replacement run into place: old run aside, new one in, old one deleted."""
@@ -265,33 +307,81 @@ class RunDir:
                 self.work.mkdir(exist_ok=True)
 
 
+def _resume_problem(folder: Path, params: dict, fingerprint: str) -> str | None:
+    """Why the interrupted run in ``folder`` cannot be resumed with ``params`` on data ``fingerprint`` (None: it can)."""
+    try:
+        old = read_json(folder / "config.json")
+    except ValueError:
+        old = {}
+    if not isinstance(old, dict) or old.get("params") != params:
+        return "params"
+    if (old.get("data") or {}).get("fingerprint") != fingerprint:
+        return f"data:{(old.get('data') or {}).get('fingerprint')}"
+    return None
+
+
+def remove_partial_files(work: Path) -> int:
+    """Delete the temporary files a killed run left in its folder and checkpoint folders; how many.
+
+    They are :func:`aslnb.io.atomic_path`'s ``.<file>.XXXX.part...`` files and a feature
+    store's ``.features-<key>.XXXX.part`` folders (in ``checkpoints/features``), never
+    read by anyone once their writer is gone; call only on a run this process resumes.
+    """
+    n = 0
+    for folder in (work, *sorted(p for p in (work / "checkpoints").glob("*") if p.is_dir())):
+        for p in folder.glob(".*.part*"):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            n += 1
+    return n
+
+
+def _partial_to_resume(out: Path, params: dict, fingerprint: str) -> tuple[Path | None, list[str]]:
+    """A killed ``--overwrite`` run of ``out`` with these parameters and data (to resume), and notes on the
+    others, which are removed (a partial run of a process still running is left alone)."""
+    found, notes = None, []
+    for p in stale_parts(out.parent, f".{out.name}.partial-*"):
+        if not p.is_dir():
+            continue
+        if found is None and (p / "config.json").is_file() and _resume_problem(p, params, fingerprint) is None:
+            found = p
+            notes.append(f"resuming the interrupted --overwrite run in {p} (the finished run in {out} is "
+                         "replaced when it completes)")
+            continue
+        shutil.rmtree(p)
+        notes.append(f"removed {p} (an interrupted --overwrite run with other parameters or data)")
+    return found, notes
+
+
 def start_run(out: Path, params: dict, fingerprint: str, overwrite: bool) -> RunDir:
     """Open ``out`` for training; call :func:`check_out_dir` first.
 
     An empty or missing ``out`` is trained in place; an interrupted run with the
     same parameters and data is resumed; with ``overwrite`` an existing run is
     replaced only once the new one is complete (trained in a hidden sibling
-    ``.<name>.partial-XXXX``, then swapped in by :meth:`RunDir.finish`).
+    ``.<name>.partial-<pid>-XXXX``, then swapped in by :meth:`RunDir.finish`). A
+    partial folder left by a killed ``--overwrite`` is resumed when it has the same
+    parameters and data, else removed; ``RunDir.notes`` says which. A resumed run's
+    leftover temporary files are removed (:func:`remove_partial_files`).
     """
     try:
         if out.is_dir() and (out / "config.json").is_file():
             if overwrite:
-                work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-                return RunDir(out, work, created=True)
-            try:
-                old = read_json(out / "config.json")
-            except ValueError:
-                old = {}
-            if old.get("params") != params:
+                partial, notes = _partial_to_resume(out, params, fingerprint)
+                if partial is None:
+                    return RunDir(out, make_work_dir(out.parent, f".{out.name}.partial-", ""), created=True,
+                                  notes=notes)
+                return _resumed(RunDir(out, partial, resuming=True, notes=notes))
+            problem = _resume_problem(out, params, fingerprint)
+            if problem == "params":
                 raise RunDirError(f"{out}: holds an interrupted run with other parameters; rerun with the same ones "
                                   "to resume, or pass --overwrite")
-            if old.get("data", {}).get("fingerprint") != fingerprint:
+            if problem is not None:
                 raise RunDirError(f"{out}: holds an interrupted run trained on other data (fingerprint "
-                                  f"{old.get('data', {}).get('fingerprint')} vs {fingerprint} now); use the same "
+                                  f"{problem[5:]} vs {fingerprint} now); use the same "
                                   "data to resume, pass --overwrite to start again, or choose another --out")
             if not os.access(out, os.W_OK | os.X_OK):
                 raise RunDirError(f"{out}: run directory is not writable; fix its permissions to resume")
-            return RunDir(out, out, resuming=True)
+            return _resumed(RunDir(out, out, resuming=True))
         existed = out.exists()
         out.mkdir(parents=True, exist_ok=True)
         return RunDir(out, out, created=True, keep_folder=existed)
@@ -300,11 +390,18 @@ def start_run(out: Path, params: dict, fingerprint: str, overwrite: bool) -> Run
                           "or fix its permissions") from None
 
 
+def _resumed(run: RunDir) -> RunDir:
+    n = remove_partial_files(run.work)
+    if n:
+        run.notes.append(f"removed {n} partial file{'s' if n > 1 else ''} left by the interrupted run in {run.work}")
+    return run
+
+
 def save_model_atomic(model, path: Path) -> None:
     """Save through a temporary file next to ``path``: a full disk never destroys the previous model."""
     try:
         with atomic_path(path) as tmp:
             model.save(tmp)
     except OSError as exc:
-        raise RunDirError(f"{path}: could not save the model ({exc.strerror or exc}); the previous file, if any, "
+        raise RunDirError(f"{path}: could not save the model ({os_reason(exc)}); the previous file, if any, "
                           "is untouched; free some disk space and rerun the same command to resume") from None

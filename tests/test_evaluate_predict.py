@@ -222,6 +222,11 @@ def nan_run(tiny_run, tmp_path_factory):
     last = model.layers[-1]
     last.set_weights([np.full_like(w, np.nan) for w in last.get_weights()])
     model.save(run / "model.keras")
+    from aslnb.data.manifest import sha256_file
+
+    cfg = json.loads((run / "config.json").read_text())  # as training records the model it saved
+    cfg["model_sha256"] = sha256_file(run / "model.keras")
+    (run / "config.json").write_text(json.dumps(cfg))
     return run
 
 

@@ -56,9 +56,12 @@ def test_a_large_set_without_a_cache_folder_streams_from_a_temporary_one(tmp_dat
     data = tmp_dataset({c: 10 for c in "ABCD"})
     res = train(data, tmp_path / "run", verbose=2, features_in_memory_max_bytes=0, **{**TINY, "fine_tune_epochs": 0})
     out = capsys.readouterr().out
-    assert "features larger than memory allows: cached in" in out and "--feature-cache-dir keeps them" in out
+    assert "exceed the in-memory limit (0.00 GiB, features_in_memory_max_bytes; --features-in-memory-max-bytes" in out
+    assert f"cached in {res.run_dir / 'checkpoints' / 'features'} (the run's partial state" in out
+    assert "--feature-cache-dir keeps them" in out
     assert json.loads((res.run_dir / "config.json").read_text())["finished"]
-    assert list(tmp.glob("aslnb-features-*")) == [], "the temporary cache is deleted with the run"
+    assert list(tmp.rglob("*features-*")) == [] and not (res.run_dir / "checkpoints" / "features").exists(), \
+        "the temporary cache is deleted with the run"
 
 
 def test_synthetic_set_repeats_the_sample_under_new_frame_numbers(tmp_dataset, tmp_path):

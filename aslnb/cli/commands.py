@@ -105,7 +105,8 @@ def _cmd_train(args) -> int:
 
     params = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     res = train(args.data, args.out, external=args.external, overwrite=args.overwrite,
-                feature_cache_dir=args.feature_cache_dir, **params)
+                feature_cache_dir=args.feature_cache_dir,
+                features_in_memory_max_bytes=args.features_in_memory_max_bytes, **params)
     if res.run_dir is None:  # a multi-worker run's non-chief worker: the chief writes and evaluates the run
         print(f"worker finished; the chief writes {args.out}")
         return 0

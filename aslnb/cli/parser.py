@@ -151,8 +151,12 @@ def build_parser(train_profile: str | None = None) -> argparse.ArgumentParser:
                     "(default: none, TrainConfig's defaults)")
     _add_config_options(tr, _profile_training(train_profile))
     tr.add_argument("--feature-cache-dir", help="keep extracted features on disk here and reuse them; sets over "
-                                                "1 GiB are read back a batch at a time (default: in memory, or a "
-                                                "temporary folder deleted after the run for sets over 1 GiB)")
+                                                "the in-memory limit are read back a batch at a time (default: in "
+                                                "memory, or for larger sets the run's checkpoints/features, "
+                                                "removed when the run finishes)")
+    tr.add_argument("--features-in-memory-max-bytes", type=int, metavar="BYTES",
+                    help="largest feature set loaded into memory; larger ones are read from disk a batch at a time "
+                         "(0: always) (default: a quarter of this machine's memory)")
     tr.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
 
     ev = sub.add_parser("evaluate", help="score a run on its held-out split (and an external set)", **fmt)

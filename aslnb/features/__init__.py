@@ -10,7 +10,8 @@ the image size, the frozen weights themselves, the boundary layer and the
 precision, so a stale cache is never reused.
 
 On disk a cache is a folder of ``.npy`` shards (:mod:`aslnb.features.store`),
-written once and atomically. Sets up to ``IN_MEMORY_MAX_BYTES`` (1 GiB) come
+written once and atomically. Sets up to :func:`in_memory_limit` (a quarter of the
+machine's memory; 1 GiB where it is unknown) come
 back as one numpy array, as before; larger ones as a :class:`FeatureStore`,
 which indexes like an array (``store[idx]``) and reads the rows of each batch
 from the shard files (training reads validation the same way). ``freeze_until='conv4'``
@@ -40,11 +41,13 @@ from ..config import PRECISIONS
 from ..data.pipeline import DECODER, check_decoder, make_dataset
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
-from ..provenance import gpu_visible
+from ..provenance import gpu_visible, memory_bytes
 from .store import SHARD_ROWS, FeatureStore, open_store, write_store
 
-#: Above this many bytes a disk cache is returned as a :class:`FeatureStore` (read a batch at a time), not loaded.
+#: The in-memory limit where the machine's memory is unknown (see :func:`in_memory_limit`).
 IN_MEMORY_MAX_BYTES = 1 << 30
+#: The share of the machine's memory (:func:`aslnb.provenance.memory_bytes`) features may take as one array.
+IN_MEMORY_FRACTION = 0.25
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -182,8 +185,16 @@ def _compute(model: keras.Model, folder, image_size: int, batch_size: int, verbo
 
 
 def in_memory_limit(max_bytes: int | None = None) -> int:
-    """``max_bytes``, or :data:`IN_MEMORY_MAX_BYTES` when None: the largest feature set loaded as one array."""
-    return IN_MEMORY_MAX_BYTES if max_bytes is None else max_bytes
+    """The largest feature set loaded as one array: ``max_bytes`` (``features_in_memory_max_bytes``,
+    ``--features-in-memory-max-bytes``), else :data:`IN_MEMORY_FRACTION` of the machine's memory (cgroup
+    limit included), else :data:`IN_MEMORY_MAX_BYTES` where the memory is unknown."""
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
+            raise ParameterError(f"features_in_memory_max_bytes={max_bytes!r}: give a number of bytes >= 0 "
+                                 "(0: always read features from disk a batch at a time)")
+        return int(max_bytes)
+    total = memory_bytes()
+    return IN_MEMORY_MAX_BYTES if not total else int(total * IN_MEMORY_FRACTION)
 
 
 def feature_bytes(frozen: keras.Model, n: int) -> int:

@@ -3,10 +3,11 @@
 A cache folder ``features-<key>/`` holds ``shard-00000.npy``, ``shard-00001.npy``,
 ... (``rows`` rows each, the last one shorter) and ``manifest.json`` (shape, dtype,
 rows per shard, shard names). It is written once: the shards and the manifest go
-into a hidden ``.features-<key>.<random>.part`` folder next to it (each file through
+into a hidden ``.features-<key>.<pid>-<random>.part`` folder next to it (each file through
 :func:`aslnb.io.atomic_path`), which is then renamed to ``features-<key>``; an
-interrupted write leaves no folder behind, and a folder without a valid manifest
-or with a short shard is not used.
+interrupted write leaves no folder behind (one killed outright is removed by the
+next write in that folder), and a folder without a valid manifest or with a short
+shard is not used.
 
 :class:`FeatureStore` reads rows by index arrays (``store[idx]``) like a numpy
 array, with positional reads (``os.pread``) of each row's bytes from the shard
@@ -21,14 +22,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, make_work_dir, read_json, stale_parts, write_json
 
 SHARD_ROWS = 1024
 MANIFEST = "manifest.json"
@@ -166,7 +166,9 @@ def write_store(folder: str | os.PathLike, chunks: Iterable[np.ndarray], rows: i
     """Write ``chunks`` (each ``rows`` long but the last) as the store ``folder``, all or nothing; open it."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".part"))
+    for old in stale_parts(folder.parent, ".features-*.part"):  # left by killed writers
+        shutil.rmtree(old, ignore_errors=True)
+    tmp = make_work_dir(folder.parent, f".{folder.name}.")
     try:
         names, n, row_shape = [], 0, ()
         for i, chunk in enumerate(chunks):

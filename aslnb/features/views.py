@@ -9,13 +9,16 @@ version of this recipe). They are image files like any other, so the frozen
 backbone's feature cache serves them and a second run reuses them. The
 empty-room frames come from the training split's ``nothing`` class only; the
 validation and test splits (and any external set) are never read here.
+
+Views are written into a hidden ``.views-<key>.<pid>-XXXX.part`` folder, renamed
+into place when complete; an error or Ctrl-C removes it, and the next call removes
+those of processes that are gone (kill -9, SIGTERM).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,7 @@ from ..data import hands
 from ..data.images import load_images
 from ..data.scan import ImageFolder
 from ..errors import DataError
+from ..io import make_work_dir, stale_parts
 
 VERSION = 1  # change when the composites change: the cache key includes it
 NOTHING = "nothing"
@@ -62,7 +66,13 @@ def hand_views(train: ImageFolder, cache_dir: str | os.PathLike, *, n_views: int
 def _make(train: ImageFolder, final: Path, rel: list[str], *, n_views: int, backgrounds, size: int, seed: int,
           verbose: int, pipeline, augment) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    stale = stale_parts(final.parent, ".views-*.part")
+    for old in stale:
+        shutil.rmtree(old, ignore_errors=True)
+    if stale and verbose:
+        print(f"hand views: removed {len(stale)} partial hand-views folder{'s' if len(stale) > 1 else ''} of "
+              f"stopped runs from {final.parent}", flush=True)
+    tmp = make_work_dir(final.parent, f".{final.name}.")
     try:
         nothing = train.class_names.index(NOTHING)
         bg = hands.Background.from_images(load_images(train.files[train.labels == nothing], hands.WORK),

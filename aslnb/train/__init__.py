@@ -34,7 +34,16 @@ the same numbers as an uninterrupted run (tested: history and metrics equal,
 except the timing fields). Not covered by that guarantee: the state of the
 caller's callbacks and of early stopping (its patience counter and best
 weights start afresh on resume). A killed ``--overwrite`` leaves its hidden
-``.<out>.partial-XXXX`` folder behind (the old run is untouched); delete it.
+``.<out>.partial-<pid>-XXXX`` folder behind (the old run is untouched): the same
+command resumes it, another one removes it, and says which
+(:func:`aslnb.runs.start_run`). Temporary files a killed save left are removed
+when a run is resumed. ``config.json`` records the sha256 of ``model.keras``
+(``model_sha256``), so a model file from another run is refused on loading.
+
+Features too large for memory without ``feature_cache_dir`` are cached in the
+run's own partial state, ``checkpoints/features/``: a stopped run (Ctrl-C,
+SIGTERM, kill -9) keeps them there and its resume reuses them; they are removed
+when the run finishes (``--feature-cache-dir`` keeps them for other runs).
 
 Determinism, on the same machine, same library versions, same command:
 
@@ -63,9 +72,9 @@ both (``distribution``, ``precision.training``).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -77,8 +86,9 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..errors import ParameterError, RunDirError
-from ..io import read_json, write_json
-from ..provenance import FORMAT_VERSION, device_name, versions
+from ..data.manifest import sha256_file
+from ..io import os_reason, read_json, write_json
+from ..provenance import FORMAT_VERSION, device_name, memory_bytes, versions
 from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
 from .notes import run_notes
@@ -103,8 +113,9 @@ def train(
 
     ``params`` are the fields of :class:`TrainConfig` (unknown names are refused);
     ``callbacks`` (Keras callbacks) are passed to every phase's ``fit``.
-    ``features_in_memory_max_bytes``: cached features larger than this (default
-    :data:`aslnb.features.IN_MEMORY_MAX_BYTES`, 1 GiB) are not loaded: training and
+    ``features_in_memory_max_bytes`` (``--features-in-memory-max-bytes``): cached
+    features larger than this (default: a quarter of the machine's memory, see
+    :func:`aslnb.features.in_memory_limit`) are not loaded: training and
     validation read them from the cache folder a batch at a time (0: always).
     Either way the numbers are the same.
     """
@@ -113,7 +124,7 @@ def train(
     data_dir = resolve_data_dir(data)
     ext_dir = resolve_external_dir(external)
     out = Path(out)
-    from ..features import check_cache_dir
+    from ..features import check_cache_dir, in_memory_limit
     from ..models import check_weights, frozen_stages, get_backbone  # imports keras: `import aslnb` stays light
 
     if cfg.features == "landmarks":  # an MLP on hand points: no backbone, no weights (aslnb.train.landmarks)
@@ -125,6 +136,7 @@ def train(
     frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
     check_weights(cfg.backbone, cfg.weights)  # offline without cached ImageNet weights, a missing file
     check_out_dir(out, data_dir, overwrite)
+    in_memory_limit(features_in_memory_max_bytes)  # a negative limit
     if feature_cache_dir is not None:
         check_cache_dir(feature_cache_dir)
     from .distribute import placement
@@ -196,6 +208,8 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
 
     fingerprint = data_fingerprint(split)
     run = start_run(out, asdict(cfg), fingerprint, overwrite)  # the first write
+    for note in run.notes:
+        log(note, verbose)
     config = {
         "format_version": FORMAT_VERSION,
         "params": asdict(cfg),
@@ -219,7 +233,7 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
     }
     if crop_record is not None:
         config["landmarks"] = crop_record
-    temp_cache = contextlib.ExitStack()  # a temporary feature cache for a large set without feature_cache_dir
+    temp_cache = run.work / "checkpoints" / "features"  # a large set's features without feature_cache_dir
     try:
         if run.resuming:
             config["started"] = read_json(run.work / "config.json").get("started", config["started"])
@@ -242,15 +256,11 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                 clf.freeze_until = until
             fit_args = dict(callbacks=callbacks, early_stopping_patience=cfg.early_stopping_patience, verbose=verbose)
             if use_cache and clf.boundary_layer() is not None:
-                from ..features import extract_features, feature_bytes, in_memory_limit
+                from ..features import extract_features
 
                 frozen, model = split_at_boundary(clf)
-                cache_dir = feature_cache_dir
-                if cache_dir is None and (feature_bytes(frozen, len(split.train) + len(split.val))
-                                          > in_memory_limit(in_memory_max_bytes)):
-                    cache_dir = temp_cache.enter_context(tempfile.TemporaryDirectory(prefix="aslnb-features-"))
-                    log(f"[{phase}] features larger than memory allows: cached in {cache_dir} (deleted after the "
-                         "run; --feature-cache-dir keeps them)", verbose)
+                cache_dir = feature_cache_dir or _large_features_dir(frozen, len(split.train) + len(split.val),
+                                                                     in_memory_max_bytes, temp_cache, phase, verbose)
                 t0 = time.perf_counter()
                 ftr, fva = (extract_features(frozen, part, cfg.image_size, batch_size=cfg.batch_size,
                                              cache_dir=cache_dir, precision=feature_precision,
@@ -281,11 +291,12 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
             with place.scope():
                 all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr,
                                       run.work / "checkpoints" / phase, **fit_args)
-        temp_cache.close()  # deleted before the run is committed
+        shutil.rmtree(temp_cache, ignore_errors=True)  # removed before the run is committed
         history = history_of(all_logs, phases, feature_seconds)
         write_json(run.work / "history.json", history)
         place.sync_batch_norm(clf.model, False)
         save_model_atomic(clf.model, run.work / "model.keras")
+        config["model_sha256"] = sha256_file(run.work / "model.keras")  # load_run refuses another run's model
         config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(run.work / "config.json", config)
         run.finish()
@@ -295,15 +306,28 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
     except OSError as exc:
         if run.work != run.out:
             run.discard()
-        raise RunDirError(f"{exc.filename or run.work}: could not be written ({exc.strerror or exc}); free some disk "
+        raise RunDirError(f"{exc.filename or run.work}: could not be written ({os_reason(exc)}); free some disk "
                           "space or fix the permissions and rerun the same command") from None
     except BaseException:
         if run.work != run.out:
             run.discard()
         raise
-    finally:
-        temp_cache.close()
     return RunResult(out, config, history, {}, model=clf.model, classifier=clf)
+
+
+def _large_features_dir(frozen, n: int, max_bytes: int | None, folder: Path, phase: str, verbose: int) -> Path | None:
+    """``folder`` when the features of ``n`` images exceed the in-memory limit (and say so), else None."""
+    from ..features import feature_bytes, in_memory_limit
+
+    need, limit = feature_bytes(frozen, n), in_memory_limit(max_bytes)
+    if need <= limit:
+        return None
+    basis = ("features_in_memory_max_bytes" if max_bytes is not None else "a quarter of this machine's memory"
+             if memory_bytes() else "the default where the memory is unknown")
+    log(f"[{phase}] features ({need / 2**30:.2f} GiB) exceed the in-memory limit ({limit / 2**30:.2f} GiB, {basis}; "
+         f"--features-in-memory-max-bytes BYTES changes it): cached in {folder} (the run's partial state, removed when "
+         "the run finishes, reused if it is resumed; --feature-cache-dir keeps them)", verbose)
+    return folder
 
 
 def _fine_tune_until(cfg: TrainConfig, frozen_until: str, stages: list[str]) -> str:

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from ..errors import ParameterError, RunDirError
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, os_reason, read_json, write_json
 
 # Steps run per call of the compiled train function when the head trains on cached
 # features: a batch of features costs less than the Python round trip of one step.
@@ -156,7 +156,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             if target == self.state:
                 (self.folder / name).unlink(missing_ok=True)
             hint = "free some disk space and " if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
-            raise RunDirError(f"{target}: could not write the checkpoint ({exc.strerror or exc}); {hint}rerun the "
+            raise RunDirError(f"{target}: could not write the checkpoint ({os_reason(exc)}); {hint}rerun the "
                               "same command to resume from the last complete epoch") from None
         self._weights = name
         for old in self.folder.glob("state-*.weights.h5"):
