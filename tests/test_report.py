@@ -394,3 +394,24 @@ def test_the_committed_cpu_report_has_lesson_checks_and_all_hold():
     recorded = {nb: sorted(section.get("checks", {})) for nb, section in metrics.items() if nb.startswith("nb")}
     assert recorded.get("nb01") and recorded.get("nb03"), recorded
     assert failed_checks(metrics) == []
+
+
+def test_the_report_names_no_path_of_this_machine(smoke_report):
+    """metrics.json and the banners name the data as $ASLNB_DATA (with its fingerprint), folders relative."""
+    import os
+    from pathlib import Path
+
+    from aslnb.provenance import folder_fingerprint, repo_root
+
+    machine = {str(smoke_report.parent), str(Path.home()), str(repo_root()), "/work/", "/tmp/",
+               str(Path(os.environ["ASLNB_DATA"]).resolve())}
+    metrics_text = (smoke_report / "metrics.json").read_text()
+    produced = json.loads(metrics_text)["_produced_by"]["nb01"]
+    assert produced["data"] == f"$ASLNB_DATA (fingerprint {folder_fingerprint(os.environ['ASLNB_DATA'])})"
+    for notebook in sorted(smoke_report.glob("[0-9][0-9]_*.ipynb")):
+        shown = _outputs(notebook)
+        banner = shown[shown.index("aslnb notebook"):].split("\n  settings", 1)[0]
+        assert "  data     : $ASLNB_DATA (fingerprint " in banner and "package  : aslnb " in banner, banner
+        for path in machine:
+            assert path not in banner, (notebook.name, path, banner)
+            assert path not in metrics_text, path

@@ -279,7 +279,7 @@ def _forget(metrics_path: Path, sections: set[str]) -> None:
 def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], started: float,
                         seconds: dict[str, float], failed: dict | None, timeout: int) -> None:
     from ..models.registry import course_backbones, default_backbone, resolve_weights, weights_source
-    from ..provenance import device_name, versions
+    from ..provenance import device_name, portable, versions
 
     data = read_json(metrics_path) if metrics_path.is_file() else {}
     settings = get_profile(profile)
@@ -312,5 +312,6 @@ def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], star
         block["NOTE"] = (f"{study} ran WITHOUT ImageNet weights (weights 'none': random initialisation). Its numbers "
                          f"are a no-pretraining baseline, not the study's transfer learning; the "
                          f"{course_backbones()[1]} run uses real ImageNet weights.")
-    # The block goes first, so the note is the first thing a reader of metrics.json sees.
-    write_json(metrics_path, {"_report": block, **{k: v for k, v in data.items() if k != "_report"}})
+    # The block goes first, so the note is the first thing a reader of metrics.json sees; paths as
+    # $ASLNB_DATA, ./reports/cpu ...: never the machine's (provenance.portable).
+    write_json(metrics_path, portable({"_report": block, **{k: v for k, v in data.items() if k != "_report"}}))
