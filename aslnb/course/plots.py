@@ -110,6 +110,26 @@ def histograms(df, columns: Sequence[str], *, title: str, xlabels: Sequence[str]
     return fig
 
 
+def light_by_split(stats, where: np.ndarray, *, title: str):
+    """Brightness and contrast histograms (share of each subset's images) of the train, val and test frames;
+    ``where``: each row's subset (:func:`aslnb.course.analysis.split_assignment`)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    for ax, col, xl in zip(axes, ("brightness", "contrast"), ("mean grey level (0-255)", "std of grey levels")):
+        bins = np.linspace(stats[col].min(), stats[col].max(), 31)
+        for name, color in (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:red")):
+            values = stats[col][where == name]
+            ax.hist(values, bins=bins, weights=np.full(len(values), 1 / max(len(values), 1)), histtype="step",
+                    linewidth=1.6, color=color, label=f"{name} ({len(values)})")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("share of the subset's images")
+        ax.set_title(col)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def frame_pair(a: np.ndarray, b: np.ndarray, titles: tuple[str, str], *, title: str):
     """Two neighbouring frames and their absolute pixel difference."""
     plt = _plt()
