@@ -129,6 +129,7 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
     import keras
 
     keras.utils.set_random_seed(given["SEED"])
+    _display_options()
     run = NotebookRun(notebook, given, settings, data_dir, external_dir, report_dir, fig_dir,
                       backbone_why=why if "BACKBONE" in given else "")
     print(banner(run))
@@ -138,6 +139,13 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
 
 
 _IGNORED = {"In", "Out"}
+
+
+def _display_options() -> None:
+    """Tables show their row labels and cells whole (pandas cuts them at 50 characters by default)."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
 
 
 def banner(run: NotebookRun) -> str:
