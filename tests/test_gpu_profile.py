@@ -33,7 +33,7 @@ def _stand_in_resnet50_weights(keras_home):
 
 
 @pytest.mark.slow
-def test_the_gpu_profile_runs_its_whole_path(tmp_path, monkeypatch, sample_dir, capsys):
+def test_the_gpu_profile_runs_its_whole_path(tmp_path, monkeypatch, sample_dir):
     from aslnb.models.registry import resolve_weights
     from aslnb.train import train
 
@@ -50,7 +50,10 @@ def test_the_gpu_profile_runs_its_whole_path(tmp_path, monkeypatch, sample_dir, 
     assert config["params"]["weights"] == "imagenet" and config["params"]["dropout"] == 0.5
     assert config["params"]["freeze_until"] == "conv4" and config["params"]["fine_tune_epochs"] == 1
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    out = capsys.readouterr().out
-    assert any(cache.rglob("*")), "the frozen conv1-conv4 features were cached"
+    marks = {m["phase"]: m for m in history["phase_marks"]}
+    assert len(history["phases"]) == 2 and len(history["epochs"]) == 2, history["phase_marks"]  # 1 epoch each
+    first, second = (marks[p] for p in history["phases"])
+    assert first["freeze_until"] == "conv4" and first["learning_rate"] == params["learning_rate"]
+    assert second["freeze_until"] == "conv3" and second["learning_rate"] == params["fine_tune_lr"]  # conv4 unfrozen too
+    assert history["feature_extraction_seconds"] > 0 and any(cache.rglob("*")), "conv1-conv4 features were cached"
     assert res.model.input_shape[1:3] == (224, 224)
-    assert history and out, (history, out[-2000:])
