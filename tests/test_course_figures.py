@@ -90,3 +90,25 @@ def test_readme_counts_six_notebooks():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "all five" not in readme and "five notebooks" not in readme
+
+
+def test_provenance_names_no_path_of_this_machine(monkeypatch, tmp_path):
+    """Item 9 without a report: data as $ASLNB_DATA with its fingerprint, the repository relative, stamps pathless."""
+    from pathlib import Path
+
+    from aslnb.course.notebook import NotebookRun
+    from aslnb.provenance import data_label, folder_fingerprint, portable, repo_root
+
+    data = tmp_path / "asl"
+    (data / "A").mkdir(parents=True)
+    (data / "A" / "A1.jpg").write_bytes(b"x")
+    monkeypatch.setenv("ASLNB_DATA", str(data))
+    fp = folder_fingerprint(data)
+    assert data_label(data) == f"$ASLNB_DATA (fingerprint {fp})" and len(fp) == 12
+    assert folder_fingerprint(tmp_path / "asl") == fp
+    assert portable({"r": [str(repo_root() / "reports" / "cpu")], "h": str(Path.home() / "x")}) == {
+        "r": ["./reports/cpu"], "h": "~/x"}
+    assert str(tmp_path) not in portable(f"copied to {tmp_path / 'other'}")
+    run = NotebookRun("01", {"PROFILE": "cpu", "SEED": 0}, {"image_size": 128, "weights": "auto"}, data, None,
+                      tmp_path / "rep", tmp_path / "rep" / "figures")
+    assert "/" not in run.stamp() and "/" not in run.stamp("efficientnet_lite0 ImageNet · 128px")
