@@ -1,6 +1,7 @@
 """What produced a result: library versions, device, backend, run format."""
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -85,3 +86,80 @@ def memory_bytes() -> int | None:
         if text.isdigit():
             total = min(total, int(text))
     return total
+
+
+# --------------------------------------------------------------------------- paths without the machine
+# What a report records names folders as a reader of any machine can follow: the data as ``$ASLNB_DATA``
+# (with its fingerprint), the package and report folders relative to the repository.
+_PATH_ENVS = ("ASLNB_DATA", "ASLNB_EXTERNAL_DATA", "KERAS_HOME", "ASLNB_CACHE")
+
+
+def repo_root() -> Path:
+    """The source checkout holding the package (its parent folder when the package is installed)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _path_names(extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(absolute prefix, portable name)`` pairs, longest prefix first."""
+    import tempfile
+
+    names = {str(Path(p).expanduser().resolve()): name for p, name in (extra or {}).items() if p}
+    for env in _PATH_ENVS:
+        if os.environ.get(env):
+            names.setdefault(str(Path(os.environ[env]).expanduser().resolve()), f"${env}")
+    names.setdefault(str(repo_root()), ".")
+    names.setdefault(str(Path.home().resolve()), "~")
+    names.setdefault(str(Path(tempfile.gettempdir()).resolve()), "$TMPDIR")
+    return sorted(names.items(), key=lambda kv: -len(kv[0]))
+
+
+def portable(value, extra: dict[str, str] | None = None):
+    """``value`` (a string, or lists/dicts of them) with machine paths replaced by portable names.
+
+    ``$ASLNB_DATA``, ``$ASLNB_EXTERNAL_DATA``, ``$KERAS_HOME``, ``$ASLNB_CACHE`` where those are set,
+    the repository as ``.`` (``./reports/cpu``), the home folder as ``~``, the temporary folder as
+    ``$TMPDIR``; ``extra``: more ``{absolute path: name}`` pairs (they come first).
+    """
+    pairs = _path_names(extra)
+
+    def one(v):
+        if isinstance(v, str):
+            for prefix, name in pairs:
+                if prefix != "/" and prefix in v:
+                    v = v.replace(prefix, name)
+            return v
+        if isinstance(v, dict):
+            return {k: one(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [one(x) for x in v]
+        return v
+
+    return one(value)
+
+
+def folder_fingerprint(folder: os.PathLike | str) -> str:
+    """12 hex digits identifying a data folder's files (relative names and sizes), wherever it lies."""
+    return _fingerprint(str(Path(folder).resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(folder: str) -> str:
+    """:func:`folder_fingerprint` of a resolved folder, once per process (a notebook records many times)."""
+    import hashlib
+
+    root = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def data_label(folder: os.PathLike | str | None) -> str:
+    """``$ASLNB_DATA (fingerprint 1a2b...)``: a data folder named without the machine's path
+    (a folder outside the portable names shows as ``.../<its name>``)."""
+    if folder is None:
+        return "(none)"
+    name = portable(str(Path(folder).resolve()))
+    name = name if not name.startswith("/") else f".../{Path(folder).name}"
+    return f"{name} (fingerprint {folder_fingerprint(folder)})"

@@ -247,7 +247,9 @@ def test_cpu_profile_fine_tunes_the_top_stage_with_dropout_and_early_stopping():
     assert 0 < p["dropout"] < 1 and p["early_stopping_patience"] >= 1
     TrainConfig.from_params(**p)
     gpu = train_params(profile("gpu"), "resnet50")
-    assert gpu["fine_tune_epochs"] == 5 and gpu["fine_tune_until"] is None and gpu["dropout"] == 0.0
+    assert gpu["fine_tune_epochs"] == 5 and gpu["fine_tune_until"] is None  # the study's: one stage before conv4
+    # the gpu profile gets the regularisation the cpu profile's head needs (issue 26, item 8)
+    assert (gpu["dropout"], gpu["early_stopping_patience"]) == (p["dropout"], p["early_stopping_patience"])
 
 
 def test_train_params_resolve_auto_and_keep_none_as_the_study_backbone(monkeypatch):

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from aslnb.errors import ParameterError
-from aslnb.course.report import NotebookFailed, course_notebooks, plan, run_report
+from aslnb.course.report import ChecksFailed, NotebookFailed, course_notebooks, plan, run_report
 from aslnb.course.report_params import parse_extra
 
 
@@ -340,3 +340,101 @@ def test_a_parameter_out_of_range_is_refused(tmp_path, item, pattern):
     with pytest.raises(ParameterError, match=pattern) as err:
         plan("smoke", out=tmp_path, extra=[item])
     assert str(err.value).startswith("-p ") and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- lesson checks
+def _check_notebook_folder(folder, *, holds: bool):
+    """A course folder with one tiny notebook that records a lesson check through aslnb.course.checks."""
+    folder.mkdir(exist_ok=True)
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    params = nbformat.v4.new_code_cell("PROFILE = 'cpu'\nREPORT_DIR = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from pathlib import Path\nfrom aslnb.course.checks import check\nfrom aslnb.course.notebook import NotebookRun\n"
+        "run = NotebookRun('01', {'PROFILE': PROFILE, 'SEED': 0}, {}, Path('.'), None, Path(REPORT_DIR), Path('.'))\n"
+        f"check(run, 'two beats one', {'2 > 1' if holds else '2 < 1'}, 'two vs one')")]
+    nbformat.write(nb, folder / "01_check.ipynb")
+    return folder
+
+
+def test_a_check_that_does_not_hold_fails_a_strict_report_and_keeps_the_old_one(tmp_path, capfd):
+    folder = _check_notebook_folder(tmp_path / "nbs", holds=False)
+    old = _old_report(tmp_path / "out" / "smoke")
+    with pytest.raises(ChecksFailed) as info:
+        run_report("smoke", out=tmp_path / "out", folder=folder, strict=True)
+    msg = str(info.value)
+    assert "nb01: two beats one (two vs one)" in msg and "\n" not in msg, msg
+    assert _snapshot(tmp_path / "out" / "smoke") == old  # the previous report, untouched
+    failed = tmp_path / "out" / "smoke.failed"
+    metrics = json.loads((failed / "metrics.json").read_text())
+    assert metrics["nb01"]["checks"]["two beats one"] == {"holds": False, "detail": "two vs one"}
+    assert metrics["_report"]["status"] == "failed"
+    assert "check: two beats one: does NOT hold in this run (two vs one)" in _outputs(failed / "01_check.ipynb")
+    assert not (tmp_path / "out" / "smoke.previous").exists()
+    out, _ = capfd.readouterr()
+    assert f"the previous report in {tmp_path / 'out' / 'smoke'} is unchanged" in out
+
+
+def test_a_check_that_does_not_hold_is_only_printed_when_not_strict(tmp_path):
+    folder = _check_notebook_folder(tmp_path / "nbs", holds=False)
+    report_dir = run_report("smoke", out=tmp_path / "out", folder=folder, progress=False)
+    assert "does NOT hold in this run" in _outputs(report_dir / "01_check.ipynb")
+    assert json.loads((report_dir / "metrics.json").read_text())["_report"]["status"] == "ok"
+
+
+def test_a_strict_report_whose_checks_hold_replaces_the_old_one(tmp_path):
+    folder = _check_notebook_folder(tmp_path / "nbs", holds=True)
+    _old_report(tmp_path / "out" / "smoke")
+    report_dir = run_report("smoke", out=tmp_path / "out", folder=folder, strict=True, progress=False)
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    assert metrics["nb01"]["checks"]["two beats one"]["holds"] is True and "nb05" not in metrics
+    assert not (tmp_path / "out" / "smoke.failed").exists()
+
+
+@pytest.mark.parametrize("argv, strict", [
+    (["report"], True),
+    (["report", "--profile", "cpu", "--data", "d", "--external", "e", "--notebooks", "01"], True),
+    (["report", "--profile", "cpu", "-p", "EPOCHS=1"], False),
+    (["report", "--profile", "cpu", "--weights", "none"], False),
+    (["report", "--profile", "smoke"], False),
+])
+def test_the_cli_makes_only_the_committed_cpu_report_strict(monkeypatch, tmp_path, argv, strict):
+    import aslnb.course.report as report
+    from aslnb.cli import main
+
+    seen = {}
+    monkeypatch.setattr(report, "run_report", lambda *a, **kw: seen.update(kw) or tmp_path)
+    assert main(argv) == 0
+    assert seen["strict"] is strict
+
+
+def test_the_committed_cpu_report_has_lesson_checks_and_all_hold():
+    """Fails until reports/cpu is regenerated with the notebooks' checks (the coordinator does that)."""
+    from aslnb.course.checks import failed_checks
+
+    metrics = json.loads((course_notebooks()[0].parents[1] / "reports" / "cpu" / "metrics.json").read_text())
+    recorded = {nb: sorted(section.get("checks", {})) for nb, section in metrics.items() if nb.startswith("nb")}
+    assert recorded.get("nb01") and recorded.get("nb03"), recorded
+    assert failed_checks(metrics) == []
+
+
+def test_the_report_names_no_path_of_this_machine(smoke_report):
+    """metrics.json and the banners name the data as $ASLNB_DATA (with its fingerprint), folders relative."""
+    import os
+    from pathlib import Path
+
+    from aslnb.provenance import folder_fingerprint, repo_root
+
+    machine = {str(smoke_report.parent), str(Path.home()), str(repo_root()), "/work/", "/tmp/",
+               str(Path(os.environ["ASLNB_DATA"]).resolve())}
+    metrics_text = (smoke_report / "metrics.json").read_text()
+    produced = json.loads(metrics_text)["_produced_by"]["nb01"]
+    assert produced["data"] == f"$ASLNB_DATA (fingerprint {folder_fingerprint(os.environ['ASLNB_DATA'])})"
+    for notebook in sorted(smoke_report.glob("[0-9][0-9]_*.ipynb")):
+        shown = _outputs(notebook)
+        banner = shown[shown.index("aslnb notebook"):].split("\n  settings", 1)[0]
+        assert "  data     : $ASLNB_DATA (fingerprint " in banner and "package  : aslnb " in banner, banner
+        for path in machine:
+            assert path not in banner, (notebook.name, path, banner)
+            assert path not in metrics_text, path

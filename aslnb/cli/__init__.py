@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(profile_in(argv))  # train --profile NAME: its settings are the defaults (and --help's)
     args = parser.parse_args(argv)
+    args.given = frozenset(tok.split("=", 1)[0] for tok in argv if tok.startswith("--"))  # options typed
     handlers = {"data": _cmd_data, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                 "report": _cmd_report, "bench": _cmd_bench}
     try:

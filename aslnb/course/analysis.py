@@ -41,6 +41,30 @@ def image_stats(folder: ImageFolder, size: int = 64):
     return df
 
 
+def light_by_split(stats, folder: ImageFolder, split: Split):
+    """Brightness and contrast (mean and std of grey levels, from :func:`image_stats` of ``folder``) per
+    subset of ``split``: one row each for train, val, test.
+
+    Columns: images; mean brightness; mean contrast; ``classes with more contrast than train``: the
+    classes whose mean contrast in that subset exceeds their mean contrast in train, of the
+    ``classes compared`` (present in both).
+    """
+    import pandas as pd
+
+    where = split_assignment(folder, split)
+    train_contrast = stats[where == "train"].groupby("class")["contrast"].mean()
+    rows = {}
+    for name in ("train", "val", "test"):
+        part = stats[where == name]
+        by_class = part.groupby("class")["contrast"].mean()
+        shared = by_class.index.intersection(train_contrast.index)
+        rows[name] = {"images": len(part), "brightness": round(float(part["brightness"].mean()), 1),
+                      "contrast": round(float(part["contrast"].mean()), 1),
+                      "classes with more contrast than train": int((by_class[shared] > train_contrast[shared]).sum()),
+                      "classes compared": len(shared)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def one_per_class(folder: ImageFolder, position: float = 0.5) -> list[tuple[str, str]]:
     """``[(class, file)]``: the file at ``position`` (0..1) of each non-empty class, in class order."""
     out = []

@@ -28,7 +28,7 @@ from ..config import profile as get_profile
 from ..errors import ParameterError
 from ..evaluate import evaluate
 from ..io import read_json, write_json
-from ..provenance import device_name, gpu_visible
+from ..provenance import data_label, device_name, gpu_visible, portable
 from ..settings import EXTERNAL_ENV, cache_dir, resolve_data_dir, resolve_external_dir
 from ..train import train
 from .colab import ensure_data, on_colab, resolve_profile
@@ -129,6 +129,7 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
     import keras
 
     keras.utils.set_random_seed(given["SEED"])
+    _display_options()
     run = NotebookRun(notebook, given, settings, data_dir, external_dir, report_dir, fig_dir,
                       backbone_why=why if "BACKBONE" in given else "")
     print(banner(run))
@@ -138,6 +139,13 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
 
 
 _IGNORED = {"In", "Out"}
+
+
+def _display_options() -> None:
+    """Tables show their row labels and cells whole (pandas cuts them at 50 characters by default)."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
 
 
 def banner(run: NotebookRun) -> str:
@@ -154,10 +162,10 @@ def banner(run: NotebookRun) -> str:
         f"aslnb notebook {run.notebook} · profile {run.params['PROFILE']}" + (" · Colab" if on_colab() else ""),
         f"  device   : {device_name()}",
         f"  backend  : keras {keras.__version__} on {keras.backend.backend()} · python {platform.python_version()}",
-        f"  package  : aslnb {__version__} ({Path(__file__).resolve().parents[1]})",
+        f"  package  : aslnb {__version__} ({portable(str(Path(__file__).resolve().parents[1]))})",
         f"  weights  : {weights}",
-        f"  data     : {run.data_dir}",
-        f"  external : {run.external_dir or '(none)'}",
+        f"  data     : {data_label(run.data_dir)}",
+        f"  external : {data_label(run.external_dir)}",
         f"  settings : image {s['image_size']}px · epochs {s['epochs']} · batch {s['batch_size']} · "
         f"per class {s['limit_per_class'] or 'all'} · seed {run.params['SEED']}",
     ]
@@ -166,7 +174,7 @@ def banner(run: NotebookRun) -> str:
                      "its numbers are a no-pretraining baseline.")
     if not gpu_visible() and run.params["PROFILE"] == "gpu":
         lines.append("  WARNING  : profile 'gpu' but no GPU found: this will be slow")
-    return "\n".join(lines)
+    return portable("\n".join(lines))  # no path of this machine (the weights line may name the Keras cache)
 
 
 def save_fig(run: NotebookRun, fig, name: str, *, stamp: bool = True, what: str | None = None) -> Path:
@@ -189,10 +197,10 @@ def record(run: NotebookRun, key: str, value: Any, *, show: bool = True) -> Any:
     path = run.report_dir / "metrics.json"
     data = json.loads(path.read_text()) if path.is_file() else {}
     section = data.setdefault(f"nb{run.notebook}", {})
-    section[key] = value
+    section[key] = portable(value)  # paths as $ASLNB_DATA, ./reports/cpu ...: never this machine's
     data.setdefault("_produced_by", {})[f"nb{run.notebook}"] = {
         "profile": run.params["PROFILE"], "settings": run.settings, "seed": run.params["SEED"],
-        "data": str(run.data_dir), "external": str(run.external_dir) if run.external_dir else None,
+        "data": data_label(run.data_dir), "external": data_label(run.external_dir) if run.external_dir else None,
         "device": device_name(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(path, data)

@@ -110,6 +110,26 @@ def histograms(df, columns: Sequence[str], *, title: str, xlabels: Sequence[str]
     return fig
 
 
+def light_by_split(stats, where: np.ndarray, *, title: str):
+    """Brightness and contrast histograms (share of each subset's images) of the train, val and test frames;
+    ``where``: each row's subset (:func:`aslnb.course.analysis.split_assignment`)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    for ax, col, xl in zip(axes, ("brightness", "contrast"), ("mean grey level (0-255)", "std of grey levels")):
+        bins = np.linspace(stats[col].min(), stats[col].max(), 31)
+        for name, color in (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:red")):
+            values = stats[col][where == name]
+            ax.hist(values, bins=bins, weights=np.full(len(values), 1 / max(len(values), 1)), histtype="step",
+                    linewidth=1.6, color=color, label=f"{name} ({len(values)})")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("share of the subset's images")
+        ax.set_title(col)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def frame_pair(a: np.ndarray, b: np.ndarray, titles: tuple[str, str], *, title: str):
     """Two neighbouring frames and their absolute pixel difference."""
     plt = _plt()
@@ -151,6 +171,13 @@ def split_map(folder, assignments: dict[str, np.ndarray], *, title: str):
     return fig
 
 
+def integer_epochs(ax) -> None:
+    """Whole-number ticks on ``ax``'s x axis (epochs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def training_curves(epochs: list[dict], *, title: str, switch_label: str = "fine-tuning starts"):
     """Loss and accuracy per epoch (train and validation); a dashed line where the phase changes."""
     plt = _plt()
@@ -164,6 +191,7 @@ def training_curves(epochs: list[dict], *, title: str, switch_label: str = "fine
         for i in range(1, len(phases)):
             if phases[i] != phases[i - 1]:
                 ax.axvline(i + 0.5, color="0.4", ls=":", label=switch_label)
+        integer_epochs(ax)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.set_title(name)
@@ -182,9 +210,10 @@ def confusion_heatmap(matrix, labels: Sequence[str], *, title: str, annot: bool 
     annot = len(labels) <= 30 if annot is None else annot
     side = max(5.0, 0.33 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(side + 1, side))
-    sns.heatmap(m, ax=ax, vmin=0, vmax=1, cmap="Blues", square=True, xticklabels=labels, yticklabels=labels,
-                annot=np.where(m > 0, np.round(m * 100).astype(int).astype(str), "") if annot else False,
-                fmt="", annot_kws={"fontsize": 6}, cbar_kws={"label": "share of the true class"})
+    pct = m * 100  # the cells show percent: so does the colour bar
+    sns.heatmap(pct, ax=ax, vmin=0, vmax=100, cmap="Blues", square=True, xticklabels=labels, yticklabels=labels,
+                annot=np.where(m > 0, np.round(pct).astype(int).astype(str), "") if annot else False,
+                fmt="", annot_kws={"fontsize": 6}, cbar_kws={"label": "% of the true class"})
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)

@@ -24,6 +24,9 @@ The previous report is kept until the new one is complete (see
 the new, partial report folder (the failed notebook's executed copy and HTML
 included) is moved to ``<out>/<profile>.failed`` for debugging, the previous
 report is put back, and the error names the notebook and the failing cell.
+A strict report (``run_report(strict=True)``: the CLI sets it for the committed
+``cpu`` report, without ``-p``/``--weights`` overrides) fails the same way when a
+lesson check recorded in metrics.json (:mod:`aslnb.course.checks`) does not hold.
 (The notebooks run in the final folder rather than a temporary one so that the
 paths printed in them and recorded in the runs are the report's own.)
 
@@ -79,6 +82,22 @@ class NotebookFailed(AslnbError):
     """A notebook of the report raised an error; the message names the notebook and the cell."""
 
     exit_code = 9
+
+
+class ChecksFailed(AslnbError):
+    """A strict report (the committed ``cpu`` one) ran, but a lesson check does not hold in it."""
+
+    exit_code = 9
+
+
+def _check_lessons(metrics_path: Path, failed_dir: Path) -> None:
+    """Raise :class:`ChecksFailed` naming every recorded lesson check of ``metrics_path`` that does not hold."""
+    from .checks import failed_checks
+
+    failed = failed_checks(read_json(metrics_path)) if metrics_path.is_file() else []
+    if failed:
+        raise ChecksFailed(f"lesson check(s) do not hold: {'; '.join(failed)} (the report's lessons rest on them; "
+                           f"run kept in {failed_dir})")
 
 
 def notebooks_dir() -> Path:
@@ -163,10 +182,12 @@ def _failure_message(name: str, exc: Exception, dest: Path) -> str:
 def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=None, external=None,
                weights: str | None = None, notebooks: Iterable[str] | None = None, extra=None, *,
                timeout: int | None = None, kernel_name: str = "python3", folder: Path | None = None,
-               progress: bool = True) -> Path:
+               progress: bool = True, strict: bool = False) -> Path:
     """Run the course notebooks with papermill; return the report folder ``<out>/<profile>``.
 
-    Every argument is checked first; the previous report is replaced only when all notebooks succeed.
+    Every argument is checked first; the previous report is replaced only when all notebooks succeed
+    and, when ``strict`` (the committed report: ``cpu`` without parameter overrides), every lesson
+    check recorded in metrics.json holds (:class:`ChecksFailed` otherwise).
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -214,6 +235,12 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
                         to_html(dest)
                     _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[job['name']]:.1f} s "
                                    f"({_code_cells(job['source'])} code cells)")
+        if strict:
+            try:
+                _check_lessons(metrics_path, failed_dir)
+            except ChecksFailed as exc:
+                failed = {"notebook": None, "cell": None, "error": str(exc)}
+                raise
         ok = True
     finally:
         try:
@@ -252,7 +279,7 @@ def _forget(metrics_path: Path, sections: set[str]) -> None:
 def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], started: float,
                         seconds: dict[str, float], failed: dict | None, timeout: int) -> None:
     from ..models.registry import course_backbones, default_backbone, resolve_weights, weights_source
-    from ..provenance import device_name, versions
+    from ..provenance import device_name, portable, versions
 
     data = read_json(metrics_path) if metrics_path.is_file() else {}
     settings = get_profile(profile)
@@ -285,5 +312,6 @@ def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], star
         block["NOTE"] = (f"{study} ran WITHOUT ImageNet weights (weights 'none': random initialisation). Its numbers "
                          f"are a no-pretraining baseline, not the study's transfer learning; the "
                          f"{course_backbones()[1]} run uses real ImageNet weights.")
-    # The block goes first, so the note is the first thing a reader of metrics.json sees.
-    write_json(metrics_path, {"_report": block, **{k: v for k, v in data.items() if k != "_report"}})
+    # The block goes first, so the note is the first thing a reader of metrics.json sees; paths as
+    # $ASLNB_DATA, ./reports/cpu ...: never the machine's (provenance.portable).
+    write_json(metrics_path, portable({"_report": block, **{k: v for k, v in data.items() if k != "_report"}}))

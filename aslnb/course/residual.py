@@ -268,3 +268,25 @@ def resnet50_stage_table(model: keras.Model | None = None, input_size: int = 224
         rows.append({"stage": stage, "blocks": blocks, "output_shape": tuple(out_layer.output.shape[1:]),
                      "params": n})
     return rows
+
+
+def seed_study(depths: list[int], train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
+               *, seeds: list[int], **kwargs: Any) -> dict[str, list[float]]:
+    """Final training loss of every net of :func:`train_depth_study` (``kwargs``: its options), once per seed:
+    ``{net name: [loss for each seed in seeds]}``."""
+    out: dict[str, list[float]] = {}
+    for seed in seeds:
+        for r in train_depth_study(depths, train, val, seed=seed, **kwargs):
+            out.setdefault(r.name, []).append(float(r.final_loss))
+    return out
+
+
+def depth_verdict(shallow: list[float], deep: list[float], tol: float) -> str:
+    """Whether the deeper net's final training loss is higher than the shallower one's in every seed (paired by
+    seed, by more than ``tol``), lower in every seed, or neither (the seeds disagree or the gap is under ``tol``)."""
+    diffs = [b - a for a, b in zip(shallow, deep)]
+    if all(d > tol for d in diffs):
+        return "higher in every seed: deeper is worse"
+    if all(d < -tol for d in diffs):
+        return "lower in every seed: deeper is better"
+    return "no difference that holds in every seed"

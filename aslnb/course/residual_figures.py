@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .plots import integer_epochs
+
 if TYPE_CHECKING:
     from .residual import DepthRun
 
@@ -32,6 +34,7 @@ def plot_training_curves(runs: list[DepthRun], *, chance: float | None = None, t
         if chance is not None:
             ax.axhline(chance, color="0.5", lw=0.8, ls=":", label=f"chance (ln {round(np.exp(chance))})")
         ax.set_title(f"{'residual' if residual else 'plain'} nets")
+        integer_epochs(ax)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -63,7 +66,8 @@ def plot_gradient_norms(norms: dict[str, dict[str, float]], ax=None):
 
 
 def draw_residual_block(ax=None):
-    """Draw ``x -> [conv3x3 -> ReLU -> conv3x3] -> (+) -> ReLU`` with the identity shortcut; returns the figure."""
+    """Draw ``x -> [conv3x3 -> BN -> ReLU -> conv3x3 -> BN] -> (+) -> ReLU`` with the identity shortcut (the block
+    :func:`aslnb.course.residual.build_conv_net` builds); returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -74,10 +78,12 @@ def draw_residual_block(ax=None):
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 12)
     ax.axis("off")
-    boxes = [  # (y, label, colour)
-        (10.0, "conv 3x3, 16 ch", "#cfe2f3"),
+    boxes = [  # (y, label, colour): F(x) = BN(conv(relu(BN(conv(x))))), as residual.build_conv_net builds it
+        (10.6, "conv 3x3, 16 ch", "#cfe2f3"),
+        (9.4, "BatchNormalization", "#d9ead3"),
         (8.2, "ReLU", "#fde9c9"),
-        (6.4, "conv 3x3, 16 ch", "#cfe2f3"),
+        (7.0, "conv 3x3, 16 ch", "#cfe2f3"),
+        (5.8, "BatchNormalization", "#d9ead3"),
     ]
     cx = 4.0
 
@@ -85,12 +91,12 @@ def draw_residual_block(ax=None):
         ax.add_patch(FancyArrowPatch(xy0, xy1, arrowstyle="-|>", mutation_scale=14, lw=1.4, color="0.2", **kw))
 
     ax.text(cx, 11.7, "x", ha="center", va="center", fontsize=13, style="italic")
-    arrow((cx, 11.4), (cx, 10.5))
+    arrow((cx, 11.45), (cx, 11.08))
     for i, (y, label, colour) in enumerate(boxes):
-        ax.add_patch(FancyBboxPatch((cx - 2.0, y - 0.45), 4.0, 0.9, boxstyle="round,pad=0.05", fc=colour, ec="0.3"))
+        ax.add_patch(FancyBboxPatch((cx - 2.0, y - 0.35), 4.0, 0.7, boxstyle="round,pad=0.05", fc=colour, ec="0.3"))
         ax.text(cx, y, label, ha="center", va="center", fontsize=10)
-        nxt = boxes[i + 1][0] + 0.5 if i + 1 < len(boxes) else 4.75
-        arrow((cx, y - 0.5), (cx, nxt))
+        nxt = boxes[i + 1][0] + 0.42 if i + 1 < len(boxes) else 4.75
+        arrow((cx, y - 0.42), (cx, nxt))
     ax.add_patch(plt.Circle((cx, 4.3), 0.42, fc="white", ec="0.2", lw=1.4))
     ax.text(cx, 4.3, "+", ha="center", va="center", fontsize=16)
     arrow((cx, 3.85), (cx, 3.05))
@@ -99,10 +105,10 @@ def draw_residual_block(ax=None):
     arrow((cx, 2.05), (cx, 1.2))
     ax.text(cx, 0.8, "relu(F(x) + x)", ha="center", va="center", fontsize=12, style="italic")
     # identity shortcut
-    ax.plot([cx, 8.3, 8.3], [11.1, 11.1, 4.3], color="#c0392b", lw=1.8)
+    ax.plot([cx, 8.3, 8.3], [11.3, 11.3, 4.3], color="#c0392b", lw=1.8)
     arrow((8.3, 4.3), (cx + 0.45, 4.3), linestyle="-")
     ax.text(8.5, 7.7, "identity\nshortcut: x", ha="left", va="center", fontsize=10, color="#c0392b")
-    ax.text(1.2, 8.2, "F(x)", ha="center", va="center", fontsize=13, style="italic", color="#1f4e79")
-    ax.plot([1.8, 1.8], [6.0, 10.4], color="#1f4e79", lw=1)
+    ax.text(1.1, 8.2, "F(x)", ha="center", va="center", fontsize=13, style="italic", color="#1f4e79")
+    ax.plot([1.8, 1.8], [5.5, 10.9], color="#1f4e79", lw=1)
     ax.set_title("A residual block: the layers learn only the change F(x)")
     return fig
