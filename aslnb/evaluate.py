@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 
 from .data.external import format_signer_scores, load_external, signer_scores
-from .data.pipeline import DECODER, LEGACY_DECODER, decode_files
+from .data.pipeline import DECODER, decode_files, run_decoder
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
-from .data.splits import Split
+from .data.splits import Split, limit_folder
 from .errors import DataError, ModelError
 from .io import write_json
 from .runs import load_run, run_split
@@ -185,17 +185,6 @@ def no_hand_share(found: np.ndarray | None, correct: np.ndarray, files=None) -> 
         if not (who == "unknown").all():
             out["by_signer"] = {s: share(who == s) for s in sorted(set(who.tolist()), key=lambda s: (len(s), s))}
     return out
-
-
-def predict_folder(model, folder: ImageFolder, image_size: int, batch_size: int = 32,
-                   decoder: str = DECODER) -> np.ndarray:
-    """Class probabilities for every file of ``folder``, in file order (:func:`class_probabilities`)."""
-    return class_probabilities(model, folder.files, image_size, batch_size, decoder=decoder)
-
-
-def run_decoder(params: dict) -> str:
-    """The decoder a run was trained with (``config.json`` params; Pillow for runs made before the setting)."""
-    return str(params.get("decoder", LEGACY_DECODER))
 
 
 def metrics_name(run_cfg: dict, data_dir: Path, other_data: bool = False) -> str:
@@ -359,12 +348,12 @@ def score_external(model, ext_dir: str | os.PathLike, cfg: dict, class_names: li
                    verbose: int = 1) -> ExternalScores:
     """Score ``model`` (a run's, ``cfg`` its config.json) on an external set: accuracy over the shared classes,
     per signer with intervals, no-hand shares. The one way an external set is scored (evaluate, notebooks 05
-    and 06). ``per_class``: at most that many images per class, spread over the set, for quick runs."""
+    and 06). ``per_class``: at most that many images per class (:func:`aslnb.data.splits.limit_folder`)."""
     ext = load_external(ext_dir, class_names)
     if verbose and ext.unmapped:  # as for --data: what is not scored is said
         _warn(f"{ext_dir}: {len(ext.unmapped)} folder(s) are not classes of the model ({_short(list(ext.unmapped))}"
               f"): ignored ({sum(ext.unmapped.values())} images not scored)")
-    folder = spread_folder(drop_bad_images(ext.folder, warn=bool(verbose)), per_class)
+    folder = limit_folder(drop_bad_images(ext.folder, warn=bool(verbose)), per_class)
     probs, found = run_probabilities(model, folder.files, cfg, class_names, source=source)
     shared = [class_names.index(c) for c in ext.shared_classes]
     correct = probs.argmax(1) == folder.labels
@@ -376,15 +365,6 @@ def score_external(model, ext_dir: str | os.PathLike, cfg: dict, class_names: li
     if found is not None:
         metrics["no_hand"] = no_hand_share(found, correct, folder.files)
     return ExternalScores(metrics, folder, probs, found, shared)
-
-
-def spread_folder(folder: ImageFolder, per_class: int | None) -> ImageFolder:
-    """At most ``per_class`` images of each class of ``folder``, evenly spread over its files (None: all)."""
-    if not per_class:
-        return folder
-    keep = [np.flatnonzero(folder.labels == c)[:: max(1, int((folder.labels == c).sum()) // per_class)]
-            for c in np.unique(folder.labels)]
-    return folder.subset(np.sort(np.concatenate(keep)))
 
 
 def _print_summary(metrics: dict[str, Any], n: int) -> None:

@@ -137,7 +137,7 @@ def test_the_decoder_is_part_of_the_feature_cache_key(sample_dir):
 
 def test_the_decoder_is_a_training_setting_and_old_runs_read_with_pillow():
     from aslnb.config import TrainConfig
-    from aslnb.evaluate import run_decoder
+    from aslnb.data.pipeline import run_decoder
 
     assert TrainConfig().decoder == DECODER
     assert TrainConfig.from_params(decoder="tf").decoder == "tf"

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.external import load_external
 from ..data.images import load_image
 from ..data.pipeline import run_decoder
 from ..data.scan import ImageFolder, drop_bad_images, frame_number, scan_folder
 from ..data.splits import Split, limit_folder, split_folder
-from ..evaluate import predict_folder, score
-from ..runs import load_run
+from ..evaluate import run_probabilities, score, score_external
+from ..runs import load_run, run_split
 
 SUBSETS = ("train", "val", "test", "dropped")
 
@@ -212,10 +211,10 @@ def spell_sequence(folder: ImageFolder, labels: list[str]) -> list[str]:
 class RunView:
     """A finished run, re-opened for analysis: model, its split, and its predictions.
 
-    The split is rebuilt from the run's config exactly as :func:`aslnb.evaluate.evaluate`
-    does, and the test predictions go through the same :func:`predict_folder`, so the
-    numbers equal the run's ``metrics.json``. The external set (when given) is
-    predicted image by image too (limited to ``external_limit`` images per class), so
+    The split is rebuilt by :func:`aslnb.runs.run_split` and the predictions go through
+    :func:`aslnb.evaluate.run_probabilities`, as in :func:`aslnb.evaluate.evaluate`, so the
+    numbers equal the run's ``metrics.json``. The external set (when given) is scored by
+    :func:`aslnb.evaluate.score_external` (at most ``external_limit`` images per class), so
     05 can score it both ways and bootstrap it by signer.
     """
 
@@ -226,13 +225,13 @@ class RunView:
         self.params = p
         self.backbone = p["backbone"]
         self.image_size = int(p["image_size"])
-        folder = drop_bad_images(scan_folder(data_dir, class_names=self.class_names, allow_empty_classes=True))
-        self.folder = limit_folder(folder, p.get("limit_per_class"))
-        self.split = split_folder(self.folder, p["split"], val_fraction=p["val_fraction"],
-                                  test_fraction=p["test_fraction"], seed=p["seed"])
+        self.folder = limit_folder(drop_bad_images(scan_folder(data_dir, class_names=self.class_names,
+                                                               allow_empty_classes=True)), p.get("limit_per_class"))
+        self.split = run_split(self.folder, p)
         self.test = self.split.test
         self.decoder = run_decoder(p)
-        self.test_probs = predict_folder(self.model, self.test, self.image_size, int(p["batch_size"]), self.decoder)
+        self.test_probs = run_probabilities(self.model, self.test.files, self.config, self.class_names,
+                                            source=self.run_dir)[0]
         self.test_scores = score(self.test.labels, self.test_probs, self.class_names)
         self.external_scores: dict | None = None
         self.external: ImageFolder | None = None  # the external images, labelled with training ids
@@ -240,13 +239,10 @@ class RunView:
         self.external_shared: list[int] = []  # class ids the external set shares with the training set
         self.external_n = 0
         if external_dir is not None:
-            ext = load_external(external_dir, self.class_names)
-            self.external = limit_folder(drop_bad_images(ext.folder), external_limit)
-            self.external_probs = predict_folder(self.model, self.external, self.image_size, int(p["batch_size"]),
-                                                 self.decoder)
-            self.external_shared = [self.class_names.index(c) for c in ext.shared_classes]
-            self.external_scores = score(self.external.labels, self.external_probs, self.class_names,
-                                         labels=self.external_shared)
+            ext = score_external(self.model, external_dir, self.config, self.class_names, source=self.run_dir,
+                                 per_class=external_limit, verbose=0)
+            self.external, self.external_probs, self.external_shared = ext.folder, ext.probs, ext.shared
+            self.external_scores = ext.metrics
             self.external_n = len(self.external)
 
     def test_losses(self) -> np.ndarray:
