@@ -92,7 +92,7 @@ def test_ci_constraints_pin_exact_versions_and_the_makefile_uses_them():
             (spec,) = r.specifier
             assert spec.operator == "==", line
             pins[r.name.lower()] = spec.version
-    assert pins == {"tensorflow": "2.21.0", "torch": "2.13.0", "mediapipe": "0.10.35"}
+    assert pins == {"tensorflow": "2.21.0", "keras": "3.15.1", "torch": "2.13.0", "mediapipe": "0.10.35"}
     for name, version in pins.items():  # every pin lies within the package's own ranges
         reqs = {**_names(PROJECT["dependencies"]), **_names(PROJECT["optional-dependencies"]["lite0"]),
                 **_names(PROJECT["optional-dependencies"]["hands"])}

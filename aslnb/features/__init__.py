@@ -41,6 +41,7 @@ from ..config import PRECISIONS
 from ..data.pipeline import DECODER, check_decoder, make_dataset
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
+from ..keras_private import flatten_layers
 from ..provenance import gpu_visible, memory_bytes
 from .store import SHARD_ROWS, FeatureStore, open_store, write_store
 
@@ -116,7 +117,7 @@ def structure_digest(model: keras.Model) -> str:
     notebook 04 and ``aslnb train`` must give the same key. Together with the weights
     digest and the output shape this identifies what the frozen part computes.
     """
-    classes = [type(layer).__name__ for layer in model._flatten_layers(include_self=False, recursive=True)]
+    classes = [type(layer).__name__ for layer in flatten_layers(model)]
     return hashlib.sha256(json.dumps(classes).encode()).hexdigest()[:16]
 
 

@@ -26,7 +26,7 @@ Each phase is one ``model.fit`` call (see :mod:`aslnb.train.fit`) with
 ``TerminateOnNaN`` (a non-finite loss stops with a ParameterError: lower the
 learning rate), optional early stopping (``early_stopping_patience``: best
 epoch's weights restored), the caller's ``callbacks`` and a
-``BackupAndRestore`` in ``checkpoints/<phase>/`` (weights, optimizer state,
+backup (``RunBackup``, :mod:`aslnb.train.fit`) in ``checkpoints/<phase>/`` (weights, optimizer state,
 epoch records; ``epochs.json`` is a readable copy). The data order of epoch
 ``e`` depends only on ``(seed, phase, e)``. A run that was killed continues
 from its last finished epoch when the same command is run again, and ends with

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..errors import ParameterError
+from ..keras_private import patch_multiworker_reduce
 
 
 @dataclass
@@ -115,7 +116,7 @@ def placement(distribute: str, mixed_precision: str) -> Iterator[Placement]:
     saved_policy = keras.config.dtype_policy()
     if distribute != "none":
         _set_up(place)
-    undo = _patch_multiworker_reduce() if place.name == "multiworker" and backend == "tensorflow" else None
+    undo = patch_multiworker_reduce() if place.name == "multiworker" and backend == "tensorflow" else None
     try:
         keras.config.set_dtype_policy(policy)
         yield place
@@ -176,30 +177,6 @@ def _is_chief(resolver) -> bool:
     task_type, task_id = resolver.task_type, resolver.task_id
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
-
-
-def _patch_multiworker_reduce():
-    """Work around tensorflow/tensorflow#72388 (open with Keras 3.15): under ``MultiWorkerMirroredStrategy``
-    Keras reduces each step's scalar logs with ``strategy.reduce("MEAN", v, axis=0)``, which fails on a
-    scalar ("Invalid reduction dimension 0 for input with 0 dimensions"). During the run, scalar
-    per-replica values are averaged over all replicas (``axis=None``) instead; everything else goes to
-    Keras's own function. Returns the function that undoes the patch."""
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-    from keras import tree
-
-    original = tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
-            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original(values, strategy, reduction)
-
-    tf_trainer.reduce_per_replica = reduce_per_replica
-
-    def undo() -> None:
-        tf_trainer.reduce_per_replica = original
-
-    return undo
 
 
 def _walk(layer) -> Iterator[Any]:

@@ -7,15 +7,16 @@
 * :class:`EpochRecords` turns each epoch's logs into a ``history.json`` record
   (metrics, ``seconds``, ``images_per_second``) and refuses a non-finite
   validation loss.
-* :class:`RunBackup` is ``keras.callbacks.BackupAndRestore`` with an atomic
-  commit: the stock callback writes ``latest.weights.h5`` (model variables and
+* :class:`RunBackup` does what ``keras.callbacks.BackupAndRestore`` does, on public
+  Keras API only (a callback that saves at ``on_epoch_end``; the restored epoch is
+  passed to ``fit(initial_epoch=...)``), with an atomic commit: the stock callback writes ``latest.weights.h5`` (model variables and
   optimizer state) and then ``training_metadata.json`` in place, so a kill
   between or during the two writes pairs weights and epoch of different epochs
   or leaves an unreadable file. Here each save writes a new weights file, then
   replaces ``state.json`` (epoch, weights file name, epoch records, ``done``)
   atomically, then deletes the older weights file: a kill at any point leaves
-  the last complete epoch. Restoring sets the weights, the optimizer state and
-  the initial epoch as the stock callback does. ``done`` marks a finished
+  the last complete epoch. :meth:`RunBackup.restore`, called before ``fit``, sets the
+  weights and the optimizer state and returns the epoch to start from. ``done`` marks a finished
   phase (also one ended by early stopping) so a rerun does not train it again.
 """
 from __future__ import annotations
@@ -111,39 +112,41 @@ class EpochRecords(keras.callbacks.Callback):
                   f"{rec['images_per_second']:.1f} img/s", flush=True)
 
 
-class RunBackup(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` whose every save is one atomic commit (see the module docstring)."""
+class RunBackup(keras.callbacks.Callback):
+    """A backup of the phase after every epoch, one atomic commit each (see the module docstring)."""
 
     def __init__(self, backup_dir: Path, records: EpochRecords, verbose: int = 0, weights_change_at_end: bool = False):
-        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        super().__init__()
         self.folder, self.records, self.verbose = Path(backup_dir), records, verbose
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.state = self.folder / "state.json"
         self.weights_change_at_end = weights_change_at_end  # EarlyStopping restores the best weights at the end
         self._done = False
         self._weights: str | None = None
 
-    def _load_model(self):
-        self.model._initial_epoch = None
+    def restore(self, model, epochs: int) -> int:
+        """Load the last complete epoch's weights, optimizer state and records into ``model`` (compiled); the
+        epoch ``fit`` starts from (``epochs`` for a finished phase, 0 without a backup)."""
         if not self.state.exists():
-            return
+            return 0
         try:
             state = read_json(self.state)
-            if not self.model.optimizer.built:
-                self.model.optimizer.build(self.model.trainable_variables)
-            self.model.load_weights(self.folder / state["weights"])
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(self.folder / state["weights"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RunDirError(f"{self.state}: unreadable checkpoint ({exc.__class__.__name__}); pass --overwrite "
                               "to start again") from None
         self._done, self._weights = bool(state.get("done")), state["weights"]
         self.records.records[:] = state["records"]
-        self.model._initial_epoch = self.params["epochs"] if self._done else int(state["epoch"])
         if self.verbose:
             print(f"[{self.records.phase}] resuming after epoch {state['epoch']} from {self.state}", flush=True)
+        return epochs if self._done else int(state["epoch"])
 
-    def on_train_begin(self, logs=None):
-        self._load_model()
+    def on_epoch_end(self, epoch, logs=None):
+        self._commit()
 
-    def _save_model(self, done: bool = False):
+    def _commit(self, done: bool = False):
         epoch = len(self.records.records)
         name = f"state-{epoch}{'-done' if done else ''}.weights.h5"
         target = self.folder / name
@@ -167,12 +170,11 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         if not self._done:
             if self.weights_change_at_end or self._weights is None:
-                self._save_model(done=True)
+                self._commit(done=True)
             else:  # the last epoch's weights are the final ones: mark the phase done without writing them again
                 write_json(self.state, {"epoch": len(self.records.records), "weights": self._weights, "done": True,
                                         "records": self.records.records})
             self._done = True
-        self.model._initial_epoch = None
 
 
 def compile_model(model, lr: float, steps_per_execution: int = 1) -> None:
@@ -192,11 +194,12 @@ def fit_phase(phase: str, phase_index: int, model, data: EpochBatches, val_data,
     records = EpochRecords(phase, data.n, verbose)
     stop = ([keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience,
                                            restore_best_weights=True)] if early_stopping_patience else [])
+    backup = RunBackup(backup_dir, records, verbose, weights_change_at_end=bool(stop))
     cbs = [keras.callbacks.TerminateOnNaN(raise_error=True), _SetEpoch(data), *(callbacks or []), *stop, records,
-           RunBackup(backup_dir, records, verbose, weights_change_at_end=bool(stop))]
+           backup]
     try:
-        model.fit(data, epochs=epochs, validation_data=val_data, shuffle=False, callbacks=cbs,
-                  verbose=1 if verbose == 1 else 0)
+        model.fit(data, epochs=epochs, initial_epoch=backup.restore(model, epochs), validation_data=val_data,
+                  shuffle=False, callbacks=cbs, verbose=1 if verbose == 1 else 0)
     except (NonFiniteLoss, RuntimeError) as exc:
         if not isinstance(exc, NonFiniteLoss) and "NaN or Inf loss" not in str(exc):
             raise
