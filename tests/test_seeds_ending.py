@@ -91,9 +91,11 @@ def test_what_we_found_is_built_from_the_recorded_numbers():
                  f"{b}.external_accuracy_all_outputs_ci95": [0.081, 0.125], f"{b}.spelled": "LL  L"},
         "nb06": {"hands.held_out_accuracy": 0.5431, "hands.test_signers_accuracy": 0.1313},
     }
+    metrics["nb05"][f"{b}.test_accuracy_seeds"] = seed_summary([0.53, 0.45, 0.53])
+    metrics["nb05"][f"{b}.test_accuracy_ci95"] = [0.469, 0.595]
     md = what_we_found(metrics, b)
     assert md.startswith("## What we found")
-    for text in ("0.971", "0.495", "chunk split", "0.530", "0.049", "0.470 ± 0.010 (sd over 3 seeds)",
+    for text in ("0.971", "0.495", "chunk split", "0.503 ± 0.046 (sd over 3 seeds)", "[0.469, 0.595]", "0.530", "0.049", "0.470 ± 0.010 (sd over 3 seeds)",
                  "± 0.068", "no difference", "[0.081, 0.125]", "0.131", "'LL  L'", "landmarks"):
         assert text in md, text
     metrics["nb04"][f"{b}.frozen_vs_fine_tuned_seeds"]["difference"] = True
