@@ -3,8 +3,8 @@
 The test interval (:func:`aslnb.evaluate.accuracy_interval`) resamples test frames: it
 says how much the number would move on other frames of the same chunk, not how much
 it moves when the same recipe is trained again with another seed (another initial
-head, another batch order). :func:`seed_runs` trains (or reuses) the notebook's run for
-:data:`N_SEEDS` seeds, :func:`run_numbers` reads each run's numbers and
+head, another batch order). :func:`seeds_of` names the :data:`N_SEEDS` training seeds (the notebooks train or reuse each
+seed's run with :func:`aslnb.course.notebook.ensure_run`), :func:`run_numbers` reads each run's numbers and
 :func:`seed_summary` gives ``{"mean", "sd", "n_seeds", "values"}``, the form every
 headline takes in ``metrics.json``. :func:`is_difference` calls two results different
 only when the gap exceeds both the test interval and the seed spread.
@@ -17,9 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io import read_json
-from .notebook import NotebookRun, ensure_run
+from .notebook import NotebookRun
 
-__all__ = ["N_SEEDS", "seeds_of", "seed_runs", "run_numbers", "seed_summary", "seed_table", "is_difference",
+__all__ = ["N_SEEDS", "seeds_of", "run_numbers", "seed_summary", "seed_table", "is_difference",
            "describe"]
 
 #: Training seeds behind every headline accuracy (SEED, SEED + 1, ...).
@@ -29,11 +29,6 @@ N_SEEDS = 3
 def seeds_of(run: NotebookRun, n: int = N_SEEDS) -> list[int]:
     """The training seeds of this notebook run: its SEED and the ``n - 1`` after it."""
     return [run.params["SEED"] + i for i in range(n)]
-
-
-def seed_runs(run: NotebookRun, backbone: str, n: int = N_SEEDS) -> list[Path]:
-    """The run folders of ``backbone`` for :func:`seeds_of` (reused when they match, else trained now)."""
-    return [ensure_run(run, backbone, seed=s) for s in seeds_of(run, n)]
 
 
 def run_numbers(run_dir: str | Path, *, early_stopping: bool = True) -> dict[str, float | None]:
