@@ -190,7 +190,8 @@ def test_stale_number_check_catches_a_direction_no_cell_printed():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("print(acc)", outputs=[nbformat.v4.new_output(
             "stream", text="check: ImageNet beats random weights: holds (0.53 vs 0.05)\n")]),
-        nbformat.v4.new_markdown_cell("ImageNet weights beat random ones, and fine-tuning is Better; `higher` in code."),
+        nbformat.v4.new_markdown_cell("ImageNet weights beat random ones, and fine-tuning is Better; "
+                                      "`higher` in code."),
         nbformat.v4.new_markdown_cell("The pretrained probe beats the random one."),
     ])
     assert numbers_not_printed_above(nb) == ["cell 1: beat", "cell 1: better"]

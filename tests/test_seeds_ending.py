@@ -64,7 +64,8 @@ def test_seed_runs_get_their_own_folders_and_parameters(tmp_path):
     runs = tmp_path / "rep" / "runs"
     assert default_run_dir(run, "efficientnet_lite0", 5) == runs / "smoke-efficientnet_lite0"
     assert default_run_dir(run, "efficientnet_lite0", 6) == runs / "smoke-efficientnet_lite0-seed6"
-    assert train_kwargs(run, "efficientnet_lite0", 7)["seed"] == 7 and train_kwargs(run, "efficientnet_lite0")["seed"] == 5
+    assert train_kwargs(run, "efficientnet_lite0", 7)["seed"] == 7
+    assert train_kwargs(run, "efficientnet_lite0")["seed"] == 5
 
 
 def test_grey_spread_is_zero_for_a_flat_frame_and_large_for_a_silhouette(tmp_path):
@@ -86,7 +87,8 @@ def test_what_we_found_is_built_from_the_recorded_numbers():
                  "massey_efficientnet_lite0_pretrained": 0.1631, "massey_efficientnet_lite0_random": 0.0468},
         "nb04": {f"{b}.frozen_vs_fine_tuned_seeds": {"frozen": frozen, "fine_tuned": tuned,
                                                      "interval_half_width": 0.068, "difference": False}},
-        "nb05": {f"{b}.accuracy.random split (linear probe)": 0.9707, f"{b}.accuracy.chunk split (linear probe)": 0.4948,
+        "nb05": {f"{b}.accuracy.random split (linear probe)": 0.9707,
+                 f"{b}.accuracy.chunk split (linear probe)": 0.4948,
                  f"{b}.external_accuracy_seeds": seed_summary([0.108, 0.11, 0.1]),
                  f"{b}.external_accuracy_all_outputs_ci95": [0.081, 0.125], f"{b}.spelled": "LL  L"},
         "nb06": {"hands.held_out_accuracy": 0.5431, "hands.test_signers_accuracy": 0.1313},
@@ -95,7 +97,8 @@ def test_what_we_found_is_built_from_the_recorded_numbers():
     metrics["nb05"][f"{b}.test_accuracy_ci95"] = [0.469, 0.595]
     md = what_we_found(metrics, b)
     assert md.startswith("## What we found")
-    for text in ("0.971", "0.495", "chunk split", "0.503 ± 0.046 (sd over 3 seeds)", "[0.469, 0.595]", "0.530", "0.049", "0.470 ± 0.010 (sd over 3 seeds)",
+    for text in ("0.971", "0.495", "chunk split", "0.503 ± 0.046 (sd over 3 seeds)", "[0.469, 0.595]", "0.530",
+                 "0.049", "0.470 ± 0.010 (sd over 3 seeds)",
                  "± 0.068", "no difference", "[0.081, 0.125]", "0.131", "'LL  L'", "landmarks"):
         assert text in md, text
     metrics["nb04"][f"{b}.frozen_vs_fine_tuned_seeds"]["difference"] = True
