@@ -145,8 +145,14 @@ def _printed(cell) -> str:
     return "\n".join(parts)
 
 
+# Words that state the direction of a result: the prose may use one only where a printed line or a
+# check's line above carries the same word (e.g. "check: ImageNet beats random weights: holds").
+_DIRECTION = re.compile(r"\b(higher|lower|better|worse|helps?|hurts?|beats?|outperforms?)\b", re.I)
+
+
 def numbers_not_printed_above(nb) -> list[str]:
-    """Decimals and percentages in markdown that no code cell above printed (the stale-number check)."""
+    """Decimals, percentages and direction words (higher, better, worse, helps, ...) in markdown that no
+    code cell above printed (the stale-number check)."""
     seen, missing = "", []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
@@ -154,10 +160,14 @@ def numbers_not_printed_above(nb) -> list[str]:
             continue
         if cell.cell_type != "markdown":
             continue
-        for num in _NUMBER.findall(_EXEMPT.sub(" ", cell.source)):
+        prose = _EXEMPT.sub(" ", cell.source)
+        for num in _NUMBER.findall(prose):
             # 0.805 may be a rounding of a printed 0.8052; 80 must not match inside 0.8052 or 180
             if not re.search(r"(?<![\d.])" + re.escape(num) + ("" if "." in num else r"(?!\d)"), seen):
                 missing.append(f"cell {i}: {num}")
+        for word in dict.fromkeys(w.lower() for w in _DIRECTION.findall(prose)):
+            if not re.search(r"\b" + re.escape(word) + r"\b", seen, re.I):
+                missing.append(f"cell {i}: {word}")
     return missing
 
 
@@ -174,6 +184,17 @@ def test_stale_number_check_catches_a_made_up_number():
         nbformat.v4.new_markdown_cell("The probe scores 0.805 here, but 0.14 on a chunk, about 80 % of `v1.2`."),
     ])
     assert numbers_not_printed_above(nb) == ["cell 1: 0.14", "cell 1: 80"]
+
+
+def test_stale_number_check_catches_a_direction_no_cell_printed():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("print(acc)", outputs=[nbformat.v4.new_output(
+            "stream", text="check: ImageNet beats random weights: holds (0.53 vs 0.05)\n")]),
+        nbformat.v4.new_markdown_cell("ImageNet weights beat random ones, and fine-tuning is Better; "
+                                      "`higher` in code."),
+        nbformat.v4.new_markdown_cell("The pretrained probe beats the random one."),
+    ])
+    assert numbers_not_printed_above(nb) == ["cell 1: beat", "cell 1: better"]
 
 
 @pytest.mark.slow

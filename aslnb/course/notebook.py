@@ -214,15 +214,17 @@ def _default_backbone() -> str:
     return default_backbone()
 
 
-def default_run_dir(run: NotebookRun, backbone: str | None = None) -> Path:
+def default_run_dir(run: NotebookRun, backbone: str | None = None, seed: int | None = None) -> Path:
     """Where notebook 04 saves (and 05 looks for) the run of ``backbone``.
 
     ``<REPORT_DIR>/runs/<profile>-<backbone>`` in a report, else
-    ``runs/<profile>-<backbone>`` next to the notebook (git-ignored).
+    ``runs/<profile>-<backbone>`` next to the notebook (git-ignored); a ``seed`` other than
+    the notebook's SEED (the training-variance runs) adds ``-seed<N>``.
     """
     backbone = backbone or _default_backbone()
     base = (run.report_dir / "runs") if run.report_dir else Path("runs")
-    return base / f"{run.params['PROFILE']}-{backbone}"
+    extra = "" if seed is None or seed == run.params["SEED"] else f"-seed{seed}"
+    return base / f"{run.params['PROFILE']}-{backbone}{extra}"
 
 
 def feature_cache_dir() -> Path:
@@ -230,28 +232,31 @@ def feature_cache_dir() -> Path:
     return cache_dir() / "features"
 
 
-def train_kwargs(run: NotebookRun, backbone: str | None = None) -> dict[str, Any]:
+def train_kwargs(run: NotebookRun, backbone: str | None = None, seed: int | None = None) -> dict[str, Any]:
     """The :func:`aslnb.train.train` parameters of this notebook run (profile + overrides).
 
     WEIGHTS applies to the notebook's own BACKBONE (04) or to ResNet50 (05); the other
     backbone keeps its default (EfficientNet-Lite0: its offline ImageNet weights).
+    ``seed``: another training seed (default: the SEED parameter).
     """
     backbone = backbone or _default_backbone()
     own = backbone == (run.params.get("BACKBONE") or _default_backbone())
-    return train_params(run.settings, backbone, seed=run.params["SEED"], weights=run.params["WEIGHTS"] if own else None)
+    seed = run.params["SEED"] if seed is None else seed
+    return train_params(run.settings, backbone, seed=seed, weights=run.params["WEIGHTS"] if own else None)
 
 
 def train_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.PathLike | None = None,
-              *, verbose: int = 2):
-    """Train ``backbone`` with this run's settings into ``run_dir`` (replacing what is there)."""
+              *, verbose: int = 2, seed: int | None = None):
+    """Train ``backbone`` with this run's settings (``seed``: another training seed) into ``run_dir``
+    (replacing what is there)."""
     backbone = backbone or _default_backbone()
-    out = Path(run_dir) if run_dir else default_run_dir(run, backbone)
+    out = Path(run_dir) if run_dir else default_run_dir(run, backbone, seed)
     # The run scores the external set too when the profile uses all of it; with a per-class
     # limit (smoke) notebook 05 scores a limited external set itself.
     external = run.external_dir if run.settings.get("external_limit") is None else None
     with _external_env(external):
         result = train(run.data_dir, out, external=external, overwrite=True, verbose=verbose,
-                       feature_cache_dir=feature_cache_dir(), **train_kwargs(run, backbone))
+                       feature_cache_dir=feature_cache_dir(), **train_kwargs(run, backbone, seed))
         result.metrics = evaluate(out, run.data_dir, external=external, verbose=verbose, model=result.model)
     return result
 
@@ -267,8 +272,9 @@ def _external_env(external: Path | None):
             os.environ[EXTERNAL_ENV] = saved
 
 
-def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str | None = None) -> bool:
-    """True when ``run_dir`` holds a finished run trained with exactly this run's settings and data."""
+def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str | None = None,
+                seed: int | None = None) -> bool:
+    """True when ``run_dir`` holds a finished run trained with exactly this run's settings (and ``seed``) and data."""
     backbone = backbone or _default_backbone()
     run_dir = Path(run_dir)
     if not (run_dir / "model.keras").is_file() or not (run_dir / "metrics.json").is_file():
@@ -277,29 +283,29 @@ def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str | No
         cfg = read_json(run_dir / "config.json")
     except (OSError, ValueError):
         return False
-    want = dataclasses.asdict(TrainConfig.from_params(**train_kwargs(run, backbone)))
+    want = dataclasses.asdict(TrainConfig.from_params(**train_kwargs(run, backbone, seed)))
     return cfg.get("params") == want and Path(cfg.get("data", {}).get("root", "")) == run.data_dir
 
 
 def ensure_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.PathLike | None = None,
-               *, train_if_missing: bool = True) -> Path | None:
+               *, train_if_missing: bool = True, seed: int | None = None) -> Path | None:
     """The run folder of ``backbone``: reused when it matches this run's settings, else trained now
     (when ``train_if_missing``; otherwise None).
 
     An explicit ``run_dir`` (the RUN_DIR parameter) holding a finished run is used as it is,
-    whatever its settings: it is never retrained over.
+    whatever its settings: it is never retrained over. ``seed``: another training seed.
     """
     backbone = backbone or _default_backbone()
-    out = Path(run_dir) if run_dir else default_run_dir(run, backbone)
+    out = Path(run_dir) if run_dir else default_run_dir(run, backbone, seed)
     if run_dir and (out / "model.keras").is_file():
         print(f"{backbone}: using the run in {out} as given (RUN_DIR)")
         return out
-    if run_matches(run, out, backbone):
+    if run_matches(run, out, backbone, seed):
         print(f"{backbone}: reusing the run in {out}")
         return out
     if not train_if_missing:
         print(f"{backbone}: no matching run in {out}; skipped (run notebook 04 with BACKBONE={backbone!r})")
         return None
     print(f"{backbone}: no matching run in {out}; training it now with the profile's settings")
-    train_run(run, backbone, out)
+    train_run(run, backbone, out, seed=seed)
     return out
