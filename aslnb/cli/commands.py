@@ -28,57 +28,69 @@ _NUMPY_REPR = re.compile(r"\bnp\.[a-z_]+[0-9]*\(")
 def _cmd_data(args) -> int:
     from ..settings import resolve_data_dir
 
-    if args.data_command == "fetch" and args.external:
-        from ..data.external import check_external
-        from ..settings import default_external_dir
-
-        rep = check_external(args.dest or os.environ.get("ASLNB_EXTERNAL_DATA") or default_external_dir())
-        print(rep.summary())
-        for rel, reason in rep.bad[:20]:
-            print(f"  differs {rel}: {reason}")
-        for rel in rep.missing[:20]:
-            print(f"  missing {rel}")
-        return 0 if rep.ok else EXIT_FETCH_INCOMPLETE
     if args.data_command == "fetch":
-        from ..data.fetch import HttpOptions, fetch_dataset
-        from ..settings import default_data_dir
-
-        dest = args.dest or args.data or os.environ.get("ASLNB_DATA") or str(default_data_dir())
-        classes = args.classes.split(",") if args.classes else None
-        res = fetch_dataset(dest, args.per_class, base_url=args.base_url, classes=classes, workers=args.workers,
-                            progress=sys.stderr.isatty(), http=HttpOptions(deadline=args.deadline))
-        print(f"{res.dest}: {res.downloaded} downloaded, {res.kept} already present, {len(res.failed)} failed; "
-              f"manifest {res.manifest}")
-        for url, reason in res.failed[:20]:
-            print(f"  failed {url}: {reason}")
-        if res.unverified_files or res.skipped:
-            print(f"  {len(res.unverified_files)} files beyond the manifest are unverified (no hash to check); "
-                  f"{len(res.skipped)} upstream gaps skipped")
-        return 0 if not res.failed else EXIT_FETCH_INCOMPLETE
+        return _data_fetch_external(args) if args.external else _data_fetch(args)
     root = resolve_data_dir(args.dir or args.data)
-    if args.data_command == "info":
-        from ..data.scan import dataset_info
+    return _data_info(args, root) if args.data_command == "info" else _data_verify(args, root)
 
-        info = dataset_info(root)
-        if args.json:
-            print(_dumps(info.as_dict()))
-            return 0
-        print(f"{info.root}: {len(info.class_names)} classes, {info.n_images} images")
-        for name, n in info.counts.items():
-            print(f"  {name:>8}: {n}")
-        print("sizes:   " + ", ".join(f"{k} ({v})" for k, v in info.sizes.items()))
-        print("modes:   " + ", ".join(f"{k} ({v})" for k, v in info.modes.items()))
-        print("formats: " + ", ".join(f"{k} ({v})" for k, v in info.formats.items()))
-        if info.external:
-            ext = info.external
-            print("signers: " + ", ".join(f"{k} ({v})" for k, v in ext["signers"].items()))
-            print("maps onto training classes: " + ", ".join(f"{k}->{v}" for k, v in ext["mapping"].items()))
-            print(f"no training class: {', '.join(ext['unmapped']) or '-'}; "
-                  f"training classes absent: {', '.join(ext['missing_training_classes']) or '-'}")
-        print(f"problems: {len(info.problems)}")
-        for p in info.problems[:50]:
-            print(f"  {p}")
+
+def _data_fetch_external(args) -> int:
+    from ..data.external import check_external
+    from ..settings import default_external_dir
+
+    rep = check_external(args.dest or os.environ.get("ASLNB_EXTERNAL_DATA") or default_external_dir())
+    print(rep.summary())
+    for rel, reason in rep.bad[:20]:
+        print(f"  differs {rel}: {reason}")
+    for rel in rep.missing[:20]:
+        print(f"  missing {rel}")
+    return 0 if rep.ok else EXIT_FETCH_INCOMPLETE
+
+
+def _data_fetch(args) -> int:
+    from ..data.fetch import HttpOptions, fetch_dataset
+    from ..settings import default_data_dir
+
+    dest = args.dest or args.data or os.environ.get("ASLNB_DATA") or str(default_data_dir())
+    classes = args.classes.split(",") if args.classes else None
+    res = fetch_dataset(dest, args.per_class, base_url=args.base_url, classes=classes, workers=args.workers,
+                        progress=sys.stderr.isatty(), http=HttpOptions(deadline=args.deadline))
+    print(f"{res.dest}: {res.downloaded} downloaded, {res.kept} already present, {len(res.failed)} failed; "
+          f"manifest {res.manifest}")
+    for url, reason in res.failed[:20]:
+        print(f"  failed {url}: {reason}")
+    if res.unverified_files or res.skipped:
+        print(f"  {len(res.unverified_files)} files beyond the manifest are unverified (no hash to check); "
+              f"{len(res.skipped)} upstream gaps skipped")
+    return 0 if not res.failed else EXIT_FETCH_INCOMPLETE
+
+
+def _data_info(args, root) -> int:
+    from ..data.scan import dataset_info
+
+    info = dataset_info(root)
+    if args.json:
+        print(_dumps(info.as_dict()))
         return 0
+    print(f"{info.root}: {len(info.class_names)} classes, {info.n_images} images")
+    for name, n in info.counts.items():
+        print(f"  {name:>8}: {n}")
+    print("sizes:   " + ", ".join(f"{k} ({v})" for k, v in info.sizes.items()))
+    print("modes:   " + ", ".join(f"{k} ({v})" for k, v in info.modes.items()))
+    print("formats: " + ", ".join(f"{k} ({v})" for k, v in info.formats.items()))
+    if info.external:
+        ext = info.external
+        print("signers: " + ", ".join(f"{k} ({v})" for k, v in ext["signers"].items()))
+        print("maps onto training classes: " + ", ".join(f"{k}->{v}" for k, v in ext["mapping"].items()))
+        print(f"no training class: {', '.join(ext['unmapped']) or '-'}; "
+              f"training classes absent: {', '.join(ext['missing_training_classes']) or '-'}")
+    print(f"problems: {len(info.problems)}")
+    for p in info.problems[:50]:
+        print(f"  {p}")
+    return 0
+
+
+def _data_verify(args, root) -> int:
     from ..data.scan import find_bad_images, images_to_verify
 
     files, problems = images_to_verify(root)  # a class-per-folder dataset, or a folder of photos

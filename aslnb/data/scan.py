@@ -118,6 +118,24 @@ def frame_number(path: str | os.PathLike) -> int | None:
     return int(m.group("frame")) if m else None
 
 
+def _class_folders(root: Path, min_classes: int) -> list[str]:
+    """The class sub-folders of ``root`` (sorted), refusing a missing folder, a file, too few classes, none."""
+    if not root.exists():
+        raise DataError(f"{root}: folder does not exist; check --data / ASLNB_DATA")
+    if not root.is_dir():
+        raise DataError(f"{root}: is a file, expected a folder with one sub-folder per class")
+    entries = _list(root, "data folder")
+    subdirs = sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
+    if subdirs and len(subdirs) < min_classes:
+        raise DataError(f"{root}: only {len(subdirs)} class folder(s) ({', '.join(subdirs)}); a classifier "
+                        f"needs at least {min_classes} classes: add a folder of images per class")
+    if not subdirs:
+        loose = [p.name for p in entries if p.is_file() and is_image_name(p)]
+        hint = f" (it holds {len(loose)} loose images: move them into one folder per class)" if loose else ""
+        raise DataError(f"{root}: no class sub-folders found{hint}; expected root/<class>/<image>.jpg")
+    return subdirs
+
+
 def scan_folder(
     root: str | os.PathLike,
     *,
@@ -134,19 +152,7 @@ def scan_folder(
     folder (unless ``allow_empty_classes``).
     """
     root = Path(root).expanduser()
-    if not root.exists():
-        raise DataError(f"{root}: folder does not exist; check --data / ASLNB_DATA")
-    if not root.is_dir():
-        raise DataError(f"{root}: is a file, expected a folder with one sub-folder per class")
-    entries = _list(root, "data folder")
-    subdirs = sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
-    if subdirs and class_names is None and len(subdirs) < min_classes:
-        raise DataError(f"{root}: only {len(subdirs)} class folder(s) ({', '.join(subdirs)}); a classifier "
-                        f"needs at least {min_classes} classes: add a folder of images per class")
-    if not subdirs:
-        loose = [p.name for p in entries if p.is_file() and is_image_name(p)]
-        hint = f" (it holds {len(loose)} loose images: move them into one folder per class)" if loose else ""
-        raise DataError(f"{root}: no class sub-folders found{hint}; expected root/<class>/<image>.jpg")
+    subdirs = _class_folders(root, min_classes if class_names is None else 1)
     problems: list[str] = []
     names = list(class_names) if class_names is not None else subdirs
     if class_names is not None:
