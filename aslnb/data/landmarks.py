@@ -145,7 +145,7 @@ class Detector:
             if hand is not None:
                 hand.retried = True
             return hand or Hand.none(retried=True)
-        return hand
+        return hand or Hand.none()  # no retry configured (retry_gamma None or 1)
 
     def detect_file(self, path: str | os.PathLike) -> Hand:
         """:meth:`detect` on an image file (decoded as training decodes it, EXIF orientation applied)."""
