@@ -194,9 +194,9 @@ def _rung(name: str, model_path: Path):
     from aslnb.data.landmarks import Detector, DetectorSettings, brighten
 
     if name == "pad 0.4":
-        det = Detector(model_path, DetectorSettings(pad=0.4))
+        det = Detector(model_path, DetectorSettings(pad=0.4, retry_pad=None))
         return lambda rgb: det.detect(rgb).found
-    det = Detector(model_path, DetectorSettings(retry_gamma=None))
+    det = Detector(model_path, DetectorSettings(retry_gamma=None, retry_pad=None))
     prep = (lambda rgb: brighten(rgb, 0.3)) if name == "gamma 0.3" else equalise
     return lambda rgb: det.detect(prep(rgb)).found
 
@@ -271,13 +271,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", default=str(HERE / "landmarks.json"))
     p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
+    p.add_argument("--rerun-seeds", action="store_true", help="rerun the kept recipe's seeds (after a detector "
+                                                               "change) into the existing .json; the choice is kept")
     p.add_argument("--detector", action="store_true", help="measure extra retry rungs of the detector (RUNGS) on "
                                                             "the validation data and add them to the existing .json")
     p.add_argument("--crop-seeds", default="", help="score the crop recipe (CROP) with these seeds and add it to "
                                                     "the existing .json (nothing else is rerun)")
     args = p.parse_args(argv)
-    if args.markdown_only or args.crop_seeds or args.detector:
+    if args.markdown_only or args.crop_seeds or args.detector or args.rerun_seeds:
         result = read_json(args.out)
+        if args.rerun_seeds:
+            with tempfile.TemporaryDirectory(prefix="aslnb-landmarks-") as tmp:
+                seeds = [run_seed(result["kept_params"], s, args.data, args.external, Path(tmp))
+                         for s in map(int, args.seeds.split(","))]
+            result.update(seeds=seeds, summary=summarise(seeds), date=time.strftime("%Y-%m-%d"),
+                          beats_image_recipe_on_hand1=summarise(seeds)["hand1"]["mean"] > IMAGE_RECIPE_HAND1)
+            write_json(args.out, result)
         if args.detector:
             result["detector"] = detector_rungs(args.data, args.external)
             result["detector"]["adopted"] = adopted_rung(result["detector"])

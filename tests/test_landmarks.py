@@ -226,10 +226,10 @@ def test_uniform_grey_frame_has_no_hand(landmarker, tmp_path):
 
 
 def test_no_retry_setting_still_returns_a_hand_record(landmarker, tmp_path):
-    """retry_gamma None: a frame without a hand gives Hand.none() (not None), not retried."""
+    """No retry configured: a frame without a hand gives Hand.none() (not None), not retried."""
     from aslnb.data.landmarks import Detector, DetectorSettings
 
-    with Detector(landmarker.model_path, DetectorSettings(retry_gamma=None)) as det:
+    with Detector(landmarker.model_path, DetectorSettings(retry_gamma=None, retry_pad=None)) as det:
         hand = det.detect_file(_grey(tmp_path / "grey.jpg"))
     assert not hand.found and not hand.retried and np.isnan(hand.points).all()
 
@@ -312,7 +312,7 @@ def test_landmarks_run_round_trip_and_no_test_signer_in_training(landmarker, sam
     assert set(m["external"]["signers"]["per_signer"]) == {"hand1", "hand2", "hand3"}
     cfg = json.loads((res.run_dir / "config.json").read_text())
     assert cfg["landmarks"]["networks_sha256"] == landmarker.networks_sha256
-    assert cfg["landmarks"]["detector"] == {"pad": 0.25, "min_confidence": 0.3, "retry_gamma": 0.5}
+    assert cfg["landmarks"]["detector"] == {"pad": 0.25, "min_confidence": 0.3, "retry_gamma": 0.5, "retry_pad": 0.4}
     model, names, cfg = load_run(res.run_dir)
     asl = sorted((sample_dir / "B").glob("*.jpg"))[-1]  # the last frame: the held-out chunk
     massey = sorted((ext / "b").iterdir())[0]
