@@ -150,7 +150,9 @@ def markdown(result: dict[str, Any]) -> str:
               f"({s['test']['sd']:.3f}); targets: hand2-5 >= 0.80 "
               f"({'met' if s['test']['mean'] >= 0.80 else 'not met'}), held-out ASL >= 0.85 "
               f"({'met' if s['asl_held_out']['mean'] >= 0.85 else 'not met'}).", "",
-              f"Command of seed 0: `{result['seeds'][0]['command']}`", ""]
+              f"Command of seed 0: `{result['seeds'][0]['command']}`", "",
+              f"Detector of these seeds: {result['seeds'][0].get('landmarker', {}).get('detector')} (stage 1 and the "
+              "crop recipe may predate a detector change: see their runs' settings in the .json).", ""]
     if "crop" in result:
         lines += ["## The crop recipe (scored beside it, not chosen among)", "",
                   "| seed | held-out ASL | hand1 | hand2-5 | s |", "|---|---|---|---|---|"]
