@@ -229,6 +229,11 @@ def check_trained_on(cfg: dict, split: Split, data_dir: Path) -> None:
     recorded = cfg.get("data", {}).get("fingerprint")
     if not recorded or cfg["params"].get("hand_views"):
         return
+    if cfg["params"].get("features") == "crop":  # a crop run's fingerprint is of its hand crops (cached): rebuild them
+        from .features.crops import with_hand_crops
+        from .features.landmarks import run_landmarker
+
+        split = with_hand_crops(split, run_landmarker(cfg, data_dir))[0]
     now = data_fingerprint(split)
     if now != recorded:
         raise DataError(

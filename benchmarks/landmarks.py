@@ -150,13 +150,17 @@ def markdown(result: dict[str, Any]) -> str:
               f"({s['test']['sd']:.3f}); targets: hand2-5 >= 0.80 "
               f"({'met' if s['test']['mean'] >= 0.80 else 'not met'}), held-out ASL >= 0.85 "
               f"({'met' if s['asl_held_out']['mean'] >= 0.85 else 'not met'}).", "",
-              f"Command of seed 0: `{result['seeds'][0]['command']}`", ""]
+              f"Command of seed 0: `{result['seeds'][0]['command']}`", "",
+              f"Detector of these seeds: {result['seeds'][0].get('landmarker', {}).get('detector')} (stage 1 and the "
+              "crop recipe may predate a detector change: see their runs' settings in the .json).", ""]
     if "crop" in result:
         lines += ["## The crop recipe (scored beside it, not chosen among)", "",
                   "| seed | held-out ASL | hand1 | hand2-5 | s |", "|---|---|---|---|---|"]
         lines += [f"| {r['seed']} | {_ci(r['asl_held_out'])} | {_ci(r['hand1'])} | {_ci(r['test'])} | {r['seconds']} |"
                   for r in result["crop"]["seeds"]]
         lines += ["", f"Command: `{result['crop']['seeds'][0]['command']}`", ""]
+    if "detector" in result:
+        lines += detector_markdown(result["detector"])
     lines += ["## Why the targets are not met", ""]
     with_hand = statistics.mean(r["no_hand"]["asl_held_out_accuracy_with_hand"] for r in result["seeds"])
     nh = result["seeds"][0]["no_hand"]
@@ -170,6 +174,97 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Extra rungs of the detector's retry ladder measured by ``--detector`` (name -> what the retry does); each
+#: runs only on the frames the current ladder (pad 25 %, confidence 0.3, a gamma-0.5 retry) finds no hand in.
+RUNGS: dict[str, str] = {"gamma 0.3": "brightened more (gamma 0.3)",
+                         "equalise": "grey levels equalised (the same lookup table on the three channels)",
+                         "pad 0.4": "a 40 % black border instead of 25 %, with the gamma-0.5 retry"}
+
+
+def equalise(rgb):
+    """``rgb`` with its grey-level histogram equalised (one lookup table for the three channels)."""
+    import numpy as np
+
+    grey = rgb.mean(-1).astype(np.uint8)
+    cdf = np.cumsum(np.bincount(grey.ravel(), minlength=256)).astype(np.float64)
+    lut = np.round(255 * (cdf - cdf.min()) / max(cdf.max() - cdf.min(), 1)).astype(np.uint8)
+    return lut[rgb]
+
+
+def _rung(name: str, model_path: Path):
+    """A function RGB image -> found (bool) for rung ``name``."""
+    from aslnb.data.landmarks import Detector, DetectorSettings, brighten
+
+    if name == "pad 0.4":
+        det = Detector(model_path, DetectorSettings(pad=0.4, retry_pad=None))
+        return lambda rgb: det.detect(rgb).found
+    det = Detector(model_path, DetectorSettings(retry_gamma=None, retry_pad=None))
+    prep = (lambda rgb: brighten(rgb, 0.3)) if name == "gamma 0.3" else equalise
+    return lambda rgb: det.detect(prep(rgb)).found
+
+
+def detector_rungs(data: str, external: str) -> dict[str, Any]:
+    """No-hand shares of the ASL training and validation frames and of hand1 with each rung of :data:`RUNGS`
+    added, and the hands "found" on ``nothing`` frames (false detections); never the held-out chunk or hand2-5."""
+    import numpy as np
+
+    from aslnb.config import TrainConfig
+    from aslnb.data.external import load_external
+    from aslnb.data.images import load_image
+    from aslnb.features.landmarks import Landmarker, hand_landmarks
+    from aslnb.runs import prepare_split
+
+    split = prepare_split(Path(data), TrainConfig(features="landmarks"))
+    names = split.train.class_names
+    ext = load_external(external, names).folder
+    on_hand1 = signers_of(ext.files) == VALIDATION_SIGNER
+    sets = {"ASL train": (split.train.files, split.train.labels), "ASL val": (split.val.files, split.val.labels),
+            "hand1": (ext.files[on_hand1], ext.labels[on_hand1])}
+    lm = Landmarker.resolve()
+    nothing = names.index("nothing") if "nothing" in names else -1
+    out: dict[str, Any] = {"current": lm.settings.as_dict(), "rungs": RUNGS, "sets": {}}
+    for set_name, (files, labels) in sets.items():
+        found = hand_landmarks(files, lm).found
+        miss = np.flatnonzero(~found)
+        row = {"n": int(len(files)), "nothing_frames": int((labels == nothing).sum()),
+               "current": {"no_hand": float((~found).mean()), "found_on_nothing": int(found[labels == nothing].sum())}}
+        for rung in RUNGS:
+            t0, detect = time.perf_counter(), _rung(rung, lm.model_path)
+            extra = np.zeros(len(files), bool)
+            extra[miss] = [detect(load_image(files[i])) for i in miss]
+            now = found | extra
+            row[rung] = {"no_hand": float((~now).mean()), "found_on_nothing": int(now[labels == nothing].sum()),
+                         "seconds_on_misses": round(time.perf_counter() - t0, 1)}
+        out["sets"][set_name] = row
+        print(set_name, {k: v for k, v in row.items()}, flush=True)
+    return out
+
+
+def adopted_rung(d: dict[str, Any]) -> str | None:
+    """The rung that lowers validation's no-hand share most without more hands on validation's ``nothing``
+    frames (hand1: a no-hand letter image is wrong anyway, so a rung cannot lower its accuracy through
+    detection; its no-hand share is reported); None when no rung does."""
+    val = d["sets"]["ASL val"]
+    ok = [r for r in d["rungs"] if val[r]["no_hand"] < val["current"]["no_hand"]
+          and val[r]["found_on_nothing"] <= val["current"]["found_on_nothing"]]
+    return min(ok, key=lambda r: val[r]["no_hand"]) if ok else None
+
+
+def detector_markdown(d: dict[str, Any]) -> list[str]:
+    """The ``--detector`` section of benchmarks/landmarks.md."""
+    cols = ["current", *d["rungs"]]
+    lines = ["## The detector's retry ladder (ASL training + validation frames and hand1 only)", "",
+             f"Current: {d['current']}. Each extra rung runs on the frames the current ladder misses. "
+             "Cells: no-hand share / hands found on `nothing` frames (false detections).", "",
+             "| set | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for set_name, row in d["sets"].items():
+        lines.append(f"| {set_name} (n {row['n']}, nothing {row['nothing_frames']}) | " + " | ".join(
+            f"{row[c]['no_hand']:.3f} / {row[c]['found_on_nothing']}" for c in cols) + " |")
+    lines += ["", f"Adopted: {d['adopted'] or 'none'} (rule: lower no-hand share on ASL val, no more hands found "
+              "on its `nothing` frames).", ""]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("ASLNB_DATA"))
@@ -178,11 +273,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", default=str(HERE / "landmarks.json"))
     p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
+    p.add_argument("--rerun-seeds", action="store_true", help="rerun the kept recipe's seeds (after a detector "
+                                                               "change) into the existing .json; the choice is kept")
+    p.add_argument("--detector", action="store_true", help="measure extra retry rungs of the detector (RUNGS) on "
+                                                            "the validation data and add them to the existing .json")
     p.add_argument("--crop-seeds", default="", help="score the crop recipe (CROP) with these seeds and add it to "
                                                     "the existing .json (nothing else is rerun)")
     args = p.parse_args(argv)
-    if args.markdown_only or args.crop_seeds:
+    if args.markdown_only or args.crop_seeds or args.detector or args.rerun_seeds:
         result = read_json(args.out)
+        if args.rerun_seeds:
+            with tempfile.TemporaryDirectory(prefix="aslnb-landmarks-") as tmp:
+                seeds = [run_seed(result["kept_params"], s, args.data, args.external, Path(tmp))
+                         for s in map(int, args.seeds.split(","))]
+            result.update(seeds=seeds, summary=summarise(seeds), date=time.strftime("%Y-%m-%d"),
+                          beats_image_recipe_on_hand1=summarise(seeds)["hand1"]["mean"] > IMAGE_RECIPE_HAND1)
+            write_json(args.out, result)
+        if args.detector:
+            result["detector"] = detector_rungs(args.data, args.external)
+            result["detector"]["adopted"] = adopted_rung(result["detector"])
+            write_json(args.out, result)
         if args.crop_seeds:
             with tempfile.TemporaryDirectory(prefix="aslnb-crop-") as tmp:
                 rows = [run_seed(CROP, s, args.data, args.external, Path(tmp)) for s in map(int,

@@ -225,6 +225,15 @@ def test_uniform_grey_frame_has_no_hand(landmarker, tmp_path):
     assert not hand.found and hand.retried and np.isnan(hand.points).all()
 
 
+def test_no_retry_setting_still_returns_a_hand_record(landmarker, tmp_path):
+    """No retry configured: a frame without a hand gives Hand.none() (not None), not retried."""
+    from aslnb.data.landmarks import Detector, DetectorSettings
+
+    with Detector(landmarker.model_path, DetectorSettings(retry_gamma=None, retry_pad=None)) as det:
+        hand = det.detect_file(_grey(tmp_path / "grey.jpg"))
+    assert not hand.found and not hand.retried and np.isnan(hand.points).all()
+
+
 def _fake_landmarks_run(run: Path, landmarker) -> None:
     """A finished landmarks run directory (an untrained head) for prediction tests."""
     from dataclasses import asdict
@@ -303,7 +312,7 @@ def test_landmarks_run_round_trip_and_no_test_signer_in_training(landmarker, sam
     assert set(m["external"]["signers"]["per_signer"]) == {"hand1", "hand2", "hand3"}
     cfg = json.loads((res.run_dir / "config.json").read_text())
     assert cfg["landmarks"]["networks_sha256"] == landmarker.networks_sha256
-    assert cfg["landmarks"]["detector"] == {"pad": 0.25, "min_confidence": 0.3, "retry_gamma": 0.5}
+    assert cfg["landmarks"]["detector"] == {"pad": 0.25, "min_confidence": 0.3, "retry_gamma": 0.5, "retry_pad": 0.4}
     model, names, cfg = load_run(res.run_dir)
     asl = sorted((sample_dir / "B").glob("*.jpg"))[-1]  # the last frame: the held-out chunk
     massey = sorted((ext / "b").iterdir())[0]
@@ -336,6 +345,33 @@ def test_benchmark_choice_sees_only_the_validation_signer(tmp_path):
     rows[0]["test"]["accuracy"], rows[1]["test"]["accuracy"] = 0.99, 0.0
     assert bench.choose(rows) == "y"
     assert bench.choose([{**rows[0], "hand1": {"accuracy": 0.9}}, rows[1]]) == "x"  # hand1 does count
+
+
+def test_detector_rung_is_adopted_on_validation_only_and_not_for_false_detections():
+    """A retry rung is adopted only when it lowers the ASL validation no-hand share without finding more hands on
+    its `nothing` frames; the training and hand1 numbers do not decide."""
+    import benchmarks.landmarks as bench
+
+    def cell(no_hand, on_nothing):
+        return {"no_hand": no_hand, "found_on_nothing": on_nothing}
+
+    d = {"rungs": {"a": "", "b": "", "c": ""},
+         "sets": {"ASL val": {"current": cell(0.09, 1), "a": cell(0.05, 3), "b": cell(0.08, 1), "c": cell(0.09, 0)},
+                  "hand1": {"current": cell(0.02, 0), "a": cell(0.0, 0), "b": cell(0.03, 0), "c": cell(0.0, 0)}}}
+    assert bench.adopted_rung(d) == "b"
+    d["sets"]["ASL val"]["b"] = cell(0.09, 1)
+    assert bench.adopted_rung(d) is None
+    assert "Adopted: none" in "\n".join(bench.detector_markdown({**d, "current": {}, "adopted": None, "sets": {
+        "ASL val": {"n": 5, "nothing_frames": 1, **d["sets"]["ASL val"]}}}))
+
+
+def test_equalise_spreads_a_dark_frame_over_the_grey_levels():
+    import benchmarks.landmarks as bench
+
+    dark = np.random.default_rng(0).integers(0, 40, size=(32, 32, 3)).astype(np.uint8)
+    out = bench.equalise(dark)
+    assert out.shape == dark.shape and out.dtype == np.uint8
+    assert out.max() == 255 and out.mean() > 3 * dark.mean()
 
 
 def test_landmark_cache_is_per_image_content_and_detector(tmp_path, monkeypatch):

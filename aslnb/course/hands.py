@@ -1,12 +1,12 @@
-"""Notebook 06 (other hands): the levers of the ablation, the kept recipe, its live run and scores.
+"""Notebook 06 (other hands): which network to transfer from, scored per signer; the old levers' ablation.
 
-:data:`LEVERS` is the one list of what ``benchmarks/other_hands.py`` measures;
-:data:`RECIPE` is the lever kept on the validation signer (``hand1``), the one
-notebook 06 trains live and the README's "Other hands" command uses.
+:data:`LEVERS` is the one list of what ``benchmarks/other_hands.py`` measures (image levers: hand views,
+augmentation); :data:`RECIPE` is the lever it kept on the validation signer (``hand1``).
+:data:`SOURCES` are notebook 06's rows (which network the classifier transfers from), trained by
+:func:`score_source` and shown by :func:`sources_table`; the rest draws and tabulates what the notebook shows.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,58 +35,109 @@ KEPT = "views+augment"
 RECIPE: dict[str, Any] = dict(LEVERS[KEPT][1])
 
 
-def external_scores(model, ext_dir: str | os.PathLike, class_names: list[str], image_size: int,
-                    per_class: int | None = None) -> dict[str, Any]:
-    """Massey predictions of ``model``: per-signer scores and the test signers' confusion matrix.
-
-    ``per_class``: at most that many images per letter (spread over the signers), for quick runs.
-    """
-    from ..data.external import TEST_SIGNERS, load_external, signer_scores, signers_of
-    from ..data.scan import drop_bad_images
-    from ..evaluate import class_probabilities, score
-
-    ext = load_external(ext_dir, class_names)
-    folder = drop_bad_images(ext.folder, warn=False)
-    if per_class:
-        keep = np.concatenate([np.flatnonzero(folder.labels == c)[:: max(1, int((folder.labels == c).sum()) // per_class)]
-                               for c in np.unique(folder.labels)])
-        folder = folder.subset(np.sort(keep))
-    probs = class_probabilities(model, folder.files, image_size)
-    correct = probs.argmax(1) == folder.labels
-    shared = [class_names.index(c) for c in ext.shared_classes]
-    test = np.isin(signers_of(folder.files), TEST_SIGNERS)
-    return {"signers": signer_scores(correct, folder.files, folder.labels),
-            "test_scores": score(folder.labels[test], probs[test], class_names, labels=shared) if test.any() else None,
-            "n_images": int(len(folder))}
+#: Notebook 06's rows: what the classifier transfers from -> the ``features`` of :func:`aslnb.train.train`.
+SOURCES: dict[str, str] = {"room pixels (ImageNet Lite0)": "image", "hand crop (ImageNet Lite0)": "crop",
+                           "hand landmarks (hand network + MLP)": "landmarks"}
 
 
-def signer_table(scores: dict[str, Any]):
-    """The per-signer accuracies with their intervals as a DataFrame (role, n, accuracy, low, high)."""
+def source_params(settings: dict[str, Any], features: str, image_params: dict[str, Any]) -> dict[str, Any]:
+    """:func:`aslnb.train.train` parameters of one row: ``image_params`` (the profile's Lite0 recipe, its second
+    phase dropped to stay cheap) for ``image``/``crop``, the ``hands`` recipe for ``landmarks``; both limited to the
+    profile's ``hands_per_class`` images per class (its ``limit_per_class`` when None), epochs at most the
+    recipe's and at least the profile's."""
+    from ..config import HANDS_RECIPE
+
+    limit = settings.get("hands_per_class") or settings.get("limit_per_class")
+    if features == "landmarks":
+        epochs = min(int(HANDS_RECIPE["epochs"]), max(int(settings["epochs"]) * 4, 1))
+        return {**HANDS_RECIPE, "epochs": epochs, "learning_rate": 1e-3, "seed": image_params["seed"],
+                "limit_per_class": limit}
+    return {**image_params, "features": features, "fine_tune_epochs": 0, "limit_per_class": limit}
+
+
+def score_source(data_dir: Path, external_dir: Path | None, out: Path, params: dict[str, Any],
+                 feature_cache: Path | None = None) -> dict[str, Any]:
+    """Train one row into ``out`` and score it: held-out ASL, hand1, hand2-5 (intervals), no-hand shares, seconds."""
+    import time
+
+    from ..evaluate import evaluate
+    from ..train import train
+
+    t0 = time.perf_counter()
+    res = train(data_dir, out, overwrite=True, verbose=0, feature_cache_dir=None if params.get("features") ==
+                "landmarks" else feature_cache, **params)
+    m = evaluate(out, data_dir, external=external_dir, model=res.model, verbose=0)
+    row = {"features": params.get("features", "image"), "seconds": round(time.perf_counter() - t0, 1),
+           "held_out": _acc(m["held_out"], m["held_out"].get("interval", {})),
+           "no_hand_held_out": (m["held_out"].get("no_hand") or {}).get("share")}
+    sig = (m.get("external") or {}).get("signers")
+    if sig is not None:
+        row["hand1"] = _acc(sig["per_signer"][sig["validation_signer"]], sig["per_signer"][sig["validation_signer"]])
+        row["hand2-5"] = _acc(sig["test"], sig["test"])
+        row["no_hand_massey"] = ((m.get("external") or {}).get("no_hand") or {}).get("share")
+    return {**row, "model": res.model, "run_dir": out}
+
+
+def _acc(acc: dict[str, Any], interval: dict[str, Any]) -> dict[str, float]:
+    return {"accuracy": float(acc["accuracy"]), "low": float(interval.get("low", np.nan)),
+            "high": float(interval.get("high", np.nan))}
+
+
+def sources_table(rows: dict[str, dict[str, Any]]):
+    """The rows of :func:`score_source` as a DataFrame: accuracy [95% interval] per part, no-hand shares, seconds."""
     import pandas as pd
 
-    rows = {s: {k: v[k] for k in ("role", "n", "accuracy", "low", "high")} for s, v in scores["per_signer"].items()}
-    if "test" in scores:
-        rows["hand2-5 (test)"] = {"role": "test, pooled", **{k: scores["test"][k] for k in ("n", "accuracy", "low",
-                                                                                             "high")}}
-    return pd.DataFrame(rows).T
+    def cell(r: dict[str, Any], key: str) -> str:
+        v = r.get(key)
+        return "-" if v is None else f"{v['accuracy']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+
+    table = {name: {"held-out ASL": cell(r, "held_out"), "hand1 (validation)": cell(r, "hand1"),
+                    "hand2-5 (test)": cell(r, "hand2-5"),
+                    "no hand: ASL / Massey": "-" if r.get("no_hand_held_out") is None else
+                    f"{r['no_hand_held_out']:.3f} / {r.get('no_hand_massey') or 0:.3f}", "seconds": r["seconds"]}
+             for name, r in rows.items()}
+    return pd.DataFrame(table).T
 
 
-def ablation_table(path: str | os.PathLike):
-    """``benchmarks/other_hands.json`` as a DataFrame (one row per lever), or None when absent."""
+def image_points(files, points: np.ndarray, found: np.ndarray,
+                 pad: float) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """The images of ``files`` (as decoded for training) and their hand points (x, y) in the image's own pixels
+    (``points``/``found``: a :class:`aslnb.features.landmarks.HandSet`'s; ``pad``: the detector's black border)."""
+    from ..data.images import load_image
+
+    images, out = [], []
+    for f, p, ok in zip(files, points, found):
+        img = load_image(f)
+        images.append(img)
+        out.append(p[:, :2] - round(pad * max(img.shape[:2])) if ok else None)
+    return images, out
+
+
+def first_of(folder, letters: list[str], class_names: list[str], mask: np.ndarray | None = None) -> list[int]:
+    """Index of the first image of each letter in ``folder`` (within ``mask``); letters without one are skipped."""
+    keep = np.ones(len(folder.labels), bool) if mask is None else mask
+    hits = [np.flatnonzero(keep & (folder.labels == class_names.index(c))) for c in letters if c in class_names]
+    return [int(h[0]) for h in hits if len(h)]
+
+
+def grey_levels(files, found: np.ndarray):
+    """Per frame: mean and spread (standard deviation) of its grey levels, and whether a hand was found."""
     import pandas as pd
 
-    from ..io import read_json
+    from ..data.images import load_image
 
-    if not Path(path).is_file():
-        return None
-    r = read_json(path)
-    rows = {}
-    for row in r["rows"]:
-        rows[row["lever"]] = {"held-out ASL": round(row["asl_held_out"]["accuracy"], 3),
-                              "ASL 95% CI": f"[{row['asl_held_out']['low']:.3f}, {row['asl_held_out']['high']:.3f}]",
-                              "hand1 (validation)": round(row["validation"]["accuracy"], 3),
-                              "hand1 95% CI": f"[{row['validation']['low']:.3f}, {row['validation']['high']:.3f}]",
-                              "hand2-5 (test)": round(row["test"]["accuracy"], 3),
-                              "test 95% CI": f"[{row['test']['low']:.3f}, {row['test']['high']:.3f}]",
-                              "seconds": row["seconds"]}
-    return pd.DataFrame(rows).T.round(3)
+    rows = []
+    for f, ok in zip(files, found):
+        grey = load_image(f).astype(np.float32).mean(-1)
+        rows.append({"hand found": bool(ok), "mean grey": float(grey.mean()), "grey spread": float(grey.std()),
+                     "dark share (<40)": float((grey < 40).mean())})
+    return pd.DataFrame(rows)
+
+
+def per_letter(correct: np.ndarray, labels: np.ndarray, class_names: list[str]):
+    """Accuracy and image count per letter (rows sorted, worst first)."""
+    import pandas as pd
+
+    rows = {class_names[c]: {"accuracy": float(correct[labels == c].mean()), "n": int((labels == c).sum())}
+            for c in np.unique(labels)}
+    return pd.DataFrame(rows).T.sort_values("accuracy")

@@ -260,3 +260,31 @@ def heatmap_overlays(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+#: MediaPipe's 21 hand points joined as bones: wrist to each finger's tip, and across the palm.
+HAND_BONES = ([(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (9, 10), (10, 11), (11, 12),
+               (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20), (5, 9), (9, 13), (13, 17)])
+
+
+def landmark_grid(images: Sequence[np.ndarray], points: Sequence[np.ndarray | None], titles: Sequence[str], *,
+                  title: str, ncols: int = 7, size: float = 1.6):
+    """Images with their hand points (x, y in the image's pixels; None or NaN: no hand, titled so) drawn on them."""
+    plt = _plt()
+    n = max(1, len(images))
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, img, pts, t in zip(axes.ravel(), images, points, titles):
+        ax.imshow(img)
+        found = pts is not None and np.isfinite(pts).all()
+        if found:
+            for a, b in HAND_BONES:
+                ax.plot(pts[[a, b], 0], pts[[a, b], 1], color="lime", lw=0.8)
+            ax.scatter(pts[:, 0], pts[:, 1], s=3, color="red", zorder=3)
+        ax.set_title(t if found else f"{t} (no hand)", fontsize=7, color="black" if found else "red")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

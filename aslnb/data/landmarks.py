@@ -36,6 +36,8 @@ class DetectorSettings:
     pad: float = 0.25  # black border on every side, as a share of the longer image side
     min_confidence: float = 0.3  # min_hand_detection_confidence (and presence) of the Tasks API
     retry_gamma: float = 0.5  # brightened retry when no hand is found (None or 1: no retry)
+    # then the same two tries with this border (None: none); chosen on ASL validation + hand1 (benchmarks/landmarks.md)
+    retry_pad: float | None = 0.4
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -125,26 +127,36 @@ class Detector:
     def close(self) -> None:
         self._lm.close()
 
-    def _once(self, rgb: np.ndarray) -> Hand | None:
-        padded = np.ascontiguousarray(pad_image(rgb, self.settings.pad))
+    def _once(self, rgb: np.ndarray, pad: float) -> Hand | None:
+        padded = np.ascontiguousarray(pad_image(rgb, pad))
         with quiet_stderr():
             res = self._lm.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=padded))
         if not res.hand_landmarks:
             return None
         h, w = padded.shape[:2]
         pts = np.array([[p.x * w, p.y * h, p.z * w] for p in res.hand_landmarks[0]], dtype=np.float32)
+        # points in the image's own pixels plus the border of settings.pad (the cache's and crops' convention)
+        pts[:, :2] += round(self.settings.pad * max(rgb.shape[:2])) - round(pad * max(rgb.shape[:2]))
         left = bool(res.handedness and res.handedness[0][0].category_name == "Left")
         return Hand(pts, True, left)
 
-    def detect(self, rgb: np.ndarray) -> Hand:
-        """The hand of an RGB ``uint8`` image (the brightened retry included), or :meth:`Hand.none`."""
-        hand = self._once(rgb)
+    def _tries(self, rgb: np.ndarray, pad: float) -> tuple[Hand | None, bool]:
+        """The frame with a border of ``pad``, then brightened (``retry_gamma``); and whether that retry ran."""
+        hand = self._once(rgb, pad)
         gamma = self.settings.retry_gamma
         if hand is None and gamma and gamma != 1:
-            hand = self._once(brighten(rgb, gamma))
-            if hand is not None:
-                hand.retried = True
-            return hand or Hand.none(retried=True)
+            return self._once(brighten(rgb, gamma), pad), True
+        return hand, False
+
+    def detect(self, rgb: np.ndarray) -> Hand:
+        """The hand of an RGB ``uint8`` image (the retries included: ``retried`` says one ran), or :meth:`Hand.none`."""
+        hand, retried = self._tries(rgb, self.settings.pad)
+        if hand is None and self.settings.retry_pad:
+            hand, _ = self._tries(rgb, self.settings.retry_pad)
+            retried = True
+        if hand is None:
+            return Hand.none(retried=retried)
+        hand.retried = retried
         return hand
 
     def detect_file(self, path: str | os.PathLike) -> Hand:

@@ -102,7 +102,7 @@ def run_landmarker(run_cfg: dict, source: str | os.PathLike = "the run") -> Land
     """The :class:`Landmarker` a run was trained with (``config.json``'s ``landmarks``), its networks checked."""
     rec = run_cfg.get("landmarks") or {}
     try:
-        settings = DetectorSettings(**rec["detector"])
+        settings = DetectorSettings(**{"retry_pad": None, **rec["detector"]})  # runs from before retry_pad
     except (KeyError, TypeError):
         raise RunDirError(f"{source}: config.json has no valid 'landmarks.detector' record; retrain") from None
     lm = Landmarker.resolve(settings)
