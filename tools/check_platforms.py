@@ -13,7 +13,7 @@ configuration (local wheel folders, constraints) is switched off for these check
 (PIP_CONFIG_FILE=/dev/null): they see the public index alone, as a user would.
 
 One more check, "ci", resolves what the Makefile installs here: the dependencies with the
-extras lite0 and test, under constraints/ci-linux-x86_64.txt, with this machine's pip
+extras lite0, test and hands, under constraints/ci-linux-x86_64.txt, with this machine's pip
 configuration; it must give tensorflow 2.21.0 and the CPU build of torch 2.13.0.
 
 Usage:  python tools/check_platforms.py [--jobs 3] [--out tools/platforms.json]
@@ -52,7 +52,7 @@ PLATFORMS: dict[str, tuple[str, list[str]]] = {
     "windows-amd64": ("Windows x86_64 (native; WSL is Linux)", ["win_amd64"]),
 }
 PYTHONS = ["3.11", "3.12"]
-KEY_PACKAGES = ["tensorflow", "keras", "numpy", "jupyterlab", "torch", "nvidia-cudnn-cu12"]
+KEY_PACKAGES = ["tensorflow", "keras", "numpy", "jupyterlab", "torch", "nvidia-cudnn-cu12", "mediapipe"]
 
 
 def requirements(extras: list[str]) -> list[str]:
@@ -102,7 +102,9 @@ def checks() -> list[tuple[str, str | None, str | None, list[str]]]:
     """(name, platform, python, extras) of every check."""
     out = [(f"{p} py{py}", p, py, []) for p in PLATFORMS for py in PYTHONS]
     out += [(f"linux-x86_64 py{py} [cuda]", "linux-x86_64", py, ["cuda"]) for py in PYTHONS]
-    out.append(("ci [lite0,test] + constraints", None, None, ["lite0", "test"]))
+    # the optional extra "hands" (MediaPipe): where it has no wheel, the row says so and the rest of the course runs
+    out += [(f"{p} py{py} [hands]", p, py, ["hands"]) for p in PLATFORMS for py in PYTHONS]
+    out.append(("ci [lite0,test,hands] + constraints", None, None, ["lite0", "test", "hands"]))
     return out
 
 
@@ -112,7 +114,7 @@ def table(results: list[dict]) -> str:
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         v = r.get("versions", {})
-        other = ", ".join(f"{k} {v[k]}" for k in ("torch", "nvidia-cudnn-cu12") if k in v)
+        other = ", ".join(f"{k} {v[k]}" for k in ("torch", "nvidia-cudnn-cu12", "mediapipe") if k in v)
         status = f"yes ({r['n_packages']} packages)" if r["ok"] else "**no**"
         rows.append(f"| {r['check']} | {status} | {v.get('tensorflow', '-')} | {v.get('keras', '-')} | "
                     f"{v.get('numpy', '-')} | {v.get('jupyterlab', '-')} | {other or '-'} |")
