@@ -103,5 +103,5 @@ def test_what_we_found_is_built_from_the_recorded_numbers():
         assert text in md, text
     metrics["nb04"][f"{b}.frozen_vs_fine_tuned_seeds"]["difference"] = True
     assert "a difference (larger than both" in what_we_found(metrics, b)
-    assert "not in this report" in what_we_found({k: v for k, v in metrics.items() if k != "nb06"}, b)
+    assert "Notebook 06 runs after this notebook" in what_we_found({k: v for k, v in metrics.items() if k != "nb06"}, b)
     assert "no results recorded" in what_we_found({}, b)
