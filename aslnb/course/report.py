@@ -70,14 +70,6 @@ def report_backbones(profile: str, weights: str | None = None) -> list[str]:
     return [first, *others]
 
 
-def second_backbone() -> dict[str, str]:
-    """Kept for callers of earlier versions: the registry's second course backbone, with its own weights."""
-    from ..models.registry import course_backbones, get_backbone
-
-    name = course_backbones()[1]
-    return {"BACKBONE": name, "WEIGHTS": get_backbone(name).default_weights or "imagenet"}
-
-
 class NotebookFailed(AslnbError):
     """A notebook of the report raised an error; the message names the notebook and the cell."""
 
