@@ -18,6 +18,7 @@ Exit codes (:data:`EXIT_CODES`; ``aslnb --help`` prints the same table):
 8    ``aslnb data fetch``: some files could not be downloaded
 9    ``aslnb report``: a notebook failed
 10   ``aslnb data verify``: unreadable images found
+11   ``aslnb report``: a lesson check does not hold in the report
 130  interrupted (Ctrl-C)
 ===  ==========================================================
 """
@@ -29,6 +30,7 @@ EXIT_USAGE = 2  # argparse's own exit status for usage errors; no AslnbError use
 EXIT_FETCH_INCOMPLETE = 8
 EXIT_NOTEBOOK_FAILED = 9
 EXIT_BAD_IMAGES = 10
+EXIT_CHECKS_FAILED = 11
 EXIT_INTERRUPTED = 130
 
 
@@ -85,5 +87,6 @@ EXIT_CODES: dict[int, str] = {
     EXIT_FETCH_INCOMPLETE: "data fetch: some files could not be downloaded",
     EXIT_NOTEBOOK_FAILED: "report: a notebook failed",
     EXIT_BAD_IMAGES: "data verify: unreadable images found",
+    EXIT_CHECKS_FAILED: "report: a lesson check does not hold (the old report is kept)",
     EXIT_INTERRUPTED: "interrupted",
 }

@@ -94,9 +94,10 @@ def memory_bytes() -> int | None:
 _PATH_ENVS = ("ASLNB_DATA", "ASLNB_EXTERNAL_DATA", "KERAS_HOME", "ASLNB_CACHE")
 
 
-def repo_root() -> Path:
-    """The source checkout holding the package (its parent folder when the package is installed)."""
-    return Path(__file__).resolve().parents[1]
+def repo_root() -> Path | None:
+    """The source checkout holding the package; None when the package is installed (no ``pyproject.toml``)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() else None
 
 
 def _path_names(extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -107,7 +108,8 @@ def _path_names(extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
     for env in _PATH_ENVS:
         if os.environ.get(env):
             names.setdefault(str(Path(os.environ[env]).expanduser().resolve()), f"${env}")
-    names.setdefault(str(repo_root()), ".")
+    if repo_root() is not None:
+        names.setdefault(str(repo_root()), ".")
     names.setdefault(str(Path.home().resolve()), "~")
     names.setdefault(str(Path(tempfile.gettempdir()).resolve()), "$TMPDIR")
     return sorted(names.items(), key=lambda kv: -len(kv[0]))
@@ -117,7 +119,7 @@ def portable(value, extra: dict[str, str] | None = None):
     """``value`` (a string, or lists/dicts of them) with machine paths replaced by portable names.
 
     ``$ASLNB_DATA``, ``$ASLNB_EXTERNAL_DATA``, ``$KERAS_HOME``, ``$ASLNB_CACHE`` where those are set,
-    the repository as ``.`` (``./reports/cpu``), the home folder as ``~``, the temporary folder as
+    the source checkout as ``.`` (``./reports/cpu``; an installed package keeps its path), the home folder as ``~``, the temporary folder as
     ``$TMPDIR``; ``extra``: more ``{absolute path: name}`` pairs (they come first).
     """
     pairs = _path_names(extra)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from aslnb.config import profile, train_params
+from aslnb.config import TrainConfig, profile, train_params
 
 
 def test_gpu_profile_has_the_cpu_profiles_regularisation():
@@ -47,7 +47,8 @@ def test_the_gpu_profile_runs_its_whole_path(tmp_path, monkeypatch, sample_dir):
     cache = tmp_path / "features"
     res = train(sample_dir, tmp_path / "run", feature_cache_dir=cache, verbose=2, **params)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["params"]["weights"] == "imagenet" and config["params"]["dropout"] == 0.5
+    assert config["params"]["weights"] == "imagenet" and config["params"]["dropout"] == TrainConfig().dropout == 0.0
+    assert config["params"]["early_stopping_patience"] == 3  # the cpu profile's head settings (notebook 04)
     assert config["params"]["freeze_until"] == "conv4" and config["params"]["fine_tune_epochs"] == 1
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     marks = {m["phase"]: m for m in history["phase_marks"]}

@@ -121,15 +121,16 @@ def _profile_backbone(args, params: dict[str, Any]) -> dict[str, Any]:
     from ..config import freeze_for
     from ..config import profile as get_profile
     from ..errors import ParameterError
-    from ..models.registry import default_backbone, resolve_backbone, run_weights
+    from ..models.registry import course_backbones, default_backbone, resolve_backbone, run_weights
 
     given = getattr(args, "given", frozenset())
     if not args.profile or get_profile(args.profile)["weights"] != "auto" or given & {"--backbone", "--weights"}:
         return params
     backbone, why = resolve_backbone("auto", "auto")
     if backbone == default_backbone() and "no course backbone" in why:
+        other = next(b for b in course_backbones() if b != backbone)
         raise ParameterError(f"--profile {args.profile}: {why.split(': ', 1)[1]}; put {backbone}'s ImageNet weights "
-                             f"in $KERAS_HOME/models (or go online), pass --backbone efficientnet_lite0, or "
+                             f"in $KERAS_HOME/models (or go online), pass --backbone {other}, or "
                              f"--weights none to train {backbone} from random weights on purpose")
     print(f"--profile {args.profile}: {why}")
     if backbone == params["backbone"]:

@@ -53,16 +53,16 @@ def _split_part(nb05: dict, b: str) -> list[str]:
 
 
 def _pretrained_part(nb03: dict) -> list[str]:
-    keys = {k: nb03.get(k) for k in ("probe_efficientnet_lite0_pretrained_chunk",
-                                     "probe_efficientnet_lite0_random_chunk",
-                                     "massey_efficientnet_lite0_pretrained", "massey_efficientnet_lite0_random")}
-    if keys["probe_efficientnet_lite0_pretrained_chunk"] is None:
+    b = next((k[len("probe_"):-len("_pretrained_chunk")] for k in nb03
+              if k.startswith("probe_") and k.endswith("_pretrained_chunk")), None)
+    if b is None:
         return []
+    keys = {k: nb03.get(k.format(b=b)) for k in ("probe_{b}_pretrained_chunk", "probe_{b}_random_chunk",
+                                                  "massey_{b}_pretrained", "massey_{b}_random")}
     return [f"**Pretrained vs random weights** (notebook 03, linear probes, no seeds repeated): ImageNet features "
-            f"{_num(keys['probe_efficientnet_lite0_pretrained_chunk'])} on the held-out chunk and "
-            f"{_num(keys['massey_efficientnet_lite0_pretrained'])} on Massey; the same network with random weights "
-            f"{_num(keys['probe_efficientnet_lite0_random_chunk'])} and "
-            f"{_num(keys['massey_efficientnet_lite0_random'])}. "
+            f"{_num(keys['probe_{b}_pretrained_chunk'])} on the held-out chunk and "
+            f"{_num(keys['massey_{b}_pretrained'])} on Massey; the same network with random weights "
+            f"{_num(keys['probe_{b}_random_chunk'])} and {_num(keys['massey_{b}_random'])}. "
             "*What would improve it:* a backbone pretrained on hands (or on more varied images), and fine-tuning "
             "more of it once more varied data is at hand."]
 

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import AslnbError, ParameterError
+from ..errors import EXIT_CHECKS_FAILED, EXIT_NOTEBOOK_FAILED, AslnbError, ParameterError
 from ..config import profile as get_profile
 from ..io import read_json, write_json
 from .report_folder import ReportFolder
@@ -73,13 +73,13 @@ def report_backbones(profile: str, weights: str | None = None) -> list[str]:
 class NotebookFailed(AslnbError):
     """A notebook of the report raised an error; the message names the notebook and the cell."""
 
-    exit_code = 9
+    exit_code = EXIT_NOTEBOOK_FAILED
 
 
 class ChecksFailed(AslnbError):
     """A strict report (the committed ``cpu`` one) ran, but a lesson check does not hold in it."""
 
-    exit_code = 9
+    exit_code = EXIT_CHECKS_FAILED
 
 
 def _check_lessons(metrics_path: Path, failed_dir: Path) -> None:
