@@ -62,6 +62,8 @@ def test_plan_runs_04_once_per_backbone_and_routes_extras(tmp_path):
     with pytest.raises(ParameterError, match=r"-p NOPE: no notebook to run .* declares this parameter"):
         plan("smoke", out=tmp_path, extra=["NOPE=1"])
     assert [j["name"][:2] for j in plan("smoke", out=tmp_path, notebooks=["05", "01"])] == ["01", "05"]
+    # 05's ending reads every other notebook's metrics (06's too): it runs last
+    assert [j["name"][:2] for j in plan("smoke", out=tmp_path, notebooks=["06", "05", "01"])] == ["01", "06", "05"]
     with pytest.raises(ParameterError, match="--notebooks 09"):
         plan("smoke", out=tmp_path, notebooks=["09"])
     with pytest.raises(ParameterError, match="profile"):
@@ -87,9 +89,9 @@ def test_transport_notices_are_dropped_but_errors_and_other_warnings_pass():
 def test_course_has_six_numbered_notebooks():
     names = [p.name for p in course_notebooks()]
     assert names == ["01_dataset.ipynb", "02_residual_learning.ipynb", "03_transfer_learning.ipynb",
-                     "04_finetune_resnet50.ipynb", "05_results.ipynb", "06_other_hands.ipynb"]
+                     "04_finetune_resnet50.ipynb", "06_other_hands.ipynb", "05_results.ipynb"]  # 05 reads 06: last
     # every notebook of the folder is a numbered course notebook (none is left out of the report)
-    assert names == sorted(p.name for p in course_notebooks()[0].parent.glob("*.ipynb"))
+    assert sorted(names) == sorted(p.name for p in course_notebooks()[0].parent.glob("*.ipynb"))
 
 
 # ---------------------------------------------------------------- the smoke report

@@ -92,7 +92,8 @@ def _hands_part(nb05: dict, nb06: dict, b: str) -> list[str]:
         k, v = max(best.items(), key=lambda kv: kv[1]["mean"] if isinstance(kv[1], dict) else float(kv[1]))
         line += f" Notebook 06's best recipe (`{k}`) reaches {_num(v)} on its test signers."
     else:
-        line += " (Notebook 06 runs after this notebook: it compares the networks to transfer from on these signers.)"
+        line += (" (Notebook 06, which compares the networks to transfer from on these signers, has not run in this "
+                 "report folder yet: run it, then this cell again.)")
     return [line + " *What would improve it:* training frames of many people and backgrounds; hand landmarks "
             "(`aslnb train --features landmarks`) that leave the room and the skin out."]
 

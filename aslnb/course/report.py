@@ -100,9 +100,14 @@ def notebooks_dir() -> Path:
     return d
 
 
+#: The notebook whose ending ("What we found") reads every other notebook's metrics: a report runs it last.
+RUNS_LAST = "05"
+
+
 def course_notebooks(folder: Path | None = None) -> list[Path]:
-    """``notebooks/[0-9][0-9]_*.ipynb`` in order."""
-    return sorted((folder or notebooks_dir()).glob("[0-9][0-9]_*.ipynb"))
+    """``notebooks/[0-9][0-9]_*.ipynb`` in the order a report runs them: by number, :data:`RUNS_LAST` last."""
+    found = sorted((folder or notebooks_dir()).glob("[0-9][0-9]_*.ipynb"))
+    return sorted(found, key=lambda p: p.name[:2] == RUNS_LAST)
 
 
 def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, external=None, weights: str | None = None,
