@@ -242,7 +242,6 @@ def data_fingerprint(split: Split) -> str:
 # --------------------------------------------------------------------------
 # Run-directory lifecycle: check, start (new, resume or replace), finish.
 # --------------------------------------------------------------------------
-RUN_FILES = ("model.keras", "config.json", "labels.json", "history.json", "metrics.json", "timing.json")
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -401,7 +400,8 @@ def start_run(out: Path, params: dict, fingerprint: str, overwrite: bool) -> Run
     ``.<name>.partial-<pid>-XXXX``, then swapped in by :meth:`RunDir.finish`). A
     partial folder left by a killed ``--overwrite`` is resumed when it has the same
     parameters and data, else removed; ``RunDir.notes`` says which. A resumed run's
-    leftover temporary files are removed (:func:`remove_partial_files`).
+    leftover temporary files are removed (:func:`remove_partial_files`). Then, every recipe alike:
+    ``with run.guard(): run.begin(config, names); ...; run.complete(model, config, history)``.
     """
     try:
         if out.is_dir() and (out / "config.json").is_file():
