@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from .backend import import_keras
 from .data.pipeline import DECODER, DECODERS
-from .data.splits import SPLIT_METHODS as SPLITS
+from .data.splits import SPLIT_METHODS as SPLITS, check_fractions
 from .errors import ParameterError
 from .provenance import memory_bytes
 
@@ -134,7 +134,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "image_size", "seed", "fine_tune_epochs", "hand_views"):
             v = getattr(self, name)
             need(_is_int(v), f"{name}={v!r}: must be an integer")
-        for name in ("learning_rate", "fine_tune_lr", "dropout", "val_fraction", "test_fraction", "view_augment"):
+        for name in ("learning_rate", "fine_tune_lr", "dropout", "view_augment"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{name}={v!r}: must be a number")
             need(math.isfinite(v), f"{name}={v!r}: must be a finite number, e.g. {_default_of(name)}")
@@ -150,12 +150,7 @@ class TrainConfig:
         for name in ("learning_rate", "fine_tune_lr"):
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)}: must be positive, e.g. {_default_of(name)}")
         need(0 <= self.dropout < 1, f"dropout={self.dropout}: must be in [0, 1), e.g. 0.2 (0: no dropout)")
-        for name in ("val_fraction", "test_fraction"):
-            v = getattr(self, name)
-            need(0 < v < 1, f"{name}={v}: must be between 0 and 1 (exclusive), e.g. {_default_of(name)}")
-        need(self.val_fraction + self.test_fraction < 1,
-             f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g}: must be < 1 to leave "
-             "images to train on; lower val_fraction or test_fraction")
+        check_fractions(self.val_fraction, self.test_fraction, zero_ok=False)  # a run needs val and test images
         for name in ("split", "cache_features", "precision", "decoder", "distribute", "mixed_precision", "backbone",
                      "features"):
             allowed = _choices(name)

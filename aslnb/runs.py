@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,9 @@ from .config import TrainConfig
 from .data.manifest import sha256_file
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import Split, limit_folder, split_folder
-from .errors import ModelError, RunDirError
+from .errors import ModelError, ParameterError, RunDirError
 from .provenance import FORMAT_VERSION
-from .io import atomic_path, make_work_dir, os_reason, read_json, stale_parts
+from .io import atomic_path, make_work_dir, os_reason, read_json, stale_parts, write_json
 
 
 def load_labels(run_dir: str | os.PathLike) -> list[str]:
@@ -240,7 +242,6 @@ def data_fingerprint(split: Split) -> str:
 # --------------------------------------------------------------------------
 # Run-directory lifecycle: check, start (new, resume or replace), finish.
 # --------------------------------------------------------------------------
-RUN_FILES = ("model.keras", "config.json", "labels.json", "history.json", "metrics.json", "timing.json")
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -306,6 +307,44 @@ class RunDir:
             if self.keep_folder:
                 self.work.mkdir(exist_ok=True)
 
+    @contextmanager
+    def guard(self) -> Iterator[RunDir]:
+        """Write the run inside this block. A bad parameter (``ParameterError``, e.g. a diverged loss) deletes what
+        this call created; a failed write becomes one ``RunDirError`` line; anything else (Ctrl-C) deletes a
+        replacement's hidden folder but keeps a run trained in place, to resume."""
+        try:
+            yield self
+        except ParameterError:
+            self.discard()  # a diverged run is not worth resuming
+            raise
+        except OSError as exc:
+            if self.work != self.out:
+                self.discard()
+            raise RunDirError(f"{exc.filename or self.work}: could not be written ({os_reason(exc)}); free some "
+                              "disk space or fix the permissions and rerun the same command") from None
+        except BaseException:
+            if self.work != self.out:
+                self.discard()
+            raise
+
+    def begin(self, config: dict, class_names: list[str]) -> None:
+        """Write ``config.json`` (a resumed run keeps its ``started``) and ``labels.json``."""
+        if self.resuming:
+            config["started"] = read_json(self.work / "config.json").get("started", config["started"])
+        write_json(self.work / "config.json", config)
+        write_json(self.work / "labels.json", {"class_names": class_names,
+                                               "label_ids": {c: i for i, c in enumerate(class_names)}})
+
+    def complete(self, model, config: dict, history: dict) -> None:
+        """Write ``history.json`` and ``model.keras``, then ``config.json`` with the model's sha256
+        (``model_sha256``: :func:`load_run` refuses another run's model) and ``finished`` (last); :meth:`finish`."""
+        write_json(self.work / "history.json", history)
+        save_model_atomic(model, self.work / "model.keras")
+        config["model_sha256"] = sha256_file(self.work / "model.keras")
+        config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json(self.work / "config.json", config)
+        self.finish()
+
 
 def _resume_problem(folder: Path, params: dict, fingerprint: str) -> str | None:
     """Why the interrupted run in ``folder`` cannot be resumed with ``params`` on data ``fingerprint`` (None: it can)."""
@@ -361,7 +400,8 @@ def start_run(out: Path, params: dict, fingerprint: str, overwrite: bool) -> Run
     ``.<name>.partial-<pid>-XXXX``, then swapped in by :meth:`RunDir.finish`). A
     partial folder left by a killed ``--overwrite`` is resumed when it has the same
     parameters and data, else removed; ``RunDir.notes`` says which. A resumed run's
-    leftover temporary files are removed (:func:`remove_partial_files`).
+    leftover temporary files are removed (:func:`remove_partial_files`). Then, every recipe alike:
+    ``with run.guard(): run.begin(config, names); ...; run.complete(model, config, history)``.
     """
     try:
         if out.is_dir() and (out / "config.json").is_file():

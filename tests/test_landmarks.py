@@ -404,6 +404,39 @@ def test_landmark_cache_is_per_image_content_and_detector(tmp_path, monkeypatch)
     assert len(list((tmp_path / "c").glob("landmarks-*"))) == 2
 
 
+def test_landmarks_run_records_its_model_sha256_and_load_run_checks_it(sample_dir, tmp_path, monkeypatch):
+    """A landmarks run (here on made-up hand points: no detector needed) writes config.json's model_sha256 as an
+    image run does; load_run refuses a model.keras that is not the one recorded."""
+    import aslnb.features.landmarks as fl
+    from aslnb.data.landmarks import DetectorSettings
+    from aslnb.errors import RunDirError
+    from aslnb.models.landmark_head import build_landmark_head
+    from aslnb.runs import load_run
+    from aslnb.train import train
+
+    def fake_detect(files, landmarker, workers):
+        if files:
+            rows = np.random.default_rng(len(files)).normal(size=(len(files), fl.ROW)).astype(np.float32)
+            rows[:, -3:] = [1, 0, 0]  # found, right hand, not retried
+            yield range(len(files)), rows
+
+    monkeypatch.setenv("ASLNB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fl, "_detect", fake_detect)
+    monkeypatch.setattr(fl.Landmarker, "resolve", classmethod(
+        lambda cls, settings=DetectorSettings(): cls(Path("m.task"), "f" * 64, settings, "n" * 64)))
+    res = train(sample_dir, tmp_path / "run", verbose=0, features="landmarks", limit_per_class=8, epochs=1,
+                head_units=[8])
+    model_file = res.run_dir / "model.keras"
+    cfg = json.loads((res.run_dir / "config.json").read_text())
+    assert cfg["model_sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert "finished" in cfg and cfg["landmarks"]["model_sha256"] == "f" * 64  # the landmarker's own, kept apart
+    load_run(res.run_dir)
+    build_landmark_head(np.zeros((4, fl.N_FEATURES), np.float32), len(cfg["data"]["class_names"]), [8]).save(
+        model_file)  # same shape, another model
+    with pytest.raises(RunDirError, match="comes from another run"):
+        load_run(res.run_dir)
+
+
 # --------------------------------------------------------------------------- the crop recipe
 def test_crop_box_is_the_square_around_the_points_with_margin():
     from aslnb.features.crops import crop_box

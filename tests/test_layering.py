@@ -91,12 +91,6 @@ def test_the_cycle_check_finds_a_circle(tmp_path):
 
 # --------------------------------------------------------------------------- short functions
 
-#: Functions over the limit today, each in a part of the package another change is splitting.
-#: Shrink this list as they are split; a function not listed here may not grow past the limit.
-LONG_FUNCTIONS_ALLOWED = {
-    "aslnb/train/__init__.py:_train",  # split into its steps (issue 23, item 4)
-    "aslnb/course/report.py:run_report",
-}
 MAX_FUNCTION_LINES = 60
 #: The CLI parser is one long declaration of options: it may be longer.
 EXEMPT = {"aslnb/cli/parser.py:build_parser"}
@@ -117,8 +111,7 @@ def _long_functions(root: Path) -> dict[str, int]:
 
 
 def test_no_function_is_over_60_lines():
-    long = _long_functions(ROOT)
-    over = {k: v for k, v in long.items() if k not in LONG_FUNCTIONS_ALLOWED}
+    over = _long_functions(ROOT)
     assert over == {}, f"functions over {MAX_FUNCTION_LINES} lines (split them into steps): {over}"
 
 

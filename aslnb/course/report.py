@@ -74,6 +74,7 @@ class NotebookFailed(AslnbError):
     """A notebook of the report raised an error; the message names the notebook and the cell."""
 
     exit_code = EXIT_NOTEBOOK_FAILED
+    record: dict[str, Any] | None = None  # metrics.json's ``_report.failed``: notebook, cell, error
 
 
 class ChecksFailed(AslnbError):
@@ -186,21 +187,16 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
     and, when ``strict`` (the committed report: ``cpu`` without parameter overrides), every lesson
     check recorded in metrics.json holds (:class:`ChecksFailed` otherwise).
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger "frozen modules" notice
     jobs = plan(profile, out=out, data=data, external=external, weights=weights, notebooks=notebooks, extra=extra,
                 folder=folder)
     report_dir = Path(out).expanduser().resolve() / profile
     target = ReportFolder(report_dir)
-    failed_dir = target.failed
     target.open(whole=notebooks is None)
     metrics_path = report_dir / "metrics.json"
     if notebooks is not None:
         _forget(metrics_path, {f"nb{j['name'][:2]}" for j in jobs})
-    cwd = (folder or notebooks_dir())
     timeout = timeout or CELL_TIMEOUT.get(profile, 1800)
     started = time.time()
     seconds: dict[str, float] = {}
@@ -209,36 +205,14 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
     try:
         with quiet_kernel():
             for i, job in enumerate(jobs, 1):
-                dest = report_dir / job["name"]
-                tag = f"[{i}/{len(jobs)}] {job['name']}"
-                _say(progress, f"{tag}: running")
-                t0, done = time.perf_counter(), False
-                try:
-                    papermill.execute_notebook(
-                        str(job["source"]), str(dest), parameters=job["parameters"], kernel_name=kernel_name,
-                        cwd=str(cwd), log_output=False, progress_bar=False, execution_timeout=timeout,
-                        extra_arguments=list(KERNEL_ARGS),
-                    )
-                    done = True
-                except PapermillExecutionError as exc:
-                    failed = {"notebook": job["name"], "cell": exc.exec_count, "error": f"{exc.ename}: {exc.evalue}"}
-                    raise NotebookFailed(_failure_message(job["name"], exc, failed_dir / job["name"])) from exc
-                except Exception as exc:  # noqa: BLE001 - kernel death, timeout: name the notebook
-                    failed = {"notebook": job["name"], "cell": None, "error": f"{exc.__class__.__name__}: {exc}"}
-                    raise NotebookFailed(_failure_message(job["name"], exc, failed_dir / job["name"])) from exc
-                finally:
-                    seconds[job["name"]] = round(time.perf_counter() - t0, 1)
-                    if dest.is_file():
-                        to_html(dest)
-                    _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[job['name']]:.1f} s "
-                                   f"({_code_cells(job['source'])} code cells)")
+                _run_notebook(job, f"[{i}/{len(jobs)}] {job['name']}", report_dir, folder or notebooks_dir(),
+                              kernel_name, timeout, seconds, progress)
         if strict:
-            try:
-                _check_lessons(metrics_path, failed_dir)
-            except ChecksFailed as exc:
-                failed = {"notebook": None, "cell": None, "error": str(exc)}
-                raise
+            _check_lessons(metrics_path, target.failed)
         ok = True
+    except (NotebookFailed, ChecksFailed) as exc:
+        failed = exc.record if isinstance(exc, NotebookFailed) else {"notebook": None, "cell": None, "error": str(exc)}
+        raise
     finally:
         try:
             _write_report_block(metrics_path, profile, jobs, started, seconds, failed, timeout)
@@ -247,6 +221,38 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
             if after:
                 _say(progress, after)
     return report_dir
+
+
+def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, kernel_name: str, timeout: int,
+                  seconds: dict[str, float], progress: bool) -> None:
+    """Execute one job of :func:`plan` into ``report_dir`` (with its HTML), recording its time in ``seconds``;
+    a failure raises :class:`NotebookFailed` whose ``record`` names the notebook, the cell and the error."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    name, dest = job["name"], report_dir / job["name"]
+    failed_dest = ReportFolder(report_dir).failed / name
+    _say(progress, f"{tag}: running")
+    t0, done = time.perf_counter(), False
+    try:
+        papermill.execute_notebook(
+            str(job["source"]), str(dest), parameters=job["parameters"], kernel_name=kernel_name, cwd=str(cwd),
+            log_output=False, progress_bar=False, execution_timeout=timeout, extra_arguments=list(KERNEL_ARGS),
+        )
+        done = True
+    except Exception as exc:  # noqa: BLE001 - a cell's error; kernel death, timeout: name the notebook
+        cell = exc.exec_count if isinstance(exc, PapermillExecutionError) else None
+        error = (f"{exc.ename}: {exc.evalue}" if isinstance(exc, PapermillExecutionError)
+                 else f"{exc.__class__.__name__}: {exc}")
+        failure = NotebookFailed(_failure_message(name, exc, failed_dest))
+        failure.record = {"notebook": name, "cell": cell, "error": error}
+        raise failure from exc
+    finally:
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        if dest.is_file():
+            to_html(dest)
+        _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[name]:.1f} s "
+                       f"({_code_cells(job['source'])} code cells)")
 
 
 def _say(progress: bool, line: str) -> None:

@@ -26,6 +26,7 @@ split at random (stratified) with a warning.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,14 +66,21 @@ class _TooFew(Exception):
         self.n = n
 
 
-def _check_fractions(val_fraction: float, test_fraction: float) -> None:
-    for name, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(v, (int, float)) or not 0 <= v < 1:
-            raise ParameterError(f"{name}={v!r}: must be a number in [0, 1)")
+def check_fractions(val_fraction: float, test_fraction: float, *, zero_ok: bool = True) -> None:
+    """Refuse split fractions a split cannot use, naming the parameter and the fix (one line).
+
+    Each must be a finite number in [0, 1) (``zero_ok=False``, a training run's rule
+    (:meth:`aslnb.config.TrainConfig.validate`): in (0, 1)), and together below 1.
+    """
+    for name, v, example in (("val_fraction", val_fraction, 0.1), ("test_fraction", test_fraction, 0.2)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ParameterError(f"{name}={v!r}: must be a finite number, e.g. {example}")
+        if not (0 <= v < 1 if zero_ok else 0 < v < 1):
+            rule = "in [0, 1)" if zero_ok else "between 0 and 1 (exclusive)"
+            raise ParameterError(f"{name}={v}: must be {rule}, e.g. {example}")
     if val_fraction + test_fraction >= 1:
-        raise ParameterError(
-            f"val_fraction + test_fraction = {val_fraction + test_fraction}: must leave something to train on (< 1)"
-        )
+        raise ParameterError(f"val_fraction + test_fraction = {val_fraction + test_fraction:g}: must be < 1 to leave "
+                             "images to train on; lower val_fraction or test_fraction")
 
 
 def _random_assign(n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -172,7 +180,7 @@ def split_folder(
     """
     if method not in SPLIT_METHODS:
         raise ParameterError(f"split={method!r}: unknown split, choose one of {', '.join(SPLIT_METHODS)}")
-    _check_fractions(val_fraction, test_fraction)
+    check_fractions(val_fraction, test_fraction)
     _check_two_classes(folder)
     rng = np.random.default_rng(seed)
     assign = np.zeros(len(folder), dtype=np.int8)

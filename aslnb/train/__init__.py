@@ -85,9 +85,7 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
-from ..errors import ParameterError, RunDirError
-from ..data.manifest import sha256_file
-from ..io import os_reason, read_json, write_json
+from ..errors import ParameterError
 from ..provenance import FORMAT_VERSION, device_name, memory_bytes, versions
 from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
@@ -154,19 +152,62 @@ def train(
             return dataclasses.replace(res, run_dir=None)
 
 
+@dataclasses.dataclass
+class _Plan:
+    """What the built classifier means for the run: where its frozen part ends, whether features are cached."""
+
+    boundary: str | None  # the last frozen layer (None: nothing frozen)
+    use_cache: bool
+    ft_until: str | None  # the fine-tune phase's freeze point (None: no second phase)
+    feature_precision: str | None
+    notes: list[str]
+
+    def phases(self, cfg: TrainConfig) -> list[tuple[str, str | None, int, float]]:
+        """``(phase, freeze_until, epochs, learning_rate)`` of each phase."""
+        head = [("head", cfg.freeze_until, cfg.epochs, cfg.learning_rate)]
+        return head + ([("fine_tune", self.ft_until, cfg.fine_tune_epochs, cfg.fine_tune_lr)]
+                       if cfg.fine_tune_epochs else [])
+
+
 def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: Path, overwrite: bool, verbose: int,
            feature_cache_dir, callbacks: list | None, in_memory_max_bytes: int | None = None) -> RunResult:
-    import keras
+    """The image recipe's steps: seed, data and split, model, run directory, phases, run files."""
+    _seed(cfg)
+    split, crop_record = _prepare_data(cfg, data_dir, ext_dir, feature_cache_dir, verbose)
+    class_names = split.train.class_names
+    clf, plan = _build(cfg, place, len(class_names), verbose)
+    fingerprint = data_fingerprint(split)
+    run = start_run(out, asdict(cfg), fingerprint, overwrite)  # the first write
+    for note in run.notes:
+        log(note, verbose)
+    config = _run_config(cfg, place, split, data_dir, ext_dir, clf, plan, fingerprint, crop_record)
+    with run.guard():
+        run.begin(config, class_names)
+        log(f"data {data_dir}: split {split.describe()}; backbone {cfg.backbone}, weights {config['weights_source']}"
+            f", frozen until {cfg.freeze_until}; feature cache {'on' if plan.use_cache else 'off'}; device "
+            f"{config['device']}", verbose)
+        history = _fit_phases(cfg, place, clf, split, plan, run.work, feature_cache_dir, callbacks,
+                              in_memory_max_bytes, verbose)
+        place.sync_batch_norm(clf.model, False)
+        run.complete(clf.model, config, history)
+    return RunResult(out, config, history, {}, model=clf.model, classifier=clf)
 
-    from ..features import resolve_precision
-    from ..models import get_backbone
-    from .fit import CACHED_STEPS_PER_EXECUTION, EpochBatches, fit_phase, history_of
+
+def _seed(cfg: TrainConfig) -> None:
+    """Seed Keras (initial weights, dropout) and switch on TensorFlow's op determinism when asked."""
+    import keras
 
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+def _prepare_data(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, feature_cache_dir,
+                  verbose: int) -> tuple[Any, dict | None]:
+    """The run's split (hand crops or views applied) and the crop recipe's landmarker record (else None);
+    an external set without a class in common is refused here, before training."""
     split = prepare_split(data_dir, cfg)
     crop_record = None
     if cfg.features == "crop":  # the hand cut out by its landmarks' box (aslnb.features.crops)
@@ -181,13 +222,18 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
         from ..features.views import with_hand_views
 
         split = with_hand_views(split, cfg, feature_cache_dir, verbose)
-    class_names = split.train.class_names
-    k = len(class_names)
     if ext_dir is not None:
         from ..data.external import load_external
 
-        load_external(ext_dir, class_names)  # no shared class: refused now, not after training
-    from ..models import apply_freeze, build_classifier, resolve_weights, split_at_boundary, weights_source
+        load_external(ext_dir, split.train.class_names)  # no shared class: refused now, not after training
+    return split, crop_record
+
+
+def _build(cfg: TrainConfig, place, k: int, verbose: int):
+    """The classifier of ``k`` classes (in the placement's scope) and its :class:`_Plan`; the plan's notes are
+    printed."""
+    from ..features import resolve_precision
+    from ..models import build_classifier, resolve_weights
 
     with place.scope():
         clf = build_classifier(k, cfg.image_size, backbone=cfg.backbone, weights=cfg.weights,
@@ -205,114 +251,114 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
                                                                  feature_precision)
     for note in notes:
         log(f"note: {note}", verbose)
+    return clf, _Plan(boundary, use_cache, ft_until, feature_precision, notes)
 
-    fingerprint = data_fingerprint(split)
-    run = start_run(out, asdict(cfg), fingerprint, overwrite)  # the first write
-    for note in run.notes:
-        log(note, verbose)
+
+def _run_config(cfg: TrainConfig, place, split, data_dir: Path, ext_dir: Path | None, clf, plan: _Plan,
+                fingerprint: str, crop_record: dict | None) -> dict:
+    """``config.json`` of an image run as it starts (:meth:`aslnb.runs.RunDir.complete` adds the rest)."""
+    from ..models import weights_source
+
+    lrs = [cfg.learning_rate] + ([cfg.fine_tune_lr] if cfg.fine_tune_epochs else [])
     config = {
         "format_version": FORMAT_VERSION,
         "params": asdict(cfg),
         "data": {"root": str(data_dir), "fingerprint": fingerprint,
-                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")), "class_names": class_names,
-                 "problems": split.train.problems[:50]},
+                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")),
+                 "class_names": split.train.class_names, "problems": split.train.problems[:50]},
         "external": str(ext_dir) if ext_dir else None,
         "split": split.describe(),
         "weights_source": weights_source(cfg.backbone, cfg.weights),
         "pretrained": clf.pretrained,
-        "freeze": {"until": cfg.freeze_until, "boundary_layer": boundary, "fine_tune_until": ft_until},
-        "feature_cache": {"used": use_cache, "boundary": boundary if use_cache else None},
-        "precision": {"requested": cfg.precision, "features": feature_precision, "training": place.policy},
-        "distribution": place.describe(cfg.batch_size, [cfg.learning_rate] + ([cfg.fine_tune_lr]
-                                                                              if cfg.fine_tune_epochs else [])),
+        "freeze": {"until": cfg.freeze_until, "boundary_layer": plan.boundary, "fine_tune_until": plan.ft_until},
+        "feature_cache": {"used": plan.use_cache, "boundary": plan.boundary if plan.use_cache else None},
+        "precision": {"requested": cfg.precision, "features": plan.feature_precision, "training": place.policy},
+        "distribution": place.describe(cfg.batch_size, lrs),
         "param_counts": clf.param_counts(),
         "device": device_name(),
         "versions": versions(),
-        "notes": notes,
+        "notes": plan.notes,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if crop_record is not None:
         config["landmarks"] = crop_record
-    temp_cache = run.work / "checkpoints" / "features"  # a large set's features without feature_cache_dir
-    try:
-        if run.resuming:
-            config["started"] = read_json(run.work / "config.json").get("started", config["started"])
-        write_json(run.work / "config.json", config)
-        write_json(run.work / "labels.json", {"class_names": class_names,
-                                              "label_ids": {c: i for i, c in enumerate(class_names)}})
-        log(f"data {data_dir}: split {split.describe()}; backbone {cfg.backbone}, weights {config['weights_source']}"
-             f", frozen until {cfg.freeze_until}; feature cache {'on' if use_cache else 'off'}; device "
-             f"{config['device']}", verbose)
-        phases = [("head", cfg.freeze_until, cfg.epochs, cfg.learning_rate)]
-        if cfg.fine_tune_epochs:
-            phases.append(("fine_tune", ft_until, cfg.fine_tune_epochs, cfg.fine_tune_lr))
-        all_logs: list[dict] = []
-        feature_seconds = 0.0
-        eye = np.eye(k, dtype=np.float32)
-        ytr, yva = eye[split.train.labels], eye[split.val.labels]
-        for i, (phase, until, epochs, lr) in enumerate(phases):
-            if i > 0:
-                apply_freeze(clf.backbone, clf.spec, until, freeze_bn=clf.pretrained)
-                clf.freeze_until = until
-            fit_args = dict(callbacks=callbacks, early_stopping_patience=cfg.early_stopping_patience, verbose=verbose)
-            if use_cache and clf.boundary_layer() is not None:
-                from ..features import extract_features
+    return config
 
-                frozen, model = split_at_boundary(clf)
-                cache_dir = feature_cache_dir or _large_features_dir(frozen, len(split.train) + len(split.val),
-                                                                     in_memory_max_bytes, temp_cache, phase, verbose)
-                t0 = time.perf_counter()
-                ftr, fva = (extract_features(frozen, part, cfg.image_size, batch_size=cfg.batch_size,
-                                             cache_dir=cache_dir, precision=feature_precision,
-                                             in_memory_max_bytes=in_memory_max_bytes, decoder=cfg.decoder)
-                            for part in (split.train, split.val))
-                feature_seconds += time.perf_counter() - t0
-                log(f"[{phase}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
-                     f"images in {time.perf_counter() - t0:.1f}s", verbose)
-                # features too large to load (a FeatureStore) are read a batch at a time, validation too
-                val_data = (fva, yva) if isinstance(fva, np.ndarray) else EpochBatches(
-                    len(yva), cfg.batch_size, cfg.seed, i, lambda idx, _x=fva: (_x[idx], yva[idx]), shuffle=False)
-                fit_args["steps_per_execution"] = place.steps_per_execution(CACHED_STEPS_PER_EXECUTION)
 
-                def take(idx, _x=ftr):
-                    return _x[idx], ytr[idx]
-            else:
-                from ..data.pipeline import decode_files, make_dataset, tf_routes
+def _fit_phases(cfg: TrainConfig, place, clf, split, plan: _Plan, work: Path, feature_cache_dir, callbacks,
+                in_memory_max_bytes: int | None, verbose: int) -> dict:
+    """Train every phase (one ``fit`` each, backed up in ``work/checkpoints/<phase>``); ``history.json``'s dict."""
+    from ..models import apply_freeze
+    from .fit import CACHED_STEPS_PER_EXECUTION, EpochBatches, fit_phase, history_of
 
-                model, files = clf.model, split.train.files
-                val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=k, decoder=cfg.decoder)
-                routes = tf_routes(files, cfg.image_size) if cfg.decoder == "tf" else None  # header reads, once
+    phases = plan.phases(cfg)
+    temp_cache = work / "checkpoints" / "features"  # a large set's features without feature_cache_dir
+    eye = np.eye(len(split.train.class_names), dtype=np.float32)
+    ys = (eye[split.train.labels], eye[split.val.labels])
+    all_logs: list[dict] = []
+    feature_seconds = 0.0
+    for i, (phase, until, epochs, lr) in enumerate(phases):
+        if i > 0:
+            apply_freeze(clf.backbone, clf.spec, until, freeze_bn=clf.pretrained)
+            clf.freeze_until = until
+        fit_args = dict(callbacks=callbacks, early_stopping_patience=cfg.early_stopping_patience, verbose=verbose)
+        if plan.use_cache and clf.boundary_layer() is not None:
+            model, take, val_data, seconds = _cached_data(cfg, clf, split, plan, (phase, i), ys, feature_cache_dir,
+                                                          temp_cache, in_memory_max_bytes, verbose)
+            feature_seconds += seconds
+            fit_args["steps_per_execution"] = place.steps_per_execution(CACHED_STEPS_PER_EXECUTION)
+        else:
+            model, take, val_data = _image_data(cfg, clf, split, ys)
+        batches = EpochBatches(len(ys[0]), cfg.batch_size, cfg.seed, i, take)
+        with place.scope():
+            all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr, work / "checkpoints" / phase,
+                                  **fit_args)
+    shutil.rmtree(temp_cache, ignore_errors=True)  # removed before the run is committed
+    return history_of(all_logs, phases, feature_seconds)
 
-                def take(idx, _files=files, _routes=routes):  # decoded in parallel threads, order kept
-                    imgs = decode_files(_files[idx], cfg.image_size, cfg.decoder,
-                                        routes=None if _routes is None else _routes[idx])
-                    return imgs.astype(np.float32), ytr[idx]
-            batches = EpochBatches(len(ytr), cfg.batch_size, cfg.seed, i, take)
-            with place.scope():
-                all_logs += fit_phase(phase, i, model, batches, val_data, epochs, lr,
-                                      run.work / "checkpoints" / phase, **fit_args)
-        shutil.rmtree(temp_cache, ignore_errors=True)  # removed before the run is committed
-        history = history_of(all_logs, phases, feature_seconds)
-        write_json(run.work / "history.json", history)
-        place.sync_batch_norm(clf.model, False)
-        save_model_atomic(clf.model, run.work / "model.keras")
-        config["model_sha256"] = sha256_file(run.work / "model.keras")  # load_run refuses another run's model
-        config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json(run.work / "config.json", config)
-        run.finish()
-    except ParameterError:
-        run.discard()  # a diverged run is not worth resuming
-        raise
-    except OSError as exc:
-        if run.work != run.out:
-            run.discard()
-        raise RunDirError(f"{exc.filename or run.work}: could not be written ({os_reason(exc)}); free some disk "
-                          "space or fix the permissions and rerun the same command") from None
-    except BaseException:
-        if run.work != run.out:
-            run.discard()
-        raise
-    return RunResult(out, config, history, {}, model=clf.model, classifier=clf)
+
+def _cached_data(cfg: TrainConfig, clf, split, plan: _Plan, phase: tuple[str, int], ys, feature_cache_dir,
+                 temp_cache: Path, in_memory_max_bytes: int | None, verbose: int):
+    """``(model, take, val_data, seconds)`` of a phase trained on the frozen part's cached features: the part
+    above the boundary, a batch reader of the training features, the validation features, extraction time."""
+    from ..features import extract_features
+    from ..models import split_at_boundary
+    from .fit import EpochBatches
+
+    name, i = phase
+    ytr, yva = ys
+    frozen, model = split_at_boundary(clf)
+    cache_dir = feature_cache_dir or _large_features_dir(frozen, len(split.train) + len(split.val),
+                                                         in_memory_max_bytes, temp_cache, name, verbose)
+    t0 = time.perf_counter()
+    ftr, fva = (extract_features(frozen, part, cfg.image_size, batch_size=cfg.batch_size, cache_dir=cache_dir,
+                                 precision=plan.feature_precision, in_memory_max_bytes=in_memory_max_bytes,
+                                 decoder=cfg.decoder)
+                for part in (split.train, split.val))
+    seconds = time.perf_counter() - t0
+    log(f"[{name}] features at {clf.boundary_layer()}: {ftr.shape[1:]} for {len(ftr) + len(fva)} "
+        f"images in {seconds:.1f}s", verbose)
+    # features too large to load (a FeatureStore) are read a batch at a time, validation too
+    val_data = (fva, yva) if isinstance(fva, np.ndarray) else EpochBatches(
+        len(yva), cfg.batch_size, cfg.seed, i, lambda idx: (fva[idx], yva[idx]), shuffle=False)
+    return model, lambda idx: (ftr[idx], ytr[idx]), val_data, seconds
+
+
+def _image_data(cfg: TrainConfig, clf, split, ys):
+    """``(model, take, val_data)`` of a phase trained on the images: the whole model, a reader decoding a batch
+    of training images (in parallel threads, order kept), the validation dataset."""
+    from ..data.pipeline import decode_files, make_dataset, tf_routes
+
+    files, ytr = split.train.files, ys[0]
+    val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=len(split.train.class_names),
+                            decoder=cfg.decoder)
+    routes = tf_routes(files, cfg.image_size) if cfg.decoder == "tf" else None  # header reads, once
+
+    def take(idx):
+        imgs = decode_files(files[idx], cfg.image_size, cfg.decoder, routes=None if routes is None else routes[idx])
+        return imgs.astype(np.float32), ytr[idx]
+
+    return clf.model, take, val_data
 
 
 def _large_features_dir(frozen, n: int, max_bytes: int | None, folder: Path, phase: str, verbose: int) -> Path | None:

@@ -6,7 +6,9 @@ without a hand are left out (their share is recorded in ``config.json`` under ``
 (:func:`aslnb.models.landmark_head.build_landmark_head`) is trained in one phase with the image recipe's
 ``fit_phase`` (checkpoints, resume, early stopping on the ASL validation split only). With ``augment`` each
 training batch is a fresh random variant of its hands (:func:`aslnb.features.landmarks.augment_points`).
-``config.json`` records the detector settings and the landmarker's sha256, which prediction checks.
+``config.json`` records the detector settings and the landmarker's sha256, which prediction checks, and (as
+every run does, :meth:`aslnb.runs.RunDir.complete`) the sha256 of ``model.keras``, which :func:`aslnb.runs.load_run`
+checks.
 """
 from __future__ import annotations
 
@@ -17,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import TrainConfig
-from ..errors import DataError, ParameterError, RunDirError
-from ..io import write_json
+from ..errors import DataError
 from ..provenance import FORMAT_VERSION, device_name, versions
-from ..runs import data_fingerprint, prepare_split, save_model_atomic, start_run
+from ..runs import data_fingerprint, prepare_split, start_run
 from .result import RunResult, log
 
 
@@ -90,32 +91,17 @@ def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out:
          f" computed); no hand: train {htr.no_hand()['share']:.3f}, val {hva.no_hand()['share']:.3f}", verbose)
     model = build_landmark_head(xtr, len(names), cfg.head_units, cfg.dropout, cfg.seed)
     run = start_run(out, asdict(cfg), data_fingerprint(split), overwrite)
+    for note in run.notes:
+        log(note, verbose)
     config = _run_config(cfg, split, data_dir, ext_dir, model)
     config["landmarks"] = {**lm.describe(), "no_hand": {"train": htr.no_hand(), "val": hva.no_hand()},
                            "features": int(xtr.shape[1])}
     eye = np.eye(len(names), dtype=np.float32)
-    try:
-        write_json(run.work / "config.json", config)
-        write_json(run.work / "labels.json", {"class_names": names, "label_ids": {c: i for i, c in enumerate(names)}})
+    with run.guard():
+        run.begin(config, names)
         records = fit_phase("head", 0, model, _batches(cfg, normed, xtr, eye[ytr]), (xva, eye[yva]), cfg.epochs,
                             cfg.learning_rate, run.work / "checkpoints" / "head", callbacks=callbacks,
                             early_stopping_patience=cfg.early_stopping_patience, verbose=verbose)
         history = history_of(records, [("head", "landmarks", cfg.epochs, cfg.learning_rate)], seconds)
-        write_json(run.work / "history.json", history)
-        save_model_atomic(model, run.work / "model.keras")
-        config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json(run.work / "config.json", config)
-        run.finish()
-    except ParameterError:
-        run.discard()
-        raise
-    except OSError as exc:
-        if run.work != run.out:
-            run.discard()
-        raise RunDirError(f"{exc.filename or run.work}: could not be written ({exc.strerror or exc}); free some disk "
-                          "space or fix the permissions and rerun the same command") from None
-    except BaseException:
-        if run.work != run.out:
-            run.discard()
-        raise
+        run.complete(model, config, history)
     return RunResult(out, config, history, {}, model=model)
