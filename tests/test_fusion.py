@@ -134,6 +134,7 @@ def test_fusion_run_round_trip(landmarker, sample_dir, external_dir, tmp_path, m
     real frame, a grey frame (no hand) is answered by the image part; training reads only ASL frames."""
     from aslnb.evaluate import evaluate, run_probabilities
     from aslnb.runs import load_run
+    from aslnb.train.fusion import WITH_HAND
 
     ext = _small_massey(external_dir, tmp_path / "massey")
     res, seen = _train_tiny_fusion(sample_dir, tmp_path / "run", ext, monkeypatch)
@@ -141,12 +142,12 @@ def test_fusion_run_round_trip(landmarker, sample_dir, external_dir, tmp_path, m
     run = res.run_dir
     assert {p.name for p in (run / "parts").iterdir()} == {"landmarks", "image"}
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["fusion"]["with_hand"] == "landmarks" and cfg["landmarks"]["no_hand"]["train"]["n"] > 0
+    assert cfg["fusion"]["with_hand"] == WITH_HAND and cfg["landmarks"]["no_hand"]["train"]["n"] > 0
     parts_cfg = {n: json.loads((run / "parts" / n / "config.json").read_text()) for n in ("landmarks", "image")}
     assert parts_cfg["landmarks"]["data"]["fingerprint"] == parts_cfg["image"]["data"]["fingerprint"] \
         == cfg["data"]["fingerprint"]
     m = evaluate(run, sample_dir, external=ext, verbose=0)
-    assert m["fusion"] == {"with_hand": "landmarks", "no_hand": "image"}
+    assert m["fusion"] == {"with_hand": WITH_HAND, "no_hand": "image"}
     assert m["held_out"]["no_hand"]["n"] == m["held_out"]["n_images"]
     assert set(m["external"]["signers"]["per_signer"]) == {"hand1", "hand2", "hand3"}
     model, names, cfg = load_run(run)
@@ -162,7 +163,45 @@ def test_fusion_run_round_trip(landmarker, sample_dir, external_dir, tmp_path, m
     assert [o["label"] for o in out] == [names[i] for i in probs.argmax(1)]
     np.testing.assert_allclose([o["prob"] for o in out], probs.max(1), rtol=1e-5)
     assert [o["hand"] for o in out] == found.tolist()
-    assert [o["answered_by"] for o in out] == ["landmarks" if f else "image" for f in found]
+    with_hand = "landmarks+image" if WITH_HAND == "average" else "landmarks"
+    assert [o["answered_by"] for o in out] == [with_hand if f else "image" for f in found]
     (run / "parts" / "image" / "model.keras").write_bytes((run / "parts" / "landmarks" / "model.keras").read_bytes())
     with pytest.raises(RunDirError, match="image part"):
         load_run(run)
+
+
+def test_benchmark_fusion_choices_read_only_validation_and_hand1():
+    """benchmarks/landmarks: the with_hand rule and the adoption of fusion are decided on the ASL validation split
+    and hand1 only; changing any held-out or test-signer number changes neither."""
+    import benchmarks.landmarks as bench
+
+    def val(lm, fl, fa):
+        return {"landmarks": {"asl_val": lm, "hand1": 0.7}, "fusion:landmarks": {"asl_val": fl, "hand1": 0.7},
+                "fusion:average": {"asl_val": fa, "hand1": 0.7}}
+
+    assert bench.choose_with_hand(val(0.8, 0.85, 0.9)) == "average"
+    assert bench.choose_with_hand(val(0.8, 0.85, 0.85)) == "landmarks"  # a tie keeps the simpler rule
+    seeds = [{"validation": val(0.80 + d, 0.86 + d, 0.0), "test": {"accuracy": t}, "asl_held_out": {"accuracy": t}}
+             for d, t in ((0.0, 0.1), (0.01, 0.9), (0.02, 0.5))]
+    v = bench.fusion_verdict(seeds, "landmarks")
+    assert v["adopt"] and v["gap"] == pytest.approx(0.03) and v["spread"] == pytest.approx(0.005)
+    for s in seeds:
+        s["test"]["accuracy"] = s["asl_held_out"]["accuracy"] = 0.0
+    assert bench.fusion_verdict(seeds, "landmarks") == v
+    seeds[0]["validation"]["fusion:landmarks"]["asl_val"] = 0.70  # a seed that disagrees widens the spread
+    assert not bench.fusion_verdict(seeds, "landmarks")["adopt"]
+
+
+def test_fusion_rule_and_hands_profile_follow_the_benchmark():
+    """aslnb's with_hand rule is the one benchmarks/landmarks.json chose, and the hands profile is the fusion recipe
+    exactly when the benchmark's verdict (validation + hand1 over seeds) adopted it."""
+    from aslnb.config import HANDS_RECIPE, profile
+    from aslnb.train.fusion import WITH_HAND
+
+    result = json.loads((ROOT / "benchmarks" / "landmarks.json").read_text())
+    assert result["fusion"]["with_hand"] == WITH_HAND
+    adopted = result["fusion"]["verdict"]["adopt"]
+    assert (HANDS_RECIPE["features"] == "fusion") == adopted
+    if adopted:
+        hands = profile("hands")
+        assert {k: hands[k] for k in result["fusion"]["params"]} == result["fusion"]["params"]
