@@ -215,11 +215,13 @@ def _val_mean(v: dict[str, float]) -> float:
     return (v["asl_val"] + v["hand1"]) / 2
 
 
-def choose_with_hand(scores: dict[str, dict[str, float]]) -> str:
-    """The ``with_hand`` rule with the best mean of ASL validation and hand1 accuracy (ties: ``landmarks``)."""
+def choose_with_hand(seeds: list[dict[str, dict[str, float]]]) -> str:
+    """The ``with_hand`` rule with the best mean of ASL validation and hand1 accuracy over the seeds' validation
+    scores ``seeds`` (ties: ``landmarks``)."""
     from aslnb.train.fusion import WITH_HAND_RULES
 
-    return max(WITH_HAND_RULES, key=lambda r: (_val_mean(scores[f"fusion:{r}"]), r == "landmarks"))
+    return max(WITH_HAND_RULES, key=lambda r: (statistics.mean(_val_mean(v[f"fusion:{r}"]) for v in seeds),
+                                               r == "landmarks"))
 
 
 def fusion_verdict(seeds: list[dict[str, Any]], rule: str) -> dict[str, Any]:
@@ -233,41 +235,39 @@ def fusion_verdict(seeds: list[dict[str, Any]], rule: str) -> dict[str, Any]:
             "adopt": gap > spread}
 
 
-def fusion_seed(params: dict[str, Any], seed: int, data: str, external: str, hand1_dir: Path, root: Path,
-                check_rule: bool) -> dict[str, Any]:
-    """``aslnb train --features fusion --no-evaluate`` (no external set given to training), its validation scores
-    (and, with ``check_rule``, the ``with_hand`` choice on them, which must be the one aslnb uses), then
-    ``aslnb evaluate --external``: the row of the seed."""
+def fusion_train(params: dict[str, Any], seed: int, data: str, hand1_dir: Path, root: Path) -> dict[str, Any]:
+    """``aslnb train --features fusion --no-evaluate`` (no external set given to training) and its validation
+    scores: ``{"out", "seconds", "command", "validation"}``."""
     from aslnb.settings import cache_dir
-    from aslnb.train.fusion import WITH_HAND
 
     out = root / f"fusion{seed}"
-    aslnb = [sys.executable, "-m", "aslnb"]
     cmd = ["train", "--data", data, "--out", str(out), "--overwrite", "--no-evaluate", "--feature-cache-dir",
            str(cache_dir() / "features"), *_cli_args(params), "--seed", str(seed)]
     t0 = time.perf_counter()
-    subprocess.run(aslnb + cmd, check=True, stdout=subprocess.DEVNULL, timeout=3600)
-    seconds = time.perf_counter() - t0
-    val = validation_scores(out, data, hand1_dir)
-    if check_rule and choose_with_hand(val) != WITH_HAND:
-        raise SystemExit(f"the with_hand rule chosen on validation + hand1 is {choose_with_hand(val)!r}: set "
-                         f"aslnb.train.fusion.WITH_HAND to it and rerun ({val})")
-    subprocess.run(aslnb + ["evaluate", str(out), "--data", data, "--external", external], check=True,
-                   stdout=subprocess.DEVNULL, timeout=1800)
-    return {**seed_row(out, seed, seconds, " ".join(["aslnb", *cmd])), "validation": val}
+    subprocess.run([sys.executable, "-m", "aslnb", *cmd], check=True, stdout=subprocess.DEVNULL, timeout=3600)
+    return {"out": out, "seconds": time.perf_counter() - t0, "command": " ".join(["aslnb", *cmd]),
+            "validation": validation_scores(out, data, hand1_dir)}
 
 
 def run_fusion(data: str, external: str, seeds: list[int]) -> dict[str, Any]:
-    """The fusion recipe over ``seeds`` (the first one checks the ``with_hand`` rule): rows, summary, verdict."""
+    """The fusion recipe over ``seeds``: all seeds trained and scored on validation + hand1, the ``with_hand``
+    rule chosen on those scores (it must be the one aslnb uses), then ``aslnb evaluate --external`` per seed."""
     from aslnb.train.fusion import WITH_HAND
 
     params = fusion_params()
     with tempfile.TemporaryDirectory(prefix="aslnb-fusion-") as tmp:
         root = Path(tmp)
         hand1_dir = validation_signer_folder(Path(external), root / "hand1")
+        trained = [fusion_train(params, s, data, hand1_dir, root) for s in seeds]
+        chosen = choose_with_hand([t["validation"] for t in trained])
+        if chosen != WITH_HAND:
+            raise SystemExit(f"the with_hand rule chosen on validation + hand1 over seeds {seeds} is {chosen!r}: set "
+                             f"aslnb.train.fusion.WITH_HAND to it and rerun ({[t['validation'] for t in trained]})")
         rows = []
-        for i, s in enumerate(seeds):
-            rows.append(fusion_seed(params, s, data, external, hand1_dir, root, check_rule=i == 0))
+        for s, t in zip(seeds, trained):
+            subprocess.run([sys.executable, "-m", "aslnb", "evaluate", str(t["out"]), "--data", data, "--external",
+                            external], check=True, stdout=subprocess.DEVNULL, timeout=1800)
+            rows.append({**seed_row(t["out"], s, t["seconds"], t["command"]), "validation": t["validation"]})
             r = rows[-1]
             print(f"fusion seed {s}: ASL {r['asl_held_out']['accuracy']:.3f}, hand1 {r['hand1']['accuracy']:.3f}, "
                   f"hand2-5 {r['test']['accuracy']:.3f}; validation {r['validation']}", flush=True)
@@ -279,7 +279,7 @@ def fusion_markdown(f: dict[str, Any]) -> list[str]:
     """The fusion section of benchmarks/landmarks.md."""
     v, s = f["verdict"], f["summary"]
     lines = ["## The fusion recipe (landmarks part where a hand is found, image part elsewhere)", "",
-             f"`with_hand` rule: `{f['with_hand']}` (chosen on seed 0's ASL validation split + hand1 among "
+             f"`with_hand` rule: `{f['with_hand']}` (chosen on the mean over seeds of ASL validation + hand1 among "
              "`landmarks` and `average`). Image part: the cpu profile's Lite0 recipe (128 px, ImageNet, frozen, "
              "early stopping 3); landmarks part: the kept recipe above, same split and seed.", "",
              "| seed | held-out ASL | hand1 | hand2-5 | ASL val / hand1: landmarks part | fusion:landmarks | "

@@ -179,8 +179,9 @@ def test_benchmark_fusion_choices_read_only_validation_and_hand1():
         return {"landmarks": {"asl_val": lm, "hand1": 0.7}, "fusion:landmarks": {"asl_val": fl, "hand1": 0.7},
                 "fusion:average": {"asl_val": fa, "hand1": 0.7}}
 
-    assert bench.choose_with_hand(val(0.8, 0.85, 0.9)) == "average"
-    assert bench.choose_with_hand(val(0.8, 0.85, 0.85)) == "landmarks"  # a tie keeps the simpler rule
+    assert bench.choose_with_hand([val(0.8, 0.85, 0.9)]) == "average"
+    assert bench.choose_with_hand([val(0.8, 0.85, 0.85)]) == "landmarks"  # a tie keeps the simpler rule
+    assert bench.choose_with_hand([val(0.8, 0.85, 0.9), val(0.8, 0.85, 0.7)]) == "landmarks"  # the mean over seeds
     seeds = [{"validation": val(0.80 + d, 0.86 + d, 0.0), "test": {"accuracy": t}, "asl_held_out": {"accuracy": t}}
              for d, t in ((0.0, 0.1), (0.01, 0.9), (0.02, 0.5))]
     v = bench.fusion_verdict(seeds, "landmarks")
