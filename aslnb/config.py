@@ -40,7 +40,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 CACHE_MODES = ("auto", "on", "off")
 DISTRIBUTE = ("none", "mirrored", "multiworker", "tpu")
 MIXED_PRECISION = ("off", "bfloat16", "float16")
-FEATURES = ("image", "landmarks", "crop")
+FEATURES = ("image", "landmarks", "crop", "fusion")
 MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
 
 
@@ -109,7 +109,8 @@ class TrainConfig:
                                 "MLP on the 21 hand points of MediaPipe's hand landmarker, extra 'hands'; --augment: "
                                 "landmark rotations/stretch) or crop (the backbone on the hand cut out by its "
                                 "landmarks' box); frames without a hand are left out of training and predicted "
-                                "'nothing'", FEATURES)
+                                "'nothing'; fusion: the landmarks recipe where a hand is found, this image recipe "
+                                "elsewhere (both trained, aslnb.train.fusion)", FEATURES)
 
     @classmethod
     def from_params(cls, **params: Any) -> "TrainConfig":
@@ -185,6 +186,9 @@ class TrainConfig:
         if self.features == "crop" and self.hand_views:
             raise ParameterError(f"hand_views={self.hand_views}: features='crop' already cuts the hand out of the "
                                  "room; set hand_views=0")
+        if self.features == "fusion" and self.distribute == "multiworker":
+            raise ParameterError("distribute='multiworker': features='fusion' trains its two parts on one machine; use "
+                                 "distribute='none' or 'mirrored'")
         if self.features != "landmarks":
             return
         for name in ("hand_views", "fine_tune_epochs"):
@@ -289,11 +293,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         "fine_tune_epochs": 5,
     },
 }
-#: Other hands (``aslnb train --profile hands``): the ``landmarks`` recipe kept by ``benchmarks/landmarks.py``
-#: on the ASL validation split and Massey ``hand1`` (hand1 0.70 over 3 seeds, against 0.28 for the image recipe
-#: of notebook 06's ablation: offline Lite0, frozen, hand views), with the cpu profile's course settings.
-HANDS_RECIPE: dict[str, Any] = {"features": "landmarks", "epochs": 80, "batch_size": 64, "early_stopping_patience": 10,
-                                "head_units": [256, 128], "dropout": 0.3, "augment": True}  # learning rate: 1e-3
+#: The ``landmarks`` recipe kept by ``benchmarks/landmarks.py`` on the ASL validation split and Massey ``hand1``
+#: (hand1 0.70 over 3 seeds, against 0.28 for the image recipe of notebook 06's ablation: offline Lite0, frozen,
+#: hand views); also the landmarks part of ``features='fusion'`` (:mod:`aslnb.train.fusion`).
+LANDMARKS_RECIPE: dict[str, Any] = {"features": "landmarks", "epochs": 80, "batch_size": 64,
+                                    "early_stopping_patience": 10, "head_units": [256, 128], "dropout": 0.3,
+                                    "augment": True}  # learning rate: 1e-3
+#: Other hands (``aslnb train --profile hands``): the ``fusion`` recipe, adopted by ``benchmarks/landmarks.py
+#: --fusion-seeds`` on ASL validation + ``hand1`` over 3 seeds (0.809 against its landmarks part's 0.800, sd 0.003):
+#: the landmarks part (:data:`LANDMARKS_RECIPE`) where a hand is found, else an image part with the cpu profile's
+#: EfficientNet-Lite0 settings (ImageNet, 128 px, frozen, no second phase); with the cpu profile's course settings.
+HANDS_RECIPE: dict[str, Any] = {"features": "fusion", "backbone": "efficientnet_lite0", "image_size": 128,
+                                "freeze_until": "all", "early_stopping_patience": 3}  # the rest: TrainConfig's
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 PROFILES["hands"] = {**{k: v for k, v in PROFILES["cpu"].items() if k not in _TRAIN_FIELDS}, **HANDS_RECIPE}
 

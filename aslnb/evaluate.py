@@ -24,7 +24,9 @@ All predictions (here and in :mod:`aslnb.predict`) go through
 non-finite outputs), hand landmarks for ``features='landmarks'`` runs and hand
 crops for ``features='crop'`` runs, where a frame without a hand is predicted
 ``nothing`` and the share of such frames is written (``no_hand``, per signer on
-an external set).
+an external set). A ``features='fusion'`` run answers by its parts' own
+:func:`run_probabilities`: the landmarks part where a hand is found, the image
+part where none is (:func:`answered_by` says which).
 
 ``metrics.json`` holds only results that are a function of the model and the
 data (no timings, no timestamps), so two runs of the same command can be
@@ -139,10 +141,13 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
                       batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(probs, hand found)`` of ``files`` by the run's recipe (``config.json``): :func:`class_probabilities`
     for images (found: None), of the hand crops for ``features='crop'``, the landmark head for
-    ``features='landmarks'`` (no hand: ``nothing``)."""
+    ``features='landmarks'`` (no hand: ``nothing``), and for ``features='fusion'`` (``model``: the run's
+    :class:`aslnb.runs.FusionParts`) the landmarks part's where a hand is found, the image part's elsewhere."""
     params = cfg["params"]
     features = params.get("features", "image")
     size, bs = int(params["image_size"]), int(batch_size or params["batch_size"])
+    if features == "fusion":
+        return _fusion_probabilities(model, files, cfg, class_names, source=source, batch_size=batch_size)
     if features == "image":
         return class_probabilities(model, files, size, bs, source=source, decoder=run_decoder(params)), None
     if features == "crop":  # the hand's crop through the image model; no hand: 'nothing'
@@ -163,6 +168,32 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
         raise ModelError(f"{source}: the model outputs NaN or infinity (its weights diverged in training): retrain "
                          "with a lower learning rate")
     return probs, found
+
+
+def _fusion_probabilities(parts, files, cfg: dict, class_names: list[str], *, source: str | os.PathLike,
+                          batch_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A fusion run's ``(probs, hand found)``: its parts' :func:`run_probabilities`, the landmarks part's where a
+    hand is found (``fusion.with_hand='average'``: the mean with the image part's), the image part's elsewhere."""
+    files = np.asarray([str(f) for f in files])
+    (lm_model, _, lm_cfg), (im_model, _, im_cfg) = parts.landmarks, parts.image
+    probs, found = run_probabilities(lm_model, files, lm_cfg, class_names, source=source, batch_size=batch_size)
+    average = cfg["fusion"]["with_hand"] == "average"
+    need = np.ones(len(files), bool) if average else ~found  # the frames the image part is run on
+    if need.any():
+        image, _ = run_probabilities(im_model, files[need], im_cfg, class_names, source=source, batch_size=batch_size)
+        full = np.zeros_like(probs)
+        full[need] = image
+        probs = np.where(found[:, None], (probs + full) / 2 if average else probs, full)
+    return probs, found
+
+
+def answered_by(cfg: dict, found: np.ndarray) -> list[str] | None:
+    """Which part of a fusion run answered each frame (``landmarks``, ``image`` or ``landmarks+image``, the
+    mean of both), given its hand mask; None for other runs."""
+    if cfg["params"].get("features") != "fusion":
+        return None
+    with_hand = "landmarks+image" if cfg["fusion"]["with_hand"] == "average" else "landmarks"
+    return [with_hand if f else "image" for f in np.asarray(found, bool)]
 
 
 def no_hand_share(found: np.ndarray | None, correct: np.ndarray, files=None) -> dict[str, Any] | None:
@@ -292,9 +323,11 @@ def evaluate(
         "weights": params["weights"], "image_size": int(params["image_size"]),
         "held_out": {**score(part.labels, probs, class_names), "interval": held_out_interval(part, probs)},
     }
-    if found is not None:  # the landmarks recipe: frames without a hand, predicted 'nothing'
+    if found is not None:  # the hand recipes: frames without a hand, predicted 'nothing' (fusion: by the image part)
         metrics["held_out"]["no_hand"] = no_hand_share(found, probs.argmax(1) == part.labels)
         metrics["landmarks"] = {**cfg.get("landmarks", {}), "features": params.get("features")}
+    if "fusion" in cfg:
+        metrics["fusion"] = {k: cfg["fusion"][k] for k in ("with_hand", "no_hand")}
     timing: dict[str, Any] = {"evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "subset": split_info["evaluated"],
                               "predict_seconds": round(seconds, 3),
                               "predict_images_per_second": round(len(part) / seconds, 2) if seconds > 0 else None}
@@ -382,9 +415,10 @@ def _print_summary(metrics: dict[str, Any], n: int) -> None:
     if ext and "signers" in ext:
         print("\n".join(format_signer_scores(ext["signers"])), flush=True)
     if "no_hand" in held:
+        fusion = metrics.get("landmarks", {}).get("features") == "fusion"
         print(f"no hand found in {held['no_hand']['share']:.3f} of the {subset} frames"
               + (f" and {ext['no_hand']['share']:.3f} of the external images" if ext else "")
-              + " (predicted 'nothing')", flush=True)
+              + (" (answered by the image part)" if fusion else " (predicted 'nothing')"), flush=True)
 
 
 def _write(run_dir: Path, name: str, metrics: dict, timing: dict, cfg: dict, data_dir: Path, verbose: int) -> None:

@@ -4,7 +4,8 @@ Probabilities come from :func:`aslnb.evaluate.run_probabilities`, the same
 function evaluation uses (one inference path): the image is resized to the
 run's ``image_size`` (config.json) and the saved model normalises it itself
 (``features='landmarks'`` or ``'crop'`` runs: the run's hand detection and
-normalisation or crop first; no hand found: ``nothing``, and ``"hand": false`` in the result).
+normalisation or crop first; no hand found: ``nothing``, and ``"hand": false`` in the result;
+``'fusion'`` runs: the landmarks part where a hand is found, else the image part, ``"answered_by"`` says which).
 That is also all training does to a real frame; the hand views of
 ``hand_views`` (hand cut out of the room, pasted elsewhere) are extra training
 images only, so a photo of another hand in another room needs no cut-out.
@@ -25,7 +26,7 @@ import numpy as np
 from .data.images import display_path, is_image_name, utf8_name
 from .data.scan import LOG, find_bad_images, nested_images, skipped_notice
 from .errors import DataError, ParameterError
-from .evaluate import run_probabilities
+from .evaluate import answered_by, run_probabilities
 from .runs import load_config, load_labels, load_run
 
 
@@ -66,7 +67,8 @@ def check_top_k(top_k: int) -> None:
 def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *, top_k: int = 3,
             batch_size: int = 32, model=None) -> list[dict[str, Any]]:
     """``[{"file", "label", "prob", "top_k": [[label, prob], ...]}]`` for each image (plus ``"hand"``: whether a
-    hand was found, for the landmarks and crop recipes).
+    hand was found, for the landmarks, crop and fusion recipes, and for fusion ``"answered_by"``: ``landmarks``,
+    ``image`` or ``landmarks+image``).
 
     A file that cannot be decoded raises :class:`DataError` naming it (``aslnb predict`` first sets such
     files aside with :func:`readable_images`, answers the others and lists them).
@@ -81,13 +83,16 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
         names, cfg = load_labels(run_dir), load_config(run_dir)
     top_k = max(1, min(int(top_k), len(names)))
     probs, found = run_probabilities(model, files, cfg, names, source=run_dir, batch_size=batch_size)
+    parts = answered_by(cfg, found) if found is not None else None
     results: list[dict[str, Any]] = []
     for n, (f, p) in enumerate(zip(files, probs)):
         order = np.argsort(-p, kind="stable")[:top_k]
         results.append({"file": str(f), "label": names[order[0]], "prob": float(p[order[0]]),
                         "top_k": [[names[i], float(p[i])] for i in order]})
-        if found is not None:  # the landmarks and crop recipes say whether they saw a hand
+        if found is not None:  # the landmarks, crop and fusion recipes say whether they saw a hand
             results[-1]["hand"] = bool(found[n])
+        if parts is not None:  # a fusion run says which part answered
+            results[-1]["answered_by"] = parts[n]
     return results
 
 
@@ -107,7 +112,10 @@ def readable_images(files: list[Path]) -> tuple[list[Path], dict[Path, str]]:
 
 def format_result(result: dict[str, Any]) -> str:
     """One output line of ``aslnb predict``: ``FILE: LABEL (PROB)  [ALT PROB, ...]`` (file name escaped)."""
-    if result.get("hand") is False:
+    if result.get("hand") is False and "answered_by" not in result:
         return f"{display_path(result['file'])}: {result['label']} (no hand found)"
     alts = ", ".join(f"{lab} {p:.2f}" for lab, p in result["top_k"][1:])
-    return f"{display_path(result['file'])}: {result['label']} ({result['prob']:.3f})" + (f"  [{alts}]" if alts else "")
+    part = f"  by the {result['answered_by']} part" + ("" if result["hand"] else " (no hand found)") \
+        if "answered_by" in result else ""
+    line = f"{display_path(result['file'])}: {result['label']} ({result['prob']:.3f})"
+    return line + (f"  [{alts}]" if alts else "") + part

@@ -169,12 +169,14 @@ def _holds_code(path: Path) -> bool:
 
 
 def load_run(run_dir: str | os.PathLike):
-    """``(model, class_names, config)`` of a finished run directory."""
+    """``(model, class_names, config)`` of a finished run directory (a fusion run's model: :class:`FusionParts`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory; train one with `aslnb train --out {run_dir}`")
     cfg = load_config(run_dir)
     names = load_labels(run_dir)
+    if cfg["params"].get("features") == "fusion":
+        return _load_fusion(run_dir, cfg, names), names, cfg
     _check_model_digest(run_dir, cfg)
     model = load_model(run_dir / "model.keras", names)
     _check_class_order(run_dir, cfg, names)
@@ -186,6 +188,35 @@ def load_run(run_dir: str | os.PathLike):
                           f"{shape[0]}x{shape[1]} images; the run directory mixes files from different runs: "
                           "restore config.json or retrain")
     return model, names, cfg
+
+
+@dataclass(frozen=True)
+class FusionParts:
+    """The two parts of a ``features='fusion'`` run, each ``(model, class_names, config)`` of its run directory
+    (``parts/landmarks``, ``parts/image``; :mod:`aslnb.train.fusion`)."""
+
+    landmarks: tuple
+    image: tuple
+
+
+FUSION_PARTS = ("landmarks", "image")
+
+
+def _load_fusion(run_dir: Path, cfg: dict, names: list[str]) -> FusionParts:
+    """Load a fusion run's parts; refuse a part whose model or classes are not the ones the run recorded."""
+    parts = {}
+    for name in FUSION_PARTS:
+        folder = run_dir / "parts" / name
+        recorded = ((cfg.get("fusion") or {}).get("model_sha256") or {}).get(name)
+        if recorded is not None and (folder / "model.keras").is_file() and sha256_file(folder / "model.keras") != \
+                recorded:
+            raise RunDirError(f"{folder / 'model.keras'}: not the model {run_dir / 'config.json'} records for its "
+                              f"{name} part (sha256 {recorded[:12]}...); restore the run's parts/ folder or retrain")
+        parts[name] = load_run(folder)
+        if parts[name][1] != names:
+            raise RunDirError(f"{folder / 'labels.json'}: its classes differ from {run_dir / 'labels.json'}; the "
+                              "fusion run mixes parts of different runs: restore its parts/ folder or retrain")
+    return FusionParts(**parts)
 
 
 def _check_class_order(run_dir: Path, cfg: dict, names: list[str]) -> None:

@@ -96,10 +96,14 @@ def run_seed(params: dict[str, Any], seed: int, data: str, external: str, root: 
            "--overwrite", *_cli_args(params), "--seed", str(seed)]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=1800)
-    seconds = time.perf_counter() - t0
+    return seed_row(out, seed, time.perf_counter() - t0, " ".join(["aslnb", *cmd[3:]]))
+
+
+def seed_row(out: Path, seed: int, seconds: float, command: str) -> dict[str, Any]:
+    """The row of an evaluated run ``out`` (its metrics.json with ``--external``): accuracies and no-hand shares."""
     m, cfg = read_json(out / "metrics.json"), read_json(out / "config.json")
     sig = m["external"]["signers"]
-    return {"seed": seed, "seconds": round(seconds, 1), "command": " ".join(["aslnb", *cmd[3:]]),
+    return {"seed": seed, "seconds": round(seconds, 1), "command": command,
             "asl_held_out": m["held_out"]["interval"], "hand1": sig["per_signer"][VALIDATION_SIGNER],
             "test": sig["test"], "per_signer": sig["per_signer"],
             "no_hand": {"train": cfg["landmarks"]["no_hand"]["train"]["share"],
@@ -159,6 +163,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"| {r['seed']} | {_ci(r['asl_held_out'])} | {_ci(r['hand1'])} | {_ci(r['test'])} | {r['seconds']} |"
                   for r in result["crop"]["seeds"]]
         lines += ["", f"Command: `{result['crop']['seeds'][0]['command']}`", ""]
+    if "fusion" in result:
+        lines += fusion_markdown(result["fusion"])
     if "detector" in result:
         lines += detector_markdown(result["detector"])
     lines += ["## Why the targets are not met", ""]
@@ -172,6 +178,127 @@ def markdown(result: dict[str, Any]) -> str:
               f"{s['test']['mean']:.3f} is the head's transfer from one signer to others; the choice candidates "
               "(augmentation, width, dropout) move hand1 by less than its interval.", ""]
     return "\n".join(lines)
+
+
+def fusion_params() -> dict[str, Any]:
+    """The fusion recipe measured: its image part is the cpu profile's Lite0 recipe (128 px, ImageNet weights,
+    frozen, early stopping), second phase dropped (a frozen backbone); its landmarks part is LANDMARKS_RECIPE."""
+    from aslnb.config import profile, train_params
+
+    p = train_params(profile("cpu"), "efficientnet_lite0")
+    p.update(features="fusion", fine_tune_epochs=0, fine_tune_until=None)
+    return {k: v for k, v in p.items() if v is not None and k not in ("seed", "fine_tune_lr")}
+
+
+def validation_scores(run_dir: Path, data: str, hand1_dir: Path) -> dict[str, dict[str, float]]:
+    """ASL validation and hand1 accuracies of a fusion run's landmarks part alone and of the run under each
+    ``with_hand`` rule (the images scored: the validation split and ``hand1_dir``, which holds hand1 only)."""
+    from aslnb.data.scan import drop_bad_images, scan_folder
+    from aslnb.evaluate import run_probabilities, score_external
+    from aslnb.runs import load_run, run_split
+    from aslnb.train.fusion import WITH_HAND_RULES
+
+    parts, names, cfg = load_run(run_dir)
+    val = run_split(drop_bad_images(scan_folder(data)), cfg["params"]).val
+    variants = {"landmarks": (parts.landmarks[0], parts.landmarks[2])}
+    variants.update({f"fusion:{r}": (parts, {**cfg, "fusion": {**cfg["fusion"], "with_hand": r}})
+                     for r in WITH_HAND_RULES})
+    out = {}
+    for name, (model, c) in variants.items():
+        probs, _ = run_probabilities(model, val.files, c, names)
+        hand1 = score_external(model, hand1_dir, c, names, verbose=0).metrics["accuracy"]
+        out[name] = {"asl_val": round(float((probs.argmax(1) == val.labels).mean()), 4), "hand1": round(hand1, 4)}
+    return out
+
+
+def _val_mean(v: dict[str, float]) -> float:
+    return (v["asl_val"] + v["hand1"]) / 2
+
+
+def choose_with_hand(seeds: list[dict[str, dict[str, float]]]) -> str:
+    """The ``with_hand`` rule with the best mean of ASL validation and hand1 accuracy over the seeds' validation
+    scores ``seeds`` (ties: ``landmarks``)."""
+    from aslnb.train.fusion import WITH_HAND_RULES
+
+    return max(WITH_HAND_RULES, key=lambda r: (statistics.mean(_val_mean(v[f"fusion:{r}"]) for v in seeds),
+                                               r == "landmarks"))
+
+
+def fusion_verdict(seeds: list[dict[str, Any]], rule: str) -> dict[str, Any]:
+    """Does fusion (rule ``rule``) beat its own landmarks part on the mean of ASL validation and hand1 by more than
+    the seed spread (the larger sd of the two over seeds)? Reads nothing but the ``validation`` scores."""
+    fus = [_val_mean(s["validation"][f"fusion:{rule}"]) for s in seeds]
+    lm = [_val_mean(s["validation"]["landmarks"]) for s in seeds]
+    gap = statistics.mean(fus) - statistics.mean(lm)
+    spread = max(_mean_sd(fus)["sd"], _mean_sd(lm)["sd"])
+    return {"fusion": _mean_sd(fus), "landmarks": _mean_sd(lm), "gap": round(gap, 4), "spread": spread,
+            "adopt": gap > spread}
+
+
+def fusion_train(params: dict[str, Any], seed: int, data: str, hand1_dir: Path, root: Path) -> dict[str, Any]:
+    """``aslnb train --features fusion --no-evaluate`` (no external set given to training) and its validation
+    scores: ``{"out", "seconds", "command", "validation"}``."""
+    from aslnb.settings import cache_dir
+
+    out = root / f"fusion{seed}"
+    cmd = ["train", "--data", data, "--out", str(out), "--overwrite", "--no-evaluate", "--feature-cache-dir",
+           str(cache_dir() / "features"), *_cli_args(params), "--seed", str(seed)]
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "aslnb", *cmd], check=True, stdout=subprocess.DEVNULL, timeout=3600)
+    return {"out": out, "seconds": time.perf_counter() - t0, "command": " ".join(["aslnb", *cmd]),
+            "validation": validation_scores(out, data, hand1_dir)}
+
+
+def run_fusion(data: str, external: str, seeds: list[int]) -> dict[str, Any]:
+    """The fusion recipe over ``seeds``: all seeds trained and scored on validation + hand1, the ``with_hand``
+    rule chosen on those scores (it must be the one aslnb uses), then ``aslnb evaluate --external`` per seed."""
+    from aslnb.train.fusion import WITH_HAND
+
+    params = fusion_params()
+    with tempfile.TemporaryDirectory(prefix="aslnb-fusion-") as tmp:
+        root = Path(tmp)
+        hand1_dir = validation_signer_folder(Path(external), root / "hand1")
+        trained = [fusion_train(params, s, data, hand1_dir, root) for s in seeds]
+        chosen = choose_with_hand([t["validation"] for t in trained])
+        if chosen != WITH_HAND:
+            raise SystemExit(f"the with_hand rule chosen on validation + hand1 over seeds {seeds} is {chosen!r}: set "
+                             f"aslnb.train.fusion.WITH_HAND to it and rerun ({[t['validation'] for t in trained]})")
+        rows = []
+        for s, t in zip(seeds, trained):
+            subprocess.run([sys.executable, "-m", "aslnb", "evaluate", str(t["out"]), "--data", data, "--external",
+                            external], check=True, stdout=subprocess.DEVNULL, timeout=1800)
+            rows.append({**seed_row(t["out"], s, t["seconds"], t["command"]), "validation": t["validation"]})
+            r = rows[-1]
+            print(f"fusion seed {s}: ASL {r['asl_held_out']['accuracy']:.3f}, hand1 {r['hand1']['accuracy']:.3f}, "
+                  f"hand2-5 {r['test']['accuracy']:.3f}; validation {r['validation']}", flush=True)
+    return {"params": params, "with_hand": WITH_HAND, "seeds": rows, "summary": summarise(rows),
+            "verdict": fusion_verdict(rows, WITH_HAND)}
+
+
+def fusion_markdown(f: dict[str, Any]) -> list[str]:
+    """The fusion section of benchmarks/landmarks.md."""
+    v, s = f["verdict"], f["summary"]
+    lines = ["## The fusion recipe (landmarks part where a hand is found, image part elsewhere)", "",
+             f"`with_hand` rule: `{f['with_hand']}` (chosen on the mean over seeds of ASL validation + hand1 among "
+             "`landmarks` and `average`). Image part: the cpu profile's Lite0 recipe (128 px, ImageNet, frozen, "
+             "early stopping 3); landmarks part: the kept recipe above, same split and seed.", "",
+             "| seed | held-out ASL | hand1 | hand2-5 | ASL val / hand1: landmarks part | fusion:landmarks | "
+             "fusion:average | s |", "|---|---|---|---|---|---|---|---|"]
+    for r in f["seeds"]:
+        val = r["validation"]
+        cells = " | ".join(f"{val[k]['asl_val']:.3f} / {val[k]['hand1']:.3f}"
+                           for k in ("landmarks", "fusion:landmarks", "fusion:average"))
+        lines.append(f"| {r['seed']} | {_ci(r['asl_held_out'])} | {_ci(r['hand1'])} | {_ci(r['test'])} | {cells} | "
+                     f"{r['seconds']} |")
+    lines += ["", f"Mean (sd) over seeds: held-out ASL {s['asl_held_out']['mean']:.3f} ({s['asl_held_out']['sd']:.3f}),"
+              f" hand1 {s['hand1']['mean']:.3f} ({s['hand1']['sd']:.3f}), hand2-5 {s['test']['mean']:.3f} "
+              f"({s['test']['sd']:.3f}).", "",
+              f"Validation (mean of ASL val and hand1, over seeds): fusion {v['fusion']['mean']:.4f} (sd "
+              f"{v['fusion']['sd']:.4f}), its landmarks part alone {v['landmarks']['mean']:.4f} (sd "
+              f"{v['landmarks']['sd']:.4f}); gap {v['gap']:+.4f} against a seed spread of {v['spread']:.4f}: "
+              + ("fusion adopted for the `hands` profile." if v["adopt"] else "landmarks kept for the `hands` profile."),
+              "", f"Command of seed 0: `{f['seeds'][0]['command']}`", ""]
+    return lines
 
 
 #: Extra rungs of the detector's retry ladder measured by ``--detector`` (name -> what the retry does); each
@@ -279,8 +406,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                             "the validation data and add them to the existing .json")
     p.add_argument("--crop-seeds", default="", help="score the crop recipe (CROP) with these seeds and add it to "
                                                     "the existing .json (nothing else is rerun)")
+    p.add_argument("--fusion-seeds", default="", help="score the fusion recipe (fusion_params) with these seeds "
+                                                      "and add it to the existing .json (nothing else is rerun)")
     args = p.parse_args(argv)
-    if args.markdown_only or args.crop_seeds or args.detector or args.rerun_seeds:
+    if args.markdown_only or args.crop_seeds or args.detector or args.rerun_seeds or args.fusion_seeds:
         result = read_json(args.out)
         if args.rerun_seeds:
             with tempfile.TemporaryDirectory(prefix="aslnb-landmarks-") as tmp:
@@ -298,6 +427,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rows = [run_seed(CROP, s, args.data, args.external, Path(tmp)) for s in map(int,
                                                                                          args.crop_seeds.split(","))]
             result["crop"] = {"params": CROP, "seeds": rows, "summary": summarise(rows)}
+            write_json(args.out, result)
+        if args.fusion_seeds:
+            result["fusion"] = run_fusion(args.data, args.external, [int(x) for x in args.fusion_seeds.split(",")])
             write_json(args.out, result)
         write_text(Path(args.out).with_suffix(".md"), markdown(result))
         return result

@@ -17,9 +17,9 @@ def test_profile_settings_become_defaults_and_options_override_them():
     hands = profile("hands")
     for f in dataclasses.fields(TrainConfig):
         assert getattr(args, f.name) == hands[f.name], f.name
-    assert args.features == "landmarks" and args.augment is True and args.head_units == [256, 128]
-    args = _train_args(["train", "--out", "runs/x", "--profile", "hands", "--no-augment", "--epochs", "3"])
-    assert (args.augment, args.epochs, args.features) == (False, 3, "landmarks")
+    assert args.features == "fusion" and args.backbone == "efficientnet_lite0" and args.image_size == 128
+    args = _train_args(["train", "--out", "runs/x", "--profile", "hands", "--features", "landmarks", "--epochs", "3"])
+    assert (args.epochs, args.features) == (3, "landmarks")
     plain = _train_args(["train", "--out", "runs/x"])
     assert plain.hand_views == 0 and plain.head_units == [256] and plain.features == "image"  # TrainConfig's
 
@@ -34,18 +34,24 @@ def test_profile_help_shows_the_profiles_defaults(capsys):
     out = capsys.readouterr().out
     assert "--profile" in out and "hands" in out
     entry = " ".join(out.split("\n  --features", 1)[1].split("\n  --", 1)[0].split())
-    assert entry.endswith("(default: landmarks)"), entry
+    assert entry.endswith("(default: fusion)"), entry
 
 
 def test_hands_profile_is_the_recipe_kept_on_the_validation_signer():
-    """The hands profile is benchmarks/landmarks.json's kept recipe (chosen on ASL val + hand1), with cpu's
-    course settings, and it was kept because it beats the image recipe on hand1."""
+    """The hands profile is benchmarks/landmarks.json's fusion recipe (adopted on ASL val + hand1) whose landmarks
+    part is the kept landmarks recipe (chosen on ASL val + hand1), with cpu's course settings; the landmarks recipe
+    was kept because it beats the image recipe on hand1."""
     import json
     from pathlib import Path
 
+    from aslnb.config import LANDMARKS_RECIPE, defaults
+
     result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "landmarks.json").read_text())
+    lm = {**defaults(), **LANDMARKS_RECIPE}
+    assert {k: lm[k] for k in result["kept_params"]} == result["kept_params"]
     hands = profile("hands")
-    assert {k: hands[k] for k in result["kept_params"]} == result["kept_params"]
+    assert result["fusion"]["verdict"]["adopt"] and {k: hands[k] for k in result["fusion"]["params"]} == \
+        result["fusion"]["params"]
     assert result["beats_image_recipe_on_hand1"] and result["summary"]["hand1"]["mean"] > result["image_recipe_hand1"]
     trained = {f.name for f in dataclasses.fields(TrainConfig)}
     assert {k: v for k, v in PROFILES["hands"].items() if k not in trained} == \

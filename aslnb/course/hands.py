@@ -42,15 +42,15 @@ SOURCES: dict[str, str] = {"room pixels (ImageNet Lite0)": "image", "hand crop (
 
 def source_params(settings: dict[str, Any], features: str, image_params: dict[str, Any]) -> dict[str, Any]:
     """:func:`aslnb.train.train` parameters of one row: ``image_params`` (the profile's Lite0 recipe, its second
-    phase dropped to stay cheap) for ``image``/``crop``, the ``hands`` recipe for ``landmarks``; both limited to the
+    phase dropped to stay cheap) for ``image``/``crop``, the landmarks recipe for ``landmarks``; both limited to the
     profile's ``hands_per_class`` images per class (its ``limit_per_class`` when None), epochs at most the
     recipe's and at least the profile's."""
-    from ..config import HANDS_RECIPE
+    from ..config import LANDMARKS_RECIPE
 
     limit = settings.get("hands_per_class") or settings.get("limit_per_class")
     if features == "landmarks":
-        epochs = min(int(HANDS_RECIPE["epochs"]), max(int(settings["epochs"]) * 4, 1))
-        return {**HANDS_RECIPE, "epochs": epochs, "learning_rate": 1e-3, "seed": image_params["seed"],
+        epochs = min(int(LANDMARKS_RECIPE["epochs"]), max(int(settings["epochs"]) * 4, 1))
+        return {**LANDMARKS_RECIPE, "epochs": epochs, "learning_rate": 1e-3, "seed": image_params["seed"],
                 "limit_per_class": limit}
     return {**image_params, "features": features, "fine_tune_epochs": 0, "limit_per_class": limit}
 

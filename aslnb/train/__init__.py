@@ -89,6 +89,7 @@ from ..errors import ParameterError
 from ..provenance import FORMAT_VERSION, device_name, memory_bytes, versions
 from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
+from .fusion import train_fusion
 from .notes import run_notes
 from .result import RunResult, log
 
@@ -125,6 +126,10 @@ def train(
     from ..features import check_cache_dir, in_memory_limit
     from ..models import check_weights, frozen_stages, get_backbone  # imports keras: `import aslnb` stays light
 
+    if cfg.features == "fusion":  # both recipes, each a complete run in out/parts (aslnb.train.fusion)
+        return train_fusion(cfg, data_dir, ext_dir, out, overwrite, verbose, train,
+                            {"feature_cache_dir": feature_cache_dir, "callbacks": callbacks,
+                             "features_in_memory_max_bytes": features_in_memory_max_bytes})
     if cfg.features == "landmarks":  # an MLP on hand points: no backbone, no weights (aslnb.train.landmarks)
         check_out_dir(out, data_dir, overwrite)
         from .landmarks import train_landmarks
