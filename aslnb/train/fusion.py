@@ -21,8 +21,7 @@ from typing import Any, Callable
 
 from ..config import TrainConfig
 from ..data.manifest import sha256_file
-from ..errors import ParameterError, RunDirError
-from ..io import os_reason, read_json, write_json
+from ..io import read_json, write_json
 from ..provenance import FORMAT_VERSION, device_name, versions
 from ..runs import FUSION_PARTS, check_out_dir, data_fingerprint, is_finished, load_run, prepare_split, start_run
 from .result import RunResult, log
@@ -95,11 +94,8 @@ def train_fusion(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out: Pa
     for note in run.notes:
         log(note, verbose)
     names = config["data"]["class_names"]
-    try:
-        if run.resuming:
-            config["started"] = read_json(run.work / "config.json").get("started", config["started"])
-        write_json(run.work / "config.json", config)
-        write_json(run.work / "labels.json", {"class_names": names, "label_ids": {c: i for i, c in enumerate(names)}})
+    with run.guard():
+        run.begin(config, names)
         for name in FUSION_PARTS:  # landmarks first: a missing landmarker fails before the longer image part
             _train_part(name, params[name], run.work / "parts" / name, data_dir, ext_dir, verbose, train,
                         train_kwargs)
@@ -111,12 +107,5 @@ def train_fusion(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out: Pa
         config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(run.work / "config.json", config)
         run.finish()
-    except BaseException as exc:
-        if isinstance(exc, ParameterError) or run.work != run.out:
-            run.discard()  # a diverged part is not worth resuming; a replacement's partial folder goes
-        if isinstance(exc, OSError):
-            raise RunDirError(f"{exc.filename or run.work}: could not be written ({os_reason(exc)}); free some disk "
-                              "space or fix the permissions and rerun the same command") from None
-        raise
     model, _, config = load_run(out)
     return RunResult(out, config, history, {}, model=model)
