@@ -302,8 +302,9 @@ def evaluate(
     model=None,
     write: bool = True,
     other_data: bool = False,
+    external_limit: int | None = None,
 ) -> dict[str, Any]:
-    """Score a run on its held-out ``subset`` (and ``external``).
+    """Score a run on its held-out ``subset`` (and ``external``, at most ``external_limit`` images per class).
 
     Writes ``metrics.json`` (``metrics-<folder>.json`` for other data than the run's training data).
     Data that differs from the run's (its fingerprint) is refused: ``other_data=True`` scores all
@@ -336,7 +337,8 @@ def evaluate(
     ext_dir = resolve_external_dir(external)
     if ext_dir is not None:
         t0 = time.perf_counter()
-        metrics["external"] = score_external(loaded, ext_dir, cfg, class_names, source=run_dir, verbose=verbose).metrics
+        metrics["external"] = score_external(loaded, ext_dir, cfg, class_names, source=run_dir,
+                                             per_class=external_limit, verbose=verbose).metrics
         timing["external_predict_seconds"] = round(time.perf_counter() - t0, 3)
     if verbose:
         _print_summary(metrics, len(part))

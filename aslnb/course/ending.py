@@ -87,15 +87,22 @@ def _hands_part(nb05: dict, nb06: dict, b: str) -> list[str]:
         return []
     line = (f"**Other hands** (Massey, all outputs): {_num(ext)}, interval over signers of one run"
             f"{_iv(nb05.get(f'{b}.external_accuracy_all_outputs_ci95'))}.")
-    best = {k: v for k, v in nb06.items() if k.endswith("hand2-5") or "test_signers" in k}  # 06's recipes
-    if best:
-        k, v = max(best.items(), key=lambda kv: kv[1]["mean"] if isinstance(kv[1], dict) else float(kv[1]))
-        line += f" Notebook 06's best recipe (`{k}`) reaches {_num(v)} on its test signers."
+    chosen = nb06.get("hands.chosen_on_hand1")  # 06's row chosen on the validation signer, never on hand2-5
+    if chosen and f"hands.{chosen}.hand2-5" in nb06:
+        line += (f" Notebook 06's row chosen on `hand1` (`{chosen}`) reaches {_num(nb06[f'hands.{chosen}.hand2-5'])} "
+                 f"on its test signers hand2-5, against {_num(nb06.get('hands.image.hand2-5'))} for the room's pixels.")
     else:
         line += (" (Notebook 06, which compares the networks to transfer from on these signers, has not run in this "
                  "report folder yet: run it, then this cell again.)")
     return [line + " *What would improve it:* training frames of many people and backgrounds; hand landmarks "
             "(`aslnb train --features landmarks`) that leave the room and the skin out."]
+
+
+def _hands_spelled(rec: Any) -> str:
+    if not isinstance(rec, dict):
+        return ""
+    return (f" Notebook 06's row chosen on `hand1` ({rec['features']}) typed `{rec['typed']!r}` from the same "
+            "frames.")
 
 
 def what_we_found(metrics: dict[str, Any], backbone: str) -> str:
@@ -108,6 +115,7 @@ def what_we_found(metrics: dict[str, Any], backbone: str) -> str:
         parts.append(f"**Spelling** `HELLO ASL` from held test frames typed `{spelled!r}`: a letter is typed only "
                      "when enough frames in a row agree, so the speller can do no better than the per-frame "
                      "predictions of the held signs (notebook 05's spelling cell prints them). *What would improve "
-                     "it:* a model that is right on most frames of the test light, then a longer hold.")
+                     "it:* a model that is right on most frames of the test light, then a longer hold."
+                     + _hands_spelled(nb05.get("hands.spelled")))
     body = "\n".join(f"* {p}" for p in parts) if parts else "* (no results recorded in this report yet)"
     return "## What we found\n\nEvery number below is read from this report's `metrics.json`.\n\n" + body + "\n"

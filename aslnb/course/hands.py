@@ -37,7 +37,8 @@ RECIPE: dict[str, Any] = dict(LEVERS[KEPT][1])
 
 #: Notebook 06's rows: what the classifier transfers from -> the ``features`` of :func:`aslnb.train.train`.
 SOURCES: dict[str, str] = {"room pixels (ImageNet Lite0)": "image", "hand crop (ImageNet Lite0)": "crop",
-                           "hand landmarks (hand network + MLP)": "landmarks"}
+                           "hand landmarks (hand network + MLP)": "landmarks",
+                           "landmarks, room pixels where no hand (fusion)": "fusion"}
 
 
 def source_params(settings: dict[str, Any], features: str, image_params: dict[str, Any]) -> dict[str, Any]:
@@ -56,8 +57,9 @@ def source_params(settings: dict[str, Any], features: str, image_params: dict[st
 
 
 def score_source(data_dir: Path, external_dir: Path | None, out: Path, params: dict[str, Any],
-                 feature_cache: Path | None = None) -> dict[str, Any]:
-    """Train one row into ``out`` and score it: held-out ASL, hand1, hand2-5 (intervals), no-hand shares, seconds."""
+                 feature_cache: Path | None = None, external_limit: int | None = None) -> dict[str, Any]:
+    """Train one row into ``out`` and score it: held-out ASL, hand1, hand2-5 (intervals; at most ``external_limit``
+    Massey images per letter), no-hand shares, seconds."""
     import time
 
     from ..evaluate import evaluate
@@ -66,7 +68,7 @@ def score_source(data_dir: Path, external_dir: Path | None, out: Path, params: d
     t0 = time.perf_counter()
     res = train(data_dir, out, overwrite=True, verbose=0, feature_cache_dir=None if params.get("features") ==
                 "landmarks" else feature_cache, **params)
-    m = evaluate(out, data_dir, external=external_dir, model=res.model, verbose=0)
+    m = evaluate(out, data_dir, external=external_dir, model=res.model, verbose=0, external_limit=external_limit)
     row = {"features": params.get("features", "image"), "seconds": round(time.perf_counter() - t0, 1),
            "held_out": _acc(m["held_out"], m["held_out"].get("interval", {})),
            "no_hand_held_out": (m["held_out"].get("no_hand") or {}).get("share")}
@@ -141,3 +143,16 @@ def per_letter(correct: np.ndarray, labels: np.ndarray, class_names: list[str]):
     rows = {class_names[c]: {"accuracy": float(correct[labels == c].mean()), "n": int((labels == c).sum())}
             for c in np.unique(labels)}
     return pd.DataFrame(rows).T.sort_values("accuracy")
+
+
+def chosen_source(report_dir: Path | None) -> tuple[str, Path] | None:
+    """``(features, run folder)`` of notebook 06's row chosen on ``hand1`` in ``report_dir`` (its metrics.json's
+    ``nb06.hands.chosen_on_hand1``); None before notebook 06 has run there."""
+    from ..io import read_json
+
+    metrics = Path(report_dir or ".") / "metrics.json"
+    features = (read_json(metrics).get("nb06") or {}).get("hands.chosen_on_hand1") if metrics.is_file() else None
+    folder = Path(report_dir or ".") / "runs" / "06_other_hands" / str(features)
+    if not features or not (folder / "config.json").is_file():
+        return None
+    return features, folder
