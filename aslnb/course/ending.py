@@ -95,7 +95,8 @@ def _hands_part(nb05: dict, nb06: dict, b: str) -> list[str]:
         line += (" (Notebook 06, which compares the networks to transfer from on these signers, has not run in this "
                  "report folder yet: run it, then this cell again.)")
     return [line + " *What would improve it:* training frames of many people and backgrounds; hand landmarks "
-            "(`aslnb train --features landmarks`) that leave the room and the skin out."]
+            "(`aslnb train --profile hands`: the landmarks, the pixels where no hand is found) that leave the room and "
+            "the skin out."]
 
 
 def _hands_spelled(rec: Any) -> str:
