@@ -437,6 +437,12 @@ def test_the_report_names_no_path_of_this_machine(smoke_report):
         shown = _outputs(notebook)
         banner = shown[shown.index("aslnb notebook"):].split("\n  settings", 1)[0]
         assert "  data     : $ASLNB_DATA (fingerprint " in banner and "package  : aslnb " in banner, banner
+        nb = json.loads(notebook.read_text())
+        injected = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"]
+                           if "injected-parameters" in c["metadata"].get("tags", []))
+        papermill_meta = json.dumps(nb["metadata"].get("papermill"))
+        assert "REPORT_DIR" in injected and "input_path" in papermill_meta
         for path in machine:
             assert path not in banner, (notebook.name, path, banner)
             assert path not in metrics_text, path
+            assert path not in injected and path not in papermill_meta, (notebook.name, path)

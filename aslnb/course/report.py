@@ -250,9 +250,26 @@ def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, ke
     finally:
         seconds[name] = round(time.perf_counter() - t0, 1)
         if dest.is_file():
+            portable_paths(dest)
             to_html(dest)
         _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[name]:.1f} s "
                        f"({_code_cells(job['source'])} code cells)")
+
+
+def portable_paths(notebook: Path) -> None:
+    """Rewrite ``notebook``'s papermill-injected parameters cell and papermill metadata with portable paths
+    (``$ASLNB_DATA``, ``./reports/cpu``: :func:`aslnb.provenance.portable`), never this machine's."""
+    import nbformat
+
+    from ..provenance import portable
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = portable(cell.source)
+    if "papermill" in nb.metadata:
+        nb.metadata["papermill"] = portable(dict(nb.metadata["papermill"]))
+    nbformat.write(nb, notebook)
 
 
 def _say(progress: bool, line: str) -> None:
