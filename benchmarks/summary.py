@@ -1,7 +1,6 @@
 """Reading benchmark results: the markdown tables of ``results.md`` and the headline numbers."""
 from __future__ import annotations
 
-import os
 import statistics
 from typing import Any
 

@@ -646,7 +646,9 @@ def test_ctrl_c_exits_130_within_seconds(serve, tmp_path):
     dest = tmp_path / "data"
     cmd = [sys.executable, "-m", "aslnb", "data", "fetch", "--base-url", srv.url, "--dest", str(dest),
            "--classes", "D,E", "--per-class", "3", "--workers", "4"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job (nohup, `cmd &`) ignores SIGINT and its children inherit that; a terminal's does not
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         end = time.monotonic() + 60
         while sum(srv.gets.values()) < 4 and time.monotonic() < end and proc.poll() is None:
