@@ -303,8 +303,11 @@ LANDMARKS_RECIPE: dict[str, Any] = {"features": "landmarks", "epochs": 80, "batc
 #: --fusion-seeds`` on ASL validation + ``hand1`` over 3 seeds (0.809 against its landmarks part's 0.800, sd 0.003):
 #: the landmarks part (:data:`LANDMARKS_RECIPE`) where a hand is found, else an image part with the cpu profile's
 #: EfficientNet-Lite0 settings (ImageNet, 128 px, frozen, no second phase); with the cpu profile's course settings.
-HANDS_RECIPE: dict[str, Any] = {"features": "fusion", "backbone": "efficientnet_lite0", "image_size": 128,
-                                "freeze_until": "all", "early_stopping_patience": 3}  # the rest: TrainConfig's
+HANDS_RECIPE: dict[str, Any] = {
+    "features": "fusion",
+    "backbone": "efficientnet_lite0",
+    "image_size": 128, "freeze_until": "all", "early_stopping_patience": 3,  # the rest: TrainConfig's
+}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 PROFILES["hands"] = {**{k: v for k, v in PROFILES["cpu"].items() if k not in _TRAIN_FIELDS}, **HANDS_RECIPE}
 
