@@ -8,6 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 PYTEST_ARGS ?=
+# make test runs the suite in 2 worker processes (pytest-xdist), one test file per worker at a time, so a file's
+# shared fixtures (the smoke report, the tiny run) are built once per worker; PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 # Exact versions CI tests (tensorflow, the CPU build of torch) on Linux x86_64 only;
 # elsewhere pip resolves the ranges of pyproject.toml for the platform. CONSTRAINTS= turns it off.
 CONSTRAINTS ?= $(if $(filter Linux-x86_64,$(shell uname -s)-$(shell uname -m)),constraints/ci-linux-x86_64.txt,)
@@ -36,7 +39,7 @@ report: venv data
 	@if [ "$(PROFILE)" = cpu ]; then $(PY) tools/refresh_notebooks.py; fi
 
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile,) $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
