@@ -18,7 +18,7 @@ from .data.manifest import sha256_file
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import Split, limit_folder, split_folder
 from .errors import ModelError, ParameterError, RunDirError
-from .provenance import FORMAT_VERSION
+from .provenance import FORMAT_VERSION, device_name, versions
 from .io import atomic_path, make_work_dir, os_reason, read_json, stale_parts, write_json
 
 
@@ -258,6 +258,22 @@ def run_split(folder: ImageFolder, params: Mapping[str, Any]) -> Split:
     folder = limit_folder(folder, params.get("limit_per_class"))
     return split_folder(folder, params["split"], val_fraction=params["val_fraction"],
                         test_fraction=params["test_fraction"], seed=params["seed"])
+
+
+def run_config(cfg: TrainConfig, split: Split, data_dir: Path, ext_dir: Path | None, *,
+               fingerprint: str | None = None, notes: list | None = None, **fields: Any) -> dict[str, Any]:
+    """``config.json`` of a run as it starts, for every recipe: parameters, data (``fingerprint``: the split's
+    files by default), external set, split, the recipe's own ``fields``, device, versions, ``notes``, start."""
+    return {
+        "format_version": FORMAT_VERSION, "params": asdict(cfg),
+        "data": {"root": str(data_dir), "fingerprint": fingerprint or data_fingerprint(split),
+                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")),
+                 "class_names": split.train.class_names, "problems": split.train.problems[:50]},
+        "external": str(ext_dir) if ext_dir else None, "split": split.describe(),
+        **fields,
+        "device": device_name(), "versions": versions(), "notes": notes if notes is not None else [],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def data_fingerprint(split: Split) -> str:

@@ -86,8 +86,8 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..errors import ParameterError
-from ..provenance import FORMAT_VERSION, device_name, memory_bytes, versions
-from ..runs import check_out_dir, data_fingerprint, prepare_split, save_model_atomic, start_run
+from ..provenance import memory_bytes
+from ..runs import check_out_dir, data_fingerprint, prepare_split, run_config, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
 from .fusion import train_fusion
 from .notes import run_notes
@@ -265,26 +265,16 @@ def _run_config(cfg: TrainConfig, place, split, data_dir: Path, ext_dir: Path | 
     from ..models import weights_source
 
     lrs = [cfg.learning_rate] + ([cfg.fine_tune_lr] if cfg.fine_tune_epochs else [])
-    config = {
-        "format_version": FORMAT_VERSION,
-        "params": asdict(cfg),
-        "data": {"root": str(data_dir), "fingerprint": fingerprint,
-                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")),
-                 "class_names": split.train.class_names, "problems": split.train.problems[:50]},
-        "external": str(ext_dir) if ext_dir else None,
-        "split": split.describe(),
-        "weights_source": weights_source(cfg.backbone, cfg.weights),
-        "pretrained": clf.pretrained,
-        "freeze": {"until": cfg.freeze_until, "boundary_layer": plan.boundary, "fine_tune_until": plan.ft_until},
-        "feature_cache": {"used": plan.use_cache, "boundary": plan.boundary if plan.use_cache else None},
-        "precision": {"requested": cfg.precision, "features": plan.feature_precision, "training": place.policy},
-        "distribution": place.describe(cfg.batch_size, lrs),
-        "param_counts": clf.param_counts(),
-        "device": device_name(),
-        "versions": versions(),
-        "notes": plan.notes,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    config = run_config(
+        cfg, split, data_dir, ext_dir, fingerprint=fingerprint, notes=plan.notes,
+        weights_source=weights_source(cfg.backbone, cfg.weights),
+        pretrained=clf.pretrained,
+        freeze={"until": cfg.freeze_until, "boundary_layer": plan.boundary, "fine_tune_until": plan.ft_until},
+        feature_cache={"used": plan.use_cache, "boundary": plan.boundary if plan.use_cache else None},
+        precision={"requested": cfg.precision, "features": plan.feature_precision, "training": place.policy},
+        distribution=place.describe(cfg.batch_size, lrs),
+        param_counts=clf.param_counts(),
+    )
     if crop_record is not None:
         config["landmarks"] = crop_record
     return config

@@ -22,8 +22,7 @@ from typing import Any, Callable
 from ..config import TrainConfig
 from ..data.manifest import sha256_file
 from ..io import read_json, write_json
-from ..provenance import FORMAT_VERSION, device_name, versions
-from ..runs import FUSION_PARTS, check_out_dir, data_fingerprint, is_finished, load_run, prepare_split, start_run
+from ..runs import FUSION_PARTS, check_out_dir, is_finished, load_run, prepare_split, run_config, start_run
 from .result import RunResult, log
 
 #: What answers where a hand is found: ``landmarks`` (the landmarks part) or ``average`` (both parts' mean).
@@ -41,21 +40,6 @@ def part_params(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
 
     shared = {k: getattr(cfg, k) for k in SHARED}
     return {"landmarks": {**config.LANDMARKS_RECIPE, **shared}, "image": {**asdict(cfg), "features": "image"}}
-
-
-def _run_config(cfg: TrainConfig, split, data_dir: Path, ext_dir: Path | None, params: dict) -> dict:
-    """``config.json`` of a fusion run (the parts' landmarker record and model digests are added at the end)."""
-    return {
-        "format_version": FORMAT_VERSION, "params": asdict(cfg),
-        "data": {"root": str(data_dir), "fingerprint": data_fingerprint(split),
-                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")),
-                 "class_names": split.train.class_names, "problems": split.train.problems[:50]},
-        "external": str(ext_dir) if ext_dir else None, "split": split.describe(),
-        "fusion": {"with_hand": WITH_HAND, "no_hand": "image", "parts": {n: f"parts/{n}" for n in FUSION_PARTS},
-                   "part_params": params},
-        "device": device_name(), "versions": versions(), "notes": [],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 def _train_part(name: str, params: dict, folder: Path, data_dir: Path, ext_dir: Path | None, verbose: int,
@@ -89,7 +73,9 @@ def train_fusion(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out: Pa
     check_weights(cfg.backbone, cfg.weights)  # offline without cached ImageNet weights: before the landmarks part
     check_out_dir(out, data_dir, overwrite)
     split = prepare_split(data_dir, cfg)
-    config = _run_config(cfg, split, data_dir, ext_dir, params)
+    config = run_config(cfg, split, data_dir, ext_dir, fusion={
+        "with_hand": WITH_HAND, "no_hand": "image", "parts": {n: f"parts/{n}" for n in FUSION_PARTS},
+        "part_params": params})
     run = start_run(out, asdict(cfg), config["data"]["fingerprint"], overwrite)
     for note in run.notes:
         log(note, verbose)

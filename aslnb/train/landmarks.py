@@ -20,8 +20,7 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..errors import DataError
-from ..provenance import FORMAT_VERSION, device_name, versions
-from ..runs import data_fingerprint, prepare_split, start_run
+from ..runs import prepare_split, run_config, start_run
 from .result import RunResult, log
 
 
@@ -46,20 +45,6 @@ def _batches(cfg: TrainConfig, normed: np.ndarray, x: np.ndarray, y: np.ndarray)
         return landmark_features(augment_points(normed[idx], rng)), y[idx]
 
     return EpochBatches(len(y), cfg.batch_size, cfg.seed, 0, take)
-
-
-def _run_config(cfg: TrainConfig, split, data_dir: Path, ext_dir: Path | None, model) -> dict:
-    """``config.json`` of a landmarks run (the landmarker's record is added by the caller)."""
-    return {
-        "format_version": FORMAT_VERSION, "params": asdict(cfg),
-        "data": {"root": str(data_dir), "fingerprint": data_fingerprint(split),
-                 "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")),
-                 "class_names": split.train.class_names, "problems": split.train.problems[:50]},
-        "external": str(ext_dir) if ext_dir else None, "split": split.describe(),
-        "pretrained": False, "param_counts": {"total": int(model.count_params())},
-        "device": device_name(), "versions": versions(), "notes": [],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out: Path, overwrite: bool,
@@ -90,10 +75,11 @@ def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out:
     log(f"landmarks of {len(htr) + len(hva)} frames in {seconds:.1f}s ({htr.stats['computed'] + hva.stats['computed']}"
          f" computed); no hand: train {htr.no_hand()['share']:.3f}, val {hva.no_hand()['share']:.3f}", verbose)
     model = build_landmark_head(xtr, len(names), cfg.head_units, cfg.dropout, cfg.seed)
-    run = start_run(out, asdict(cfg), data_fingerprint(split), overwrite)
+    config = run_config(cfg, split, data_dir, ext_dir, pretrained=False,
+                        param_counts={"total": int(model.count_params())})
+    run = start_run(out, asdict(cfg), config["data"]["fingerprint"], overwrite)
     for note in run.notes:
         log(note, verbose)
-    config = _run_config(cfg, split, data_dir, ext_dir, model)
     config["landmarks"] = {**lm.describe(), "no_hand": {"train": htr.no_hand(), "val": hva.no_hand()},
                            "features": int(xtr.shape[1])}
     eye = np.eye(len(names), dtype=np.float32)
