@@ -234,3 +234,20 @@ def offline(monkeypatch, tmp_path, closed_port) -> dict:
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     return env
+
+
+@pytest.fixture(scope="session")
+def landmarker():
+    """The real landmarker (the 'hands' extra and a model file: cache, download or the mediapipe wheel)."""
+    pytest.importorskip("mediapipe", reason="the 'hands' extra is not installed (pip install 'aslnb[hands]')")
+    from aslnb.features.landmarks import Landmarker
+
+    return Landmarker.resolve()
+
+
+def grey_frame(path: Path) -> Path:
+    """A uniform grey 160x120 image at ``path``: a frame without a hand."""
+    from PIL import Image
+
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(path)
+    return path

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from aslnb.errors import ParameterError, RunDirError
+from conftest import grey_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_RUN = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -81,19 +82,6 @@ def test_fusion_prediction_line_names_the_part():
     assert format_result({**r, "hand": True, "answered_by": "landmarks"}) == "a.jpg: B (0.500)  by the landmarks part"
 
 
-@pytest.fixture(scope="module")
-def landmarker():
-    pytest.importorskip("mediapipe", reason="the 'hands' extra is not installed (pip install 'aslnb[hands]')")
-    from aslnb.features.landmarks import Landmarker
-
-    return Landmarker.resolve()
-
-
-def _grey(path: Path) -> Path:
-    from PIL import Image
-
-    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(path)
-    return path
 
 
 def _small_massey(external_dir: Path, dest: Path) -> Path:
@@ -151,7 +139,7 @@ def test_fusion_run_round_trip(landmarker, sample_dir, external_dir, tmp_path, m
     assert m["held_out"]["no_hand"]["n"] == m["held_out"]["n_images"]
     assert set(m["external"]["signers"]["per_signer"]) == {"hand1", "hand2", "hand3"}
     model, names, cfg = load_run(run)
-    files = [sorted((sample_dir / "B").glob("*.jpg"))[-1], _grey(tmp_path / "g.png")]
+    files = [sorted((sample_dir / "B").glob("*.jpg"))[-1], grey_frame(tmp_path / "g.png")]
     probs, found = run_probabilities(model, files, cfg, names)
     image_probs, _ = run_probabilities(*model.image[:1], files[1:], model.image[2], names)
     assert not found[1]

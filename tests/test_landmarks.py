@@ -19,6 +19,7 @@ import pytest
 from aslnb.data import landmarker as lmk
 from aslnb.data.manifest import sha256_file
 from aslnb.errors import ModelError
+from conftest import grey_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -201,27 +202,13 @@ def test_config_refuses_image_levers_with_landmarks():
 ENV_RUN = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-@pytest.fixture(scope="module")
-def landmarker():
-    """The real landmarker (the 'hands' extra and a model file: cache, download or the mediapipe wheel)."""
-    pytest.importorskip("mediapipe", reason="the 'hands' extra is not installed (pip install 'aslnb[hands]')")
-    from aslnb.features.landmarks import Landmarker
-
-    return Landmarker.resolve()
-
-
-def _grey(path: Path) -> Path:
-    from PIL import Image
-
-    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(path)
-    return path
 
 
 def test_uniform_grey_frame_has_no_hand(landmarker, tmp_path):
     from aslnb.data.landmarks import Detector
 
     with Detector(landmarker.model_path, landmarker.settings) as det:
-        hand = det.detect_file(_grey(tmp_path / "grey.jpg"))
+        hand = det.detect_file(grey_frame(tmp_path / "grey.jpg"))
     assert not hand.found and hand.retried and np.isnan(hand.points).all()
 
 
@@ -230,7 +217,7 @@ def test_no_retry_setting_still_returns_a_hand_record(landmarker, tmp_path):
     from aslnb.data.landmarks import Detector, DetectorSettings
 
     with Detector(landmarker.model_path, DetectorSettings(retry_gamma=None, retry_pad=None)) as det:
-        hand = det.detect_file(_grey(tmp_path / "grey.jpg"))
+        hand = det.detect_file(grey_frame(tmp_path / "grey.jpg"))
     assert not hand.found and not hand.retried and np.isnan(hand.points).all()
 
 
@@ -257,7 +244,7 @@ def _fake_landmarks_run(run: Path, landmarker) -> None:
 def test_predict_without_a_hand_answers_nothing_in_json(landmarker, tmp_path):
     run = tmp_path / "run"
     _fake_landmarks_run(run, landmarker)
-    r = subprocess.run([sys.executable, "-m", "aslnb", "predict", str(run), str(_grey(tmp_path / "g.png")), "--json"],
+    r = subprocess.run([sys.executable, "-m", "aslnb", "predict", str(run), str(grey_frame(tmp_path / "g.png")), "--json"],
                        capture_output=True, text=True, timeout=300, env=ENV_RUN, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     (res,) = json.loads(r.stdout)
@@ -274,7 +261,7 @@ def test_predict_refuses_a_landmarker_the_run_was_not_trained_with(landmarker, t
     cfg["landmarks"]["networks_sha256"] = "0" * 64
     write_json(run / "config.json", cfg)
     with pytest.raises(ModelError, match="not the ones"):
-        predict(run, _grey(tmp_path / "g.png"))
+        predict(run, grey_frame(tmp_path / "g.png"))
 
 
 def _small_massey(external_dir: Path, dest: Path, per_signer: int = 2) -> Path:
@@ -392,7 +379,7 @@ def test_landmark_cache_is_per_image_content_and_detector(tmp_path, monkeypatch)
         yield range(len(files)), rows
 
     monkeypatch.setattr(fl, "_detect", fake_detect)
-    a, b = _grey(tmp_path / "a.png"), tmp_path / "b.png"
+    a, b = grey_frame(tmp_path / "a.png"), tmp_path / "b.png"
     shutil.copy(a, b)
     lm = fl.Landmarker(Path("m.task"), "f" * 64, DetectorSettings(), "n" * 64)
     first = fl.hand_landmarks([a], lm, cache_root=tmp_path / "c")
@@ -470,7 +457,7 @@ def test_crop_run_round_trip(landmarker, sample_dir, tmp_path):
     m = evaluate(res.run_dir, sample_dir, verbose=0)
     assert m["held_out"]["no_hand"]["n"] == m["held_out"]["n_images"]
     model, names, cfg = load_run(res.run_dir)
-    files = [sorted((sample_dir / "C").glob("*.jpg"))[-1], _grey(tmp_path / "g.png")]
+    files = [sorted((sample_dir / "C").glob("*.jpg"))[-1], grey_frame(tmp_path / "g.png")]
     probs, found = run_probabilities(model, files, cfg, names)
     r = subprocess.run([sys.executable, "-m", "aslnb", "predict", str(res.run_dir), *map(str, files), "--json"],
                        capture_output=True, text=True, timeout=300, env=ENV_RUN, cwd=tmp_path)
