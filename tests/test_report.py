@@ -421,8 +421,18 @@ def test_the_committed_cpu_report_has_lesson_checks_and_all_hold():
     assert failed_checks(metrics) == []
 
 
+def test_the_report_shows_no_library_noise(smoke_report):
+    """No TqdmWarning ("IProgress not found": ipywidgets is a dependency) and no TensorFlow retracing warning in
+    any output of the report's notebooks."""
+    for notebook in sorted(smoke_report.glob("[0-9][0-9]_*.ipynb")):
+        shown = _outputs(notebook)
+        for noise in ("TqdmWarning", "IProgress not found", "triggered tf.function retracing"):
+            assert noise not in shown, (notebook.name, noise)
+
+
 def test_the_report_names_no_path_of_this_machine(smoke_report):
-    """metrics.json and the banners name the data as $ASLNB_DATA (with its fingerprint), folders relative."""
+    """metrics.json, the banners and every printed line name the data as $ASLNB_DATA (with its fingerprint),
+    folders relative."""
     import os
     from pathlib import Path
 
@@ -443,6 +453,6 @@ def test_the_report_names_no_path_of_this_machine(smoke_report):
         papermill_meta = json.dumps(nb["metadata"].get("papermill"))
         assert "REPORT_DIR" in injected and "input_path" in papermill_meta
         for path in machine:
-            assert path not in banner, (notebook.name, path, banner)
+            assert path not in shown, (notebook.name, path, shown[max(0, shown.find(path) - 200):][:400])
             assert path not in metrics_text, path
             assert path not in injected and path not in papermill_meta, (notebook.name, path)

@@ -142,10 +142,15 @@ _IGNORED = {"In", "Out"}
 
 
 def _display_options() -> None:
-    """Tables show their row labels and cells whole (pandas cuts them at 50 characters by default)."""
+    """Tables show their row labels and cells whole (pandas cuts them at 50 characters by default); TensorFlow's
+    Python warnings about its own tracing ("triggered tf.function retracing": each new model traces its
+    functions once) stay out of the lesson's outputs, its errors do not."""
+    import logging
+
     import pandas as pd
 
     pd.set_option("display.max_colwidth", None)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def banner(run: NotebookRun) -> str:

@@ -250,15 +250,16 @@ def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, ke
     finally:
         seconds[name] = round(time.perf_counter() - t0, 1)
         if dest.is_file():
-            portable_paths(dest)
+            portable_paths(dest, _path_parameters(job["parameters"]))
             to_html(dest)
         _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[name]:.1f} s "
                        f"({_code_cells(job['source'])} code cells)")
 
 
-def portable_paths(notebook: Path) -> None:
-    """Rewrite ``notebook``'s papermill-injected parameters cell and papermill metadata with portable paths
-    (``$ASLNB_DATA``, ``./reports/cpu``: :func:`aslnb.provenance.portable`), never this machine's."""
+def portable_paths(notebook: Path, extra: dict[str, str] | None = None) -> None:
+    """Rewrite ``notebook`` with portable paths (``$ASLNB_DATA``, ``./reports/cpu``:
+    :func:`aslnb.provenance.portable`, ``extra`` first), never this machine's: the papermill-injected
+    parameters cell, the papermill metadata and every printed output (log lines, tables, tracebacks)."""
     import nbformat
 
     from ..provenance import portable
@@ -266,10 +267,24 @@ def portable_paths(notebook: Path) -> None:
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.source = portable(cell.source)
+            cell.source = portable(cell.source, extra)
+        for out in cell.get("outputs", []):
+            if "text" in out:  # stream
+                out["text"] = portable(out["text"], extra)
+            for mime in ("text/plain", "text/html", "text/markdown"):
+                if mime in out.get("data", {}):
+                    out["data"][mime] = portable(out["data"][mime], extra)
+            if "traceback" in out:
+                out["traceback"] = portable(out["traceback"], extra)
     if "papermill" in nb.metadata:
-        nb.metadata["papermill"] = portable(dict(nb.metadata["papermill"]))
+        nb.metadata["papermill"] = portable(dict(nb.metadata["papermill"]), extra)
     nbformat.write(nb, notebook)
+
+
+def _path_parameters(parameters: dict[str, Any]) -> dict[str, str]:
+    """``{folder: portable name}`` of the data folders a report was given (``--data``, ``--external``)."""
+    names = {"DATA_DIR": "$ASLNB_DATA", "EXTERNAL_DIR": "$ASLNB_EXTERNAL_DATA"}
+    return {parameters[k]: name for k, name in names.items() if parameters.get(k)}
 
 
 def _say(progress: bool, line: str) -> None:
