@@ -375,3 +375,24 @@ def test_frozen_stages_do_not_drop_blocks_in_fit():
     apply_freeze(clf.backbone, clf.spec, "block5", freeze_bn=False)  # block6 trains again: its stochastic depth is back
     assert {l.rate > 0 for l in drops if l.name.startswith("block6")} == {True}
     assert all(l.rate == 0 for l in drops if not l.name.startswith("block6"))
+
+
+def test_the_head_is_one_function_for_the_package_and_notebook_04():
+    """aslnb.train's classifier and notebook 04 build their head with models.head_layers; the notebook writes no
+    head layer of its own."""
+    import json
+    from pathlib import Path
+
+    from aslnb.models import head_layers
+
+    layers = head_layers(29, [64, 32], dropout=0.2, seed=5)
+    assert [type(x).__name__ for x in layers] == ["BatchNormalization", "Dense", "Dropout", "Dense", "Dropout", "Dense"]
+    assert [x.seed for x in layers if isinstance(x, keras.layers.Dropout)] == [6, 7]
+    assert layers[-1].units == 29 and layers[-1].name == "predictions"
+    assert not any(isinstance(x, keras.layers.Dropout) for x in head_layers(29, [64], dropout=0.0))
+    clf = build_classifier(29, 32, backbone="efficientnet_lite0", weights="none", head_units=[16], dropout=0.5)
+    assert [x.name for x in clf.head_layers] == ["head_pool", *[x.name for x in head_layers(29, [16], 0.5)]]
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "04_finetune_resnet50.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "head_layers(k, params[\"head_units\"]" in code and "inspect.getsource(head_layers)" in code
+    assert "keras.layers.Dense(" not in code and "keras.layers.BatchNormalization(" not in code

@@ -83,6 +83,24 @@ def apply_freeze(backbone: keras.Model, spec: BackboneSpec, freeze_until: str, *
         layer.trainable = not frozen
 
 
+def head_layers(num_classes: int, head_units: tuple[int, ...] | list[int] = (256,), dropout: float = 0.0,
+                seed: int = 0) -> list[keras.layers.Layer]:
+    """The study's head on pooled features, as layers: BatchNormalization, then per entry of ``head_units`` a
+    Dense ReLU layer (with Dropout when ``dropout``), then a softmax over ``num_classes``.
+
+    BatchNormalization standardises each pooled feature before the dense layers: random-init backbone
+    features have a large common offset and tiny image-to-image differences, on which an unnormalised head
+    stays at chance. Notebook 04 builds its head with this function too.
+    """
+    layers: list[keras.layers.Layer] = [keras.layers.BatchNormalization(momentum=0.9, name="head_norm")]
+    for i, units in enumerate(head_units, 1):
+        layers.append(keras.layers.Dense(int(units), activation="relu", name=f"head_dense_{i}"))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout, seed=seed + i, name=f"head_dropout_{i}"))
+    layers.append(keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions"))
+    return layers
+
+
 def build_classifier(
     num_classes: int,
     image_size: int = 224,
@@ -121,16 +139,7 @@ def build_classifier(
         x = pre(x)
     # BN in inference mode when pretrained: training=False on the nested call.
     x = base(x, training=False) if pretrained else base(x)
-    # BatchNormalization standardises the pooled features per dimension before the
-    # dense layers: random-init backbone features have a large common offset and
-    # tiny image-to-image differences, and an unnormalised head stays at chance.
-    head: list[keras.layers.Layer] = [keras.layers.GlobalAveragePooling2D(name="head_pool"),
-                                      keras.layers.BatchNormalization(momentum=0.9, name="head_norm")]
-    for i, units in enumerate(head_units, 1):
-        head.append(keras.layers.Dense(int(units), activation="relu", name=f"head_dense_{i}"))
-        if dropout:
-            head.append(keras.layers.Dropout(dropout, seed=seed + i, name=f"head_dropout_{i}"))
-    head.append(keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions"))
+    head = [keras.layers.GlobalAveragePooling2D(name="head_pool"), *head_layers(num_classes, head_units, dropout, seed)]
     for layer in head:
         x = layer(x)
     model = keras.Model(inputs, x, name=f"asl_{backbone}")
