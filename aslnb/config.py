@@ -36,6 +36,9 @@ from .data.splits import SPLIT_METHODS as SPLITS, check_fractions
 from .errors import ParameterError
 from .provenance import memory_bytes
 
+# lazy: aslnb.models imports Keras, so it is imported inside the functions that need it (`aslnb --help` and
+# `import aslnb` stay free of TensorFlow).
+
 PRECISIONS = ("auto", "float32", "bfloat16")
 CACHE_MODES = ("auto", "on", "off")
 DISTRIBUTE = ("none", "mirrored", "multiworker", "tpu")
@@ -45,7 +48,7 @@ MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
 
 
 def _backbone_names() -> tuple[str, ...]:
-    import_keras()  # the registry imports Keras: only when a backbone name is checked, without start-up notices
+    import_keras()  # without TensorFlow's start-up notices
     from .models import backbone_names
 
     return tuple(backbone_names())
@@ -169,7 +172,7 @@ class TrainConfig:
         p = self.early_stopping_patience
         need(p is None or (_is_int(p) and p >= 1), f"early_stopping_patience={p!r}: must be an integer >= 1 or None")
         self._check_landmarks()
-        from .models import frozen_stages, get_backbone  # imports Keras
+        from .models import frozen_stages, get_backbone
 
         spec = get_backbone(self.backbone)
         self._check_image_size(spec.min_size)
@@ -204,7 +207,7 @@ class TrainConfig:
         if size < min_size:
             raise ParameterError(f"image_size={size}: {self.backbone} needs at least {min_size} px; use e.g. "
                                  "image_size=128")
-        from .models.registry import activation_bytes, max_image_size  # imports Keras
+        from .models.registry import activation_bytes, max_image_size
 
         need, have = activation_bytes(self.backbone, size, bs), memory_bytes()
         if have is not None and need > have:

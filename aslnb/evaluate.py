@@ -45,14 +45,19 @@ from typing import Any
 
 import numpy as np
 
-from .data.external import format_signer_scores, load_external, signer_scores
-from .data.pipeline import DECODER, decode_files, run_decoder
+from .data.external import format_signer_scores, load_external, signer_scores, signers_of
+from .data.images import frame_number
+from .data.pipeline import DECODER, decode_files
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import Split, limit_folder
 from .errors import DataError, ModelError
+from .intervals import bootstrap_accuracy, frame_runs
 from .io import write_json
-from .runs import load_run, run_split
+from .runs import data_fingerprint, load_config, load_labels, load_run, run_split
 from .settings import resolve_data_dir, resolve_external_dir
+
+# lazy: aslnb.features imports Keras; only crop and landmarks runs need it here (`import aslnb` stays free of
+# TensorFlow).
 
 
 def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labels: list[int] | None = None,
@@ -112,7 +117,7 @@ def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
     """Class probabilities (N, K) for image ``files``, in order: the one inference path.
 
     Files are decoded with :func:`aslnb.data.pipeline.decode_files` by ``decoder``
-    (the run's: :func:`run_decoder`; a bad file raises :class:`DataError` naming it),
+    (the run's ``params.decoder``; a bad file raises :class:`DataError` naming it),
     the next batch while the model runs on this one.
     Non-finite outputs raise :class:`ModelError` naming ``source`` (the run).
     """
@@ -149,7 +154,7 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
     if features == "fusion":
         return _fusion_probabilities(model, files, cfg, class_names, source=source, batch_size=batch_size)
     if features == "image":
-        return class_probabilities(model, files, size, bs, source=source, decoder=run_decoder(params)), None
+        return class_probabilities(model, files, size, bs, source=source, decoder=params["decoder"]), None
     if features == "crop":  # the hand's crop through the image model; no hand: 'nothing'
         from .features.crops import MARGIN, hand_crops
         from .features.landmarks import no_hand_probabilities, run_landmarker
@@ -159,7 +164,7 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
         probs = no_hand_probabilities(found, class_names)
         if found.any():
             probs[found] = class_probabilities(model, crops[found], size, bs, source=source,
-                                               decoder=run_decoder(params))
+                                               decoder=params["decoder"])
         return probs, found
     from .features.landmarks import landmark_probabilities
 
@@ -210,8 +215,6 @@ def no_hand_share(found: np.ndarray | None, correct: np.ndarray, files=None) -> 
 
     out = share(np.ones(len(found), bool))
     if files is not None:
-        from .data.external import signers_of
-
         who = signers_of(files)
         if not (who == "unknown").all():
             out["by_signer"] = {s: share(who == s) for s in sorted(set(who.tolist()), key=lambda s: (len(s), s))}
@@ -255,8 +258,6 @@ def check_trained_on(cfg: dict, split: Split, data_dir: Path) -> None:
     Runs without one (made before it was recorded) and runs with hand views (the views are part of their
     fingerprint and are not rebuilt here) are not checked.
     """
-    from .runs import data_fingerprint
-
     recorded = cfg.get("data", {}).get("fingerprint")
     if not recorded or cfg["params"].get("hand_views"):
         return
@@ -311,7 +312,8 @@ def evaluate(
     of its images instead, as another data set (``metrics-<folder>.json``).
     """
     run_dir = Path(run_dir)
-    loaded, class_names, cfg = load_run(run_dir) if model is None else (model, *_names_cfg(run_dir))
+    loaded, class_names, cfg = (load_run(run_dir) if model is None else
+                                (model, load_labels(run_dir), load_config(run_dir)))
     params = cfg["params"]
     data_dir = resolve_data_dir(data)
     folder, notes = _run_data(data_dir, class_names, verbose)
@@ -435,9 +437,6 @@ def _write(run_dir: Path, name: str, metrics: dict, timing: dict, cfg: dict, dat
 def accuracy_interval(part: ImageFolder, probs: np.ndarray, *, seed: int = 0, blocked: bool = True):
     """Accuracy of ``probs`` on ``part`` with a 95% :class:`~aslnb.intervals.Interval` resampling runs of
     consecutive frames (``blocked=False``: single images, the interval a naive bootstrap would give)."""
-    from .data.scan import frame_number
-    from .intervals import bootstrap_accuracy, frame_runs
-
     runs = frame_runs(part.labels, [frame_number(f) for f in part.files]) if blocked else None
     return bootstrap_accuracy(probs.argmax(1) == part.labels, runs, seed=seed)
 
@@ -448,8 +447,3 @@ def held_out_interval(part: ImageFolder, probs: np.ndarray) -> dict[str, Any]:
         return {}
     return {"groups": "frame runs", **accuracy_interval(part, probs).as_dict()}
 
-
-def _names_cfg(run_dir: Path):
-    from .runs import load_config, load_labels
-
-    return load_labels(run_dir), load_config(run_dir)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .data.manifest import sha256_file
+from .data.pipeline import DECODERS
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
 from .data.splits import Split, limit_folder, split_folder
 from .errors import ModelError, ParameterError, RunDirError
@@ -78,6 +79,11 @@ def load_config(run_dir: str | os.PathLike) -> dict:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise RunDirError(f"{path}: params.image_size is {'missing' if size is None else repr(size)}, expected the "
                           "model's input size in pixels (e.g. 128); restore the file from the run or retrain")
+    decoder = cfg["params"].get("decoder")
+    if decoder not in DECODERS:
+        raise RunDirError(f"{path}: params.decoder is {'missing' if decoder is None else repr(decoder)}, expected the "
+                          f"image decoder the run was trained with ({' or '.join(DECODERS)}); restore the file from "
+                          "the run or retrain")
     return cfg
 
 
@@ -88,10 +94,10 @@ def load_model(path: str | os.PathLike, class_names: list[str] | None = None):
     ``Lambda`` layers or unknown classes (safe mode), and a model whose output
     size differs from ``class_names``.
     """
+    # lazy: Keras and aslnb.models stay out of `import aslnb` (runs is imported by aslnb.train)
     import keras
 
-    from . import models  # noqa: F401 - registers the custom layers (CaffePreprocess)
-    from .models import efficientnet_lite  # noqa: F401 - registers EfficientNetLitePreprocess
+    from . import models  # noqa: F401 - registers the custom layers saved models need (every backbone's)
 
     path = Path(path)
     if not path.is_file():

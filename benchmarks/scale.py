@@ -51,7 +51,7 @@ QUICK = {**FULL, "image_size": 32, "freeze_until": "conv3", "weights": "none", "
 
 def synthetic_set(sample: Path, copies: int, dest: Path) -> int:
     """``dest``: every image of ``sample`` ``copies`` times under new frame numbers; returns the image count."""
-    from aslnb.data.scan import frame_number, scan_folder
+    from aslnb.data import frame_number, scan_folder
 
     folder = scan_folder(sample)
     n = 0
@@ -112,7 +112,7 @@ def seed_cache(sample: Path, data: Path, cache: Path, params: dict) -> None:
     import keras
 
     from aslnb.config import TrainConfig
-    from aslnb.data.scan import frame_number, scan_folder
+    from aslnb.data import frame_number, scan_folder
     from aslnb.features import cache_key, extract_features, resolve_precision, shard_rows
     from aslnb.features.store import write_store
     from aslnb.models import build_classifier, split_at_boundary

@@ -45,15 +45,9 @@ def test_contract_catches_a_backwards_import(tmp_path):
 
 # --------------------------------------------------------------------------- no import cycles
 
-#: Imports that close a cycle today, outside this test's reach: the download layer (being moved onto
-#: pooch) imports the scanner inside a function (manifest.py: scan.frame_number). Remove the entry
-#: once that import is gone; the test then guards it too.
-CYCLE_EDGES_ALLOWED = {("aslnb.data.manifest", "aslnb.data.scan")}
-
-
 def _cycles(package_root: Path, name: str = "aslnb") -> list[tuple[str, str]]:
     """Every import ``a -> b`` of package ``name`` (function-level imports included) from which ``a`` is
-    reachable again, less :data:`CYCLE_EDGES_ALLOWED`."""
+    reachable again."""
     import grimp
 
     sys.path.insert(0, str(package_root))
@@ -61,8 +55,6 @@ def _cycles(package_root: Path, name: str = "aslnb") -> list[tuple[str, str]]:
         graph = grimp.build_graph(name, exclude_type_checking_imports=True, cache_dir=None)
     finally:
         sys.path.remove(str(package_root))
-    for a, b in CYCLE_EDGES_ALLOWED:
-        graph.remove_import(importer=a.replace("aslnb", name, 1), imported=b.replace("aslnb", name, 1))
     found = []
     for a in sorted(graph.modules):
         for b in sorted(graph.find_modules_directly_imported_by(a)):

@@ -135,16 +135,27 @@ def test_the_decoder_is_part_of_the_feature_cache_key(sample_dir):
     assert F.cache_key(folder, 8, frozen) == keys[DECODER]
 
 
-def test_the_decoder_is_a_training_setting_and_old_runs_read_with_pillow():
+def test_the_decoder_is_a_training_setting_and_a_run_must_name_it(tmp_path):
+    import json
+    import re
+
     from aslnb.config import TrainConfig
-    from aslnb.data.pipeline import run_decoder
+    from aslnb.errors import RunDirError
+    from aslnb.provenance import FORMAT_VERSION
+    from aslnb.runs import load_config
 
     assert TrainConfig().decoder == DECODER
     assert TrainConfig.from_params(decoder="tf").decoder == "tf"
     with pytest.raises(ParameterError, match="decoder='cv2': use one of pil, tf"):
         TrainConfig.from_params(decoder="cv2")
-    assert run_decoder({"image_size": 224}) == "pil"  # config.json from before the setting: trained with Pillow
-    assert run_decoder({"decoder": "tf"}) == "tf"
+    path = tmp_path / "config.json"
+    for params, found in (({"image_size": 224}, "missing"), ({"image_size": 224, "decoder": "cv2"}, "'cv2'")):
+        path.write_text(json.dumps({"format_version": FORMAT_VERSION, "params": params}))
+        want = rf"^{re.escape(str(path))}: params.decoder is {found}, expected .* \(pil or tf\)"
+        with pytest.raises(RunDirError, match=want):
+            load_config(tmp_path)
+    path.write_text(json.dumps({"format_version": FORMAT_VERSION, "params": {"image_size": 224, "decoder": "pil"}}))
+    assert load_config(tmp_path)["params"]["decoder"] == "pil"
 
 
 def _chunks(a, rows):

@@ -60,10 +60,9 @@ def test_hands_profile_is_the_recipe_kept_on_the_validation_signer():
 
 # ---------------------------------------------------------------- profile weights 'auto': the backbone as the notebooks pick it
 def _fake_train(monkeypatch):
-    """Replace aslnb.train.train by a recorder (the CLI's choice of parameters is what is tested)."""
-    import importlib
+    """Replace the CLI's aslnb.train.train by a recorder (the CLI's choice of parameters is what is tested)."""
+    import aslnb.cli.commands as module
 
-    module = importlib.import_module("aslnb.train")  # the package; `aslnb.train` the attribute is the function
     seen = {}
 
     def train(data, out, **kw):

@@ -133,7 +133,7 @@ def test_run_view_scores_the_external_set_image_by_image(tiny_run, sample_dir, e
     view = RunView(tiny_run.run_dir, sample_dir, external_dir, external_limit=2)
     ci = accuracy_interval(view.test, view.test_probs)
     assert ci.accuracy == pytest.approx(tiny_run.metrics["held_out"]["accuracy"])
-    from aslnb.data.scan import frame_number
+    from aslnb.data import frame_number
     from aslnb.intervals import frame_runs
 
     runs = frame_runs(view.test.labels, [frame_number(f) for f in view.test.files])

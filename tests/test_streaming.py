@@ -65,7 +65,7 @@ def test_a_large_set_without_a_cache_folder_streams_from_a_temporary_one(tmp_dat
 
 
 def test_synthetic_set_repeats_the_sample_under_new_frame_numbers(tmp_dataset, tmp_path):
-    from aslnb.data.scan import frame_number, scan_folder
+    from aslnb.data import frame_number, scan_folder
     from benchmarks.scale import FRAME_SPAN, synthetic_set
 
     sample = tmp_dataset({"A": 3, "B": 2})

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Sequence
 
+from ..backend import import_keras
 from ..errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, AslnbError
 from .commands import _cmd_bench, _cmd_data, _cmd_evaluate, _cmd_predict, _cmd_report, _cmd_train
 from .parser import build_parser, profile_in
@@ -38,8 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "report": _cmd_report, "bench": _cmd_bench}
     try:
         if args.command in NEEDS_KERAS:
-            from ..backend import import_keras
-
             import_keras()
         return handlers[args.command](args)
     except AslnbError as exc:

@@ -9,8 +9,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
-from ..errors import EXIT_BAD_IMAGES, EXIT_FETCH_INCOMPLETE, AslnbError
+from ..config import TrainConfig, freeze_for
+from ..config import profile as get_profile
+from ..data.external import check_external
+from ..data.manifest import verify_folder
+from ..data.scan import dataset_info, find_bad_images, images_to_verify
+from ..errors import EXIT_BAD_IMAGES, EXIT_FETCH_INCOMPLETE, AslnbError, DataError, ParameterError
+from ..evaluate import evaluate
+from ..predict import check_top_k, collect_images, format_result, predict, readable_images
+from ..settings import default_data_dir, default_external_dir, resolve_data_dir
+from ..train import train
+
+# lazy: aslnb.models and aslnb.course.report import Keras, aslnb.data.fetch imports requests (half the start-up
+# time again): `aslnb --help` loads none of them.
 
 
 def _dumps(obj: Any) -> str:
@@ -26,8 +37,6 @@ _NUMPY_REPR = re.compile(r"\bnp\.[a-z_]+[0-9]*\(")
 
 
 def _cmd_data(args) -> int:
-    from ..settings import resolve_data_dir
-
     if args.data_command == "fetch":
         return _data_fetch_external(args) if args.external else _data_fetch(args)
     root = resolve_data_dir(args.dir or args.data)
@@ -35,9 +44,6 @@ def _cmd_data(args) -> int:
 
 
 def _data_fetch_external(args) -> int:
-    from ..data.external import check_external
-    from ..settings import default_external_dir
-
     rep = check_external(args.dest or os.environ.get("ASLNB_EXTERNAL_DATA") or default_external_dir())
     print(rep.summary())
     for rel, reason in rep.bad[:20]:
@@ -49,7 +55,6 @@ def _data_fetch_external(args) -> int:
 
 def _data_fetch(args) -> int:
     from ..data.fetch import HttpOptions, fetch_dataset
-    from ..settings import default_data_dir
 
     dest = args.dest or args.data or os.environ.get("ASLNB_DATA") or str(default_data_dir())
     classes = args.classes.split(",") if args.classes else None
@@ -66,8 +71,6 @@ def _data_fetch(args) -> int:
 
 
 def _data_info(args, root) -> int:
-    from ..data.scan import dataset_info
-
     info = dataset_info(root)
     if args.json:
         print(_dumps(info.as_dict()))
@@ -91,8 +94,6 @@ def _data_info(args, root) -> int:
 
 
 def _data_verify(args, root) -> int:
-    from ..data.scan import find_bad_images, images_to_verify
-
     files, problems = images_to_verify(root)  # a class-per-folder dataset, or a folder of photos
     bad = find_bad_images(files, progress=sys.stderr.isatty())
     for p in problems:
@@ -101,8 +102,6 @@ def _data_verify(args, root) -> int:
         print(f"bad: {path}: {reason}")
     print(f"{root}: {len(files)} files checked, {len(bad)} bad")
     if args.manifest:
-        from ..data.manifest import verify_folder
-
         rep = verify_folder(root, args.manifest)
         lines = [f"differs: {rel}: {reason}" for rel, reason in rep.bad] + [f"missing: {rel}" for rel in rep.missing]
         for line in lines[:50] + ([f"... and {len(lines) - 50} more"] if len(lines) > 50 else []):
@@ -118,9 +117,6 @@ def _profile_backbone(args, params: dict[str, Any]) -> dict[str, Any]:
 
     Refuses (one line) rather than train the study's ResNet50 from random weights without being asked.
     """
-    from ..config import freeze_for
-    from ..config import profile as get_profile
-    from ..errors import ParameterError
     from ..models.registry import course_backbones, default_backbone, resolve_backbone, run_weights
 
     given = getattr(args, "given", frozenset())
@@ -143,8 +139,6 @@ def _profile_backbone(args, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_train(args) -> int:
-    from ..train import train
-
     params = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     params = _profile_backbone(args, params)
     res = train(args.data, args.out, external=args.external, overwrite=args.overwrite,
@@ -154,25 +148,18 @@ def _cmd_train(args) -> int:
         print(f"worker finished; the chief writes {args.out}")
         return 0
     if not args.no_evaluate:
-        from ..evaluate import evaluate
-
         evaluate(res.run_dir, res.config["data"]["root"], external=res.config["external"], model=res.model)
     print(f"run written to {res.run_dir}")
     return 0
 
 
 def _cmd_evaluate(args) -> int:
-    from ..evaluate import evaluate
-
     evaluate(args.run_dir, args.data, external=args.external, subset=args.subset,
              other_data=args.other_data)  # prints where it wrote
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from ..errors import DataError
-    from ..predict import check_top_k, collect_images, format_result, predict, readable_images
-
     check_top_k(args.top_k)  # before any file is read
     good, bad = readable_images(collect_images(args.images))  # a wrong path fails before the model is loaded
     results = predict(args.run_dir, good, top_k=args.top_k) if good else []  # refuses non-finite probabilities

@@ -8,7 +8,7 @@ import typing
 from typing import Any, Callable, Sequence
 
 from .. import __version__
-from ..config import PROFILES, TrainConfig
+from ..config import PROFILES, TrainConfig, profile
 from ..errors import EXIT_CODES
 from ..settings import DOWNLOAD_DEADLINE
 
@@ -90,8 +90,6 @@ def _profile_training(name: str | None) -> dict[str, Any]:
     """The :class:`TrainConfig` settings of profile ``name`` (none: {})."""
     if not name:
         return {}
-    from ..config import profile
-
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     return {k: v for k, v in profile(name).items() if k in fields}
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from ..data.images import load_image
-from ..data.pipeline import run_decoder
-from ..data.scan import ImageFolder, drop_bad_images, frame_number, scan_folder
+from ..data.images import frame_number, load_image
+from ..data.scan import ImageFolder, drop_bad_images, scan_folder
 from ..data.splits import Split, limit_folder, split_folder
 from ..evaluate import run_probabilities, score, score_external
+from ..features import extract_features
 from ..runs import load_run, run_split
+from .transfer import linear_probe
 
 SUBSETS = ("train", "val", "test", "dropped")
 
@@ -166,15 +168,11 @@ def image_losses(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def pooled_extractor(model):
     """Image -> the classifier's pooled backbone features (the input of its head)."""
-    import keras
-
     return keras.Model(model.inputs, model.get_layer("head_pool").output, name="pooled_features")
 
 
 def pooled_features(model, folder: ImageFolder, image_size: int, cache_dir=None, batch_size: int = 32) -> np.ndarray:
     """Pooled backbone features of every file of ``folder`` (cached on disk when ``cache_dir``)."""
-    from ..features import extract_features
-
     return extract_features(pooled_extractor(model), folder, image_size, batch_size=batch_size, cache_dir=cache_dir)
 
 
@@ -182,8 +180,6 @@ def random_vs_split(folder: ImageFolder, features: np.ndarray, method: str, *, v
                     test_fraction: float = 0.2, seed: int = 0) -> dict[str, float]:
     """Linear-probe test accuracy (:func:`aslnb.course.transfer.linear_probe`) on the same features
     with a random split and with split ``method`` (the run's: the headline split of notebook 01)."""
-    from .transfer import linear_probe  # imports Keras
-
     out = {}
     for m in dict.fromkeys(("random", method)):
         idx = split_indices(folder, split_folder(folder, m, val_fraction=val_fraction,
@@ -229,7 +225,7 @@ class RunView:
                                                                allow_empty_classes=True)), p.get("limit_per_class"))
         self.split = run_split(self.folder, p)
         self.test = self.split.test
-        self.decoder = run_decoder(p)
+        self.decoder = p["decoder"]
         self.test_probs = run_probabilities(self.model, self.test.files, self.config, self.class_names,
                                             source=self.run_dir)[0]
         self.test_scores = score(self.test.labels, self.test_probs, self.class_names)

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..data.fetch import fetch_dataset
 from ..provenance import gpu_visible
 from ..settings import DATA_ENV, default_data_dir
 
@@ -79,8 +80,6 @@ def ensure_data(data_dir: str | os.PathLike | None) -> Path | None:
     dest = default_data_dir()
     if dest.is_dir() and any(p.is_dir() for p in dest.iterdir()):
         return dest
-    from ..data.fetch import fetch_dataset
-
     print(f"no training images yet: downloading them into {dest} (a few minutes, once per runtime)", flush=True)
     fetch_dataset(dest)  # the frames the report used, each checked against the shipped manifest
     return dest

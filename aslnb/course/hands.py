@@ -7,10 +7,17 @@ augmentation); :data:`RECIPE` is the lever it kept on the validation signer (``h
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..config import LANDMARKS_RECIPE
+from ..data.images import load_image
+from ..evaluate import evaluate
+from ..io import read_json
+from ..train import train
 
 #: Lever name -> (what it changes, training parameters over the base recipe).
 LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -46,8 +53,6 @@ def source_params(settings: dict[str, Any], features: str, image_params: dict[st
     phase dropped to stay cheap) for ``image``/``crop``, the landmarks recipe for ``landmarks``; both limited to the
     profile's ``hands_per_class`` images per class (its ``limit_per_class`` when None), epochs at most the
     recipe's and at least the profile's."""
-    from ..config import LANDMARKS_RECIPE
-
     limit = settings.get("hands_per_class") or settings.get("limit_per_class")
     if features == "landmarks":
         epochs = min(int(LANDMARKS_RECIPE["epochs"]), max(int(settings["epochs"]) * 4, 1))
@@ -60,11 +65,6 @@ def score_source(data_dir: Path, external_dir: Path | None, out: Path, params: d
                  feature_cache: Path | None = None, external_limit: int | None = None) -> dict[str, Any]:
     """Train one row into ``out`` and score it: held-out ASL, hand1, hand2-5 (intervals; at most ``external_limit``
     Massey images per letter), no-hand shares, seconds."""
-    import time
-
-    from ..evaluate import evaluate
-    from ..train import train
-
     t0 = time.perf_counter()
     res = train(data_dir, out, overwrite=True, verbose=0, feature_cache_dir=None if params.get("features") ==
                 "landmarks" else feature_cache, **params)
@@ -105,8 +105,6 @@ def image_points(files, points: np.ndarray, found: np.ndarray,
                  pad: float) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """The images of ``files`` (as decoded for training) and their hand points (x, y) in the image's own pixels
     (``points``/``found``: a :class:`aslnb.features.landmarks.HandSet`'s; ``pad``: the detector's black border)."""
-    from ..data.images import load_image
-
     images, out = [], []
     for f, p, ok in zip(files, points, found):
         img = load_image(f)
@@ -125,8 +123,6 @@ def first_of(folder, letters: list[str], class_names: list[str], mask: np.ndarra
 def grey_levels(files, found: np.ndarray):
     """Per frame: mean and spread (standard deviation) of its grey levels, and whether a hand was found."""
     import pandas as pd
-
-    from ..data.images import load_image
 
     rows = []
     for f, ok in zip(files, found):
@@ -148,8 +144,6 @@ def per_letter(correct: np.ndarray, labels: np.ndarray, class_names: list[str]):
 def chosen_source(report_dir: Path | None) -> tuple[str, Path] | None:
     """``(features, run folder)`` of notebook 06's row chosen on ``hand1`` in ``report_dir`` (its metrics.json's
     ``nb06.hands.chosen_on_hand1``); None before notebook 06 has run there."""
-    from ..io import read_json
-
     metrics = Path(report_dir or ".") / "metrics.json"
     features = (read_json(metrics).get("nb06") or {}).get("hands.chosen_on_hand1") if metrics.is_file() else None
     folder = Path(report_dir or ".") / "runs" / "06_other_hands" / str(features)

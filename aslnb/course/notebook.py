@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..backend import import_keras
 from ..config import TrainConfig, train_params
 from ..config import profile as get_profile
 from ..errors import ParameterError
@@ -34,11 +35,12 @@ from ..train import train
 from .colab import ensure_data, on_colab, resolve_profile
 from .plots import stamp as add_stamp
 
+# lazy: aslnb.models.registry imports Keras; in a notebook it must come after import_keras() below, which hides
+# TensorFlow's start-up notices.
+
 if "ipykernel" in sys.modules:
     # In a notebook, import Keras now, dropping the start-up notices TensorFlow's C++
     # prints regardless of TF_CPP_MIN_LOG_LEVEL (see aslnb.backend).
-    from ..backend import import_keras
-
     import_keras()
 
 # The parameters every notebook declares (its parameters cell holds exactly these
@@ -212,21 +214,13 @@ def record(run: NotebookRun, key: str, value: Any, *, show: bool = True) -> Any:
     return value
 
 
-def _default_backbone() -> str:
-    """The study's backbone (imported here, not at the top: the registry imports Keras)."""
-    from ..models.registry import default_backbone
-
-    return default_backbone()
-
-
-def default_run_dir(run: NotebookRun, backbone: str | None = None, seed: int | None = None) -> Path:
+def default_run_dir(run: NotebookRun, backbone: str, seed: int | None = None) -> Path:
     """Where notebook 04 saves (and 05 looks for) the run of ``backbone``.
 
     ``<REPORT_DIR>/runs/<profile>-<backbone>`` in a report, else
     ``runs/<profile>-<backbone>`` next to the notebook (git-ignored); a ``seed`` other than
     the notebook's SEED (the training-variance runs) adds ``-seed<N>``.
     """
-    backbone = backbone or _default_backbone()
     base = (run.report_dir / "runs") if run.report_dir else Path("runs")
     extra = "" if seed is None or seed == run.params["SEED"] else f"-seed{seed}"
     return base / f"{run.params['PROFILE']}-{backbone}{extra}"
@@ -237,24 +231,24 @@ def feature_cache_dir() -> Path:
     return cache_dir() / "features"
 
 
-def train_kwargs(run: NotebookRun, backbone: str | None = None, seed: int | None = None) -> dict[str, Any]:
+def train_kwargs(run: NotebookRun, backbone: str, seed: int | None = None) -> dict[str, Any]:
     """The :func:`aslnb.train.train` parameters of this notebook run (profile + overrides).
 
     WEIGHTS applies to the notebook's own BACKBONE (04) or to ResNet50 (05); the other
     backbone keeps its default (EfficientNet-Lite0: its offline ImageNet weights).
     ``seed``: another training seed (default: the SEED parameter).
     """
-    backbone = backbone or _default_backbone()
-    own = backbone == (run.params.get("BACKBONE") or _default_backbone())
+    from ..models.registry import default_backbone
+
+    own = backbone == (run.params.get("BACKBONE") or default_backbone())
     seed = run.params["SEED"] if seed is None else seed
     return train_params(run.settings, backbone, seed=seed, weights=run.params["WEIGHTS"] if own else None)
 
 
-def train_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.PathLike | None = None,
+def train_run(run: NotebookRun, backbone: str, run_dir: str | os.PathLike | None = None,
               *, verbose: int = 2, seed: int | None = None):
     """Train ``backbone`` with this run's settings (``seed``: another training seed) into ``run_dir``
     (replacing what is there)."""
-    backbone = backbone or _default_backbone()
     out = Path(run_dir) if run_dir else default_run_dir(run, backbone, seed)
     # The run scores the external set too when the profile uses all of it; with a per-class
     # limit (smoke) notebook 05 scores a limited external set itself.
@@ -277,10 +271,9 @@ def _external_env(external: Path | None):
             os.environ[EXTERNAL_ENV] = saved
 
 
-def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str | None = None,
+def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str,
                 seed: int | None = None) -> bool:
     """True when ``run_dir`` holds a finished run trained with exactly this run's settings (and ``seed``) and data."""
-    backbone = backbone or _default_backbone()
     run_dir = Path(run_dir)
     if not (run_dir / "model.keras").is_file() or not (run_dir / "metrics.json").is_file():
         return False
@@ -292,7 +285,7 @@ def run_matches(run: NotebookRun, run_dir: str | os.PathLike, backbone: str | No
     return cfg.get("params") == want and Path(cfg.get("data", {}).get("root", "")) == run.data_dir
 
 
-def ensure_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.PathLike | None = None,
+def ensure_run(run: NotebookRun, backbone: str, run_dir: str | os.PathLike | None = None,
                *, train_if_missing: bool = True, seed: int | None = None) -> Path | None:
     """The run folder of ``backbone``: reused when it matches this run's settings, else trained now
     (when ``train_if_missing``; otherwise None).
@@ -300,7 +293,6 @@ def ensure_run(run: NotebookRun, backbone: str | None = None, run_dir: str | os.
     An explicit ``run_dir`` (the RUN_DIR parameter) holding a finished run is used as it is,
     whatever its settings: it is never retrained over. ``seed``: another training seed.
     """
-    backbone = backbone or _default_backbone()
     out = Path(run_dir) if run_dir else default_run_dir(run, backbone, seed)
     if run_dir and (out / "model.keras").is_file():
         print(f"{backbone}: using the run in {out} as given (RUN_DIR)")

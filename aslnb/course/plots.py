@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.scan import frame_number
+from ..data.images import frame_number
 
 GOOD, BAD = "tab:green", "tab:red"
 SUBSET_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:red", "dropped": "0.8"}

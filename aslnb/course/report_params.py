@@ -5,6 +5,8 @@ import difflib
 from typing import Any, Iterable
 
 from ..errors import ParameterError
+from ..models.registry import backbone_names
+from .notebook import COMMON_PARAMS, NOTEBOOK_PARAMS, _check_types
 
 # Set by `aslnb report` itself: -p may not override them.
 OWN_PARAMS = {"PROFILE": "--profile", "REPORT_DIR": "--out"}
@@ -38,8 +40,6 @@ def parse_extra(extra: Iterable[str] | dict[str, Any] | None) -> dict[str, Any]:
 
 def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: list[str]) -> None:
     """Refuse a ``-p`` name no notebook to run declares, one set by the report itself, or a wrong type."""
-    from .notebook import COMMON_PARAMS, NOTEBOOK_PARAMS, _check_types
-
     for name in extras:
         if name in OWN_PARAMS:
             raise ParameterError(f"-p {name}: set by `aslnb report` itself; use {OWN_PARAMS[name]} instead")
@@ -57,8 +57,6 @@ def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: lis
         raise ParameterError(f"-p {exc}".replace("-p parameter ", "-p ")) from None
     _check_used_and_range(extras, notebook_names)
     if "BACKBONE" in extras:
-        from ..models.registry import backbone_names
-
         if extras["BACKBONE"] not in backbone_names():
             raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(backbone_names())}")
 
@@ -71,8 +69,6 @@ def _check_used_and_range(extras: dict[str, Any], notebook_names: list[str]) -> 
     for name in extras:
         unused = UNUSED_BY.get(name, ())
         if notebook_names and all(n[:2] in unused for n in notebook_names):
-            from .notebook import NOTEBOOK_PARAMS
-
             readers = ", ".join(n for n in NOTEBOOK_PARAMS if n not in unused)
             raise ParameterError(f"-p {name}: notebooks {', '.join(notebook_names)} declare it but do not use it "
                                  f"(their sizes and epochs are the profile's); drop it, or run a notebook that "

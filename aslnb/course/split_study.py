@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ..data.scan import ImageFolder, frame_number
+from ..data.images import frame_number
+from ..data.scan import ImageFolder
 from ..data.splits import Split, split_folder
 from ..errors import ParameterError
 from ..intervals import Interval, bootstrap_accuracy, frame_runs
 from .analysis import split_indices
+from .transfer import linear_probe
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,6 @@ def run_study(folder: ImageFolder, features: np.ndarray, cases: list[SplitCase],
     ``train_per_class`` caps the training images per class (spread evenly over the class's training
     frames), so that splits whose guard bands drop many frames are compared at the same training size.
     """
-    from .transfer import linear_probe
-
     if len(features) != len(folder):
         raise ParameterError(f"features has {len(features)} rows for {len(folder)} images")
     frames = frame_array(folder)

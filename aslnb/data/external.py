@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import DataError, DownloadError
 from ..intervals import bootstrap_accuracy
+from .manifest import MASSEY_MANIFEST, verify_folder
 from .massey import MASSEY_CLASSES, SIGNER_RE, map_class, massey_summary, signers_of
 from .scan import ImageFolder, scan_folder
 
@@ -94,8 +95,6 @@ def check_external(dest: str | os.PathLike):
     Raises :class:`~aslnb.errors.DownloadError` with the manual steps when ``dest``
     holds no copy; returns the :class:`~aslnb.data.manifest.VerifyReport` otherwise.
     """
-    from .manifest import MASSEY_MANIFEST, verify_folder  # the download layer (moving onto pooch)
-
     dest = Path(dest).expanduser()
     if not dest.is_dir() or not any(p.is_dir() for p in dest.iterdir()):
         raise DownloadError(f"{dest}: no copy of the Massey set here; " + massey_steps(dest))

@@ -40,6 +40,7 @@ from ..errors import DownloadError, ParameterError
 from ..io import read_json, write_json
 from ..settings import DATA_ENV, default_data_dir
 from .http import Downloader, HttpFailure, HttpOptions, Transfers, make_session, probe, quiet_pooch, retrieve
+from .images import frame_number
 from .manifest import CLASSES, SAMPLE_MANIFEST, Manifest, load_manifest, sha256_file
 
 __all__ = ["CLASSES", "DATA_URL_ENV", "DEFAULT_BASE_URL", "FRAMES_PER_CLASS", "MANIFEST_NAME", "FetchResult",
@@ -114,8 +115,6 @@ def frame_url(base_url: str, cls: str, n: int) -> str:
 
 def plan(manifest: Manifest | None, classes: list[str], per_class: int | None, base: str) -> list[Task]:
     """The files to fetch: the manifest's (or ``per_class`` of them), plus unverified extra frames."""
-    from .scan import frame_number
-
     by_class = manifest.by_class() if manifest else {}
     tasks = []
     for cls in classes:

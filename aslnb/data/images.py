@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ from PIL import Image, ImageOps
 from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+FRAME_RE = re.compile(r"^(?P<prefix>.*?)(?P<frame>\d+)$")
 # Pillow warns above its MAX_IMAGE_PIXELS (a possible decompression bomb; 89 Mpx unless the
 # user sets it, a 6000x4000 photo is 24 Mpx) and refuses twice that. aslnb leaves the setting
 # alone and, wherever it opens images, turns the warning into a one-line error naming the file.
@@ -63,6 +65,12 @@ def display_path(path: str | os.PathLike) -> str:
     not valid UTF-8 (``\\udcff``) are shown repr-style."""
     text = str(path)
     return text if text.isprintable() else repr(text)
+
+
+def frame_number(path: str | os.PathLike) -> int | None:
+    """The video frame number in a file name (``A1008.jpg`` -> 1008), or None."""
+    m = FRAME_RE.match(Path(path).stem)
+    return int(m.group("frame")) if m else None
 
 
 def utf8_name(path: str | os.PathLike) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pooch
 
 from ..errors import DataError, ParameterError
-from .images import is_image_name
+from .images import frame_number, is_image_name
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 SAMPLE_MANIFEST = "asl-alphabet-sample"
@@ -43,8 +43,6 @@ class Manifest:
 
     def by_class(self) -> dict[str, list[str]]:
         """Relative paths per class folder, in file-name order of frame number."""
-        from .scan import frame_number
-
         out: dict[str, list[str]] = {}
         for rel in self.files:
             out.setdefault(rel.split("/", 1)[0], []).append(rel)

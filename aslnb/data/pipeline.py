@@ -50,13 +50,6 @@ from .scan import ImageFolder
 
 DECODERS = ("pil", "tf")
 DECODER = "tf"  # the one default; TrainConfig.decoder and every decoding function take it from here
-#: The decoder of a run whose config.json names none: runs made before the setting existed used Pillow.
-LEGACY_DECODER = "pil"
-
-
-def run_decoder(params: dict) -> str:
-    """The decoder a run was trained with, from its ``config.json`` params (:data:`LEGACY_DECODER` when unnamed)."""
-    return str(params.get("decoder", LEGACY_DECODER))
 
 
 def check_decoder(decoder: str) -> str:

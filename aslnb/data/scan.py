@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .images import _check_image_unguarded, bombs_as_errors, display_path, is_image_name, utf8_name
+from .images import _check_image_unguarded, bombs_as_errors, display_path, frame_number, is_image_name, utf8_name
+from .massey import massey_summary
 
-FRAME_RE = re.compile(r"^(?P<prefix>.*?)(?P<frame>\d+)$")
 #: Skip notices go here, one line each (Python prints them to stderr when logging is not set up).
 LOG = logging.getLogger("aslnb.data")
 
@@ -110,12 +109,6 @@ def _readable_name(path: Path, problems: list[str]) -> bool:
     problems.append(msg)
     LOG.warning("%s", msg)
     return False
-
-
-def frame_number(path: str | os.PathLike) -> int | None:
-    """The video frame number in a file name (``A1008.jpg`` -> 1008), or None."""
-    m = FRAME_RE.match(Path(path).stem)
-    return int(m.group("frame")) if m else None
 
 
 def _class_folders(root: Path, min_classes: int) -> list[str]:
@@ -313,8 +306,6 @@ def dataset_info(root: str | os.PathLike, sample: int | None = None) -> DataInfo
                 sizes[size] += 1
                 modes[mode] += 1
                 formats[fmt] += 1
-    from .massey import massey_summary
-
     return DataInfo(
         str(folder.root), folder.class_names, folder.counts(), len(folder), dict(sizes.most_common()),
         dict(modes.most_common()), dict(formats.most_common()), problems, massey_summary(folder),

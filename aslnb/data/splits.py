@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ParameterError
-from .scan import LOG, ImageFolder, frame_number
+from .images import frame_number
+from .scan import LOG, ImageFolder
 
 #: The split methods, the default first (``TrainConfig.split`` takes its choices from here).
 SPLIT_METHODS = ("chunk", "blocked", "random")

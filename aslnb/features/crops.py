@@ -18,11 +18,12 @@ import numpy as np
 from PIL import Image
 
 from ..data.images import load_image
+from ..data.manifest import sha256_file
 from ..data.scan import ImageFolder
 from ..errors import DataError
 from ..io import atomic_path
 from ..settings import cache_dir
-from .landmarks import Landmarker, file_digest, hand_landmarks
+from .landmarks import Landmarker, hand_landmarks
 
 VERSION = 1
 MARGIN = 0.25  # share of the landmarks' box side added on every side
@@ -56,7 +57,7 @@ def hand_crops(files, landmarker: Landmarker, *, margin: float = MARGIN,
     folder = Path(cache_root or cache_dir()) / f"crops-{key}"
     out = np.array([""] * len(files), dtype=object)
     for i in np.flatnonzero(hands.found):
-        d = file_digest(files[i])
+        d = sha256_file(files[i])
         target = folder / d[:2] / f"{d}.jpg"
         if not target.is_file():
             _write_crop(files[i], hands.points[i], landmarker.settings.pad, margin, target)

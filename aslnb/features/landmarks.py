@@ -136,17 +136,12 @@ def no_hand_probabilities(found: np.ndarray, class_names: list[str]) -> np.ndarr
     return probs
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes: the per-image cache name."""
-    return sha256_file(path)
-
-
 def hand_landmarks(files, landmarker: Landmarker, *, cache_root: str | os.PathLike | None = None,
                    workers: int = 2) -> HandSet:
     """The :class:`HandSet` of image ``files`` (in order), from the cache or computed and cached."""
     folder = Path(cache_root or cache_dir()) / f"landmarks-{landmarker.cache_key()}"
     files = [str(f) for f in files]
-    paths = [folder / d[:2] / f"{d}.npy" for d in map(file_digest, files)]
+    paths = [folder / d[:2] / f"{d}.npy" for d in map(sha256_file, files)]  # per image: its sha256
     rows = np.zeros((len(files), ROW), np.float32)
     todo = []
     for i, p in enumerate(paths):

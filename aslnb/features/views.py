@@ -16,6 +16,7 @@ those of processes that are gone (kill -9, SIGTERM).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -28,6 +29,8 @@ from ..data import hands
 from ..data.images import load_images
 from ..data.scan import ImageFolder
 from ..errors import DataError
+from ..models.augment import augment_batch, augmenter
+from ..settings import cache_dir as default_cache_dir
 from ..io import make_work_dir, stale_parts
 
 VERSION = 1  # change when the composites change: the cache key includes it
@@ -47,8 +50,6 @@ def hand_views(train: ImageFolder, cache_dir: str | os.PathLike, *, n_views: int
                backgrounds: tuple[str, ...] = hands.BACKGROUNDS, strength: float = 1.0, size: int = 128,
                seed: int = 0, verbose: int = 0) -> ImageFolder:
     """``n_views`` composites of every frame of ``train`` as an :class:`ImageFolder` (made once, then cached)."""
-    from ..models.augment import augment_batch, augmenter
-
     names = train.class_names
     if NOTHING not in names or not (train.labels == names.index(NOTHING)).any():
         raise DataError(f"{train.root}: no '{NOTHING}' frames in the training split to learn the empty room from; "
@@ -110,10 +111,6 @@ def _one(img: np.ndarray, mask: np.ndarray | None, path: str, view: int, backgro
 
 def with_hand_views(split, cfg, cache_dir: str | os.PathLike | None = None, verbose: int = 0):
     """``split`` with the hand views of its training part added to it (``cfg.hand_views`` per frame)."""
-    import dataclasses
-
-    from ..settings import cache_dir as default_cache_dir
-
     train = split.train
     extra = hand_views(train, Path(cache_dir or default_cache_dir()), n_views=int(cfg.hand_views),
                        strength=float(cfg.view_augment), size=int(cfg.image_size), seed=int(cfg.seed), verbose=verbose)

@@ -85,13 +85,20 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
+from ..data.external import load_external
+from ..data.pipeline import decode_files, make_dataset, tf_routes
 from ..errors import ParameterError
 from ..provenance import memory_bytes
 from ..runs import check_out_dir, data_fingerprint, prepare_split, run_config, save_model_atomic, start_run
 from ..settings import resolve_data_dir, resolve_external_dir
+from .distribute import placement
 from .fusion import train_fusion
+from .landmarks import train_landmarks
 from .notes import run_notes
 from .result import RunResult, log
+
+# lazy: aslnb.features, aslnb.models and .fit import Keras, so they are imported inside the functions that use
+# them (`import aslnb` and `aslnb --help` stay free of TensorFlow).
 
 __all__ = ["RunResult", "train", "save_model_atomic"]
 
@@ -124,7 +131,7 @@ def train(
     ext_dir = resolve_external_dir(external)
     out = Path(out)
     from ..features import check_cache_dir, in_memory_limit
-    from ..models import check_weights, frozen_stages, get_backbone  # imports keras: `import aslnb` stays light
+    from ..models import check_weights, frozen_stages, get_backbone
 
     if cfg.features == "fusion":  # both recipes, each a complete run in out/parts (aslnb.train.fusion)
         return train_fusion(cfg, data_dir, ext_dir, out, overwrite, verbose, train,
@@ -132,8 +139,6 @@ def train(
                              "features_in_memory_max_bytes": features_in_memory_max_bytes})
     if cfg.features == "landmarks":  # an MLP on hand points: no backbone, no weights (aslnb.train.landmarks)
         check_out_dir(out, data_dir, overwrite)
-        from .landmarks import train_landmarks
-
         return train_landmarks(cfg, data_dir, ext_dir, out, overwrite, verbose, callbacks)
     # Fail fast, before the data is scanned or anything is written:
     frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
@@ -142,7 +147,6 @@ def train(
     in_memory_limit(features_in_memory_max_bytes)  # a negative limit
     if feature_cache_dir is not None:
         check_cache_dir(feature_cache_dir)
-    from .distribute import placement
 
     with placement(cfg.distribute, cfg.mixed_precision) as place:  # restores the dtype policy afterwards
         if place.chief:
@@ -228,8 +232,6 @@ def _prepare_data(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, featur
 
         split = with_hand_views(split, cfg, feature_cache_dir, verbose)
     if ext_dir is not None:
-        from ..data.external import load_external
-
         load_external(ext_dir, split.train.class_names)  # no shared class: refused now, not after training
     return split, crop_record
 
@@ -342,8 +344,6 @@ def _cached_data(cfg: TrainConfig, clf, split, plan: _Plan, phase: tuple[str, in
 def _image_data(cfg: TrainConfig, clf, split, ys):
     """``(model, take, val_data)`` of a phase trained on the images: the whole model, a reader decoding a batch
     of training images (in parallel threads, order kept), the validation dataset."""
-    from ..data.pipeline import decode_files, make_dataset, tf_routes
-
     files, ytr = split.train.files, ys[0]
     val_data = make_dataset(split.val, cfg.image_size, cfg.batch_size, num_classes=len(split.train.class_names),
                             decoder=cfg.decoder)

@@ -49,6 +49,7 @@ from typing import Any, Iterator
 
 from ..errors import ParameterError
 from ..keras_private import patch_multiworker_reduce
+from ..provenance import gpu_visible
 
 
 @dataclass
@@ -97,8 +98,6 @@ def dtype_policy(mixed_precision: str) -> str:
     if mixed_precision == "off":
         return "float32"
     if mixed_precision == "float16":
-        from ..provenance import gpu_visible
-
         if not gpu_visible():
             raise ParameterError("mixed_precision='float16': needs a GPU (this backend sees none); use "
                                  "--mixed-precision bfloat16 or off on a CPU")

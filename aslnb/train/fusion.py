@@ -19,11 +19,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import TrainConfig
+from ..config import LANDMARKS_RECIPE, TrainConfig
 from ..data.manifest import sha256_file
 from ..io import read_json, write_json
 from ..runs import FUSION_PARTS, check_out_dir, is_finished, load_run, prepare_split, run_config, start_run
 from .result import RunResult, log
+
+# lazy: aslnb.models imports Keras (aslnb.train imports this module: `import aslnb` stays free of TensorFlow).
 
 #: What answers where a hand is found: ``landmarks`` (the landmarks part) or ``average`` (both parts' mean).
 #: ``landmarks``: the better mean of ASL validation and hand1 over 3 seeds (``benchmarks/landmarks.md``).
@@ -36,10 +38,8 @@ SHARED = ("split", "val_fraction", "test_fraction", "seed", "limit_per_class", "
 def part_params(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
     """The :func:`aslnb.train.train` parameters of each part: the landmarks recipe and the run's own image recipe,
     both with the run's split, seed and image limit."""
-    from .. import config
-
     shared = {k: getattr(cfg, k) for k in SHARED}
-    return {"landmarks": {**config.LANDMARKS_RECIPE, **shared}, "image": {**asdict(cfg), "features": "image"}}
+    return {"landmarks": {**LANDMARKS_RECIPE, **shared}, "image": {**asdict(cfg), "features": "image"}}
 
 
 def _train_part(name: str, params: dict, folder: Path, data_dir: Path, ext_dir: Path | None, verbose: int,

@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from ..config import TrainConfig
+from ..data.external import load_external
 from ..errors import DataError
 from ..runs import prepare_split, run_config, start_run
 from .result import RunResult, log
+
+# lazy: aslnb.features, aslnb.models and .fit import Keras (aslnb.train imports this module: `import aslnb` stays
+# free of TensorFlow).
 
 
 def _features(hands, labels: np.ndarray):
@@ -60,8 +64,6 @@ def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out:
     split = prepare_split(data_dir, cfg)
     names = split.train.class_names
     if ext_dir is not None:
-        from ..data.external import load_external
-
         load_external(ext_dir, names)  # no shared class: refused now, not after training
     lm = Landmarker.resolve()
     t0 = time.perf_counter()
