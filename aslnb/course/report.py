@@ -250,7 +250,8 @@ def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, ke
     finally:
         seconds[name] = round(time.perf_counter() - t0, 1)
         if dest.is_file():
-            portable_paths(dest, _path_parameters(job["parameters"]))
+            if done:  # a failed notebook is this machine's diagnosis: it keeps the paths its error names
+                portable_paths(dest, _path_parameters(job["parameters"]))
             to_html(dest)
         _say(progress, f"{tag}: {'ok' if done else 'failed'} in {seconds[name]:.1f} s "
                        f"({_code_cells(job['source'])} code cells)")
@@ -259,7 +260,7 @@ def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, ke
 def portable_paths(notebook: Path, extra: dict[str, str] | None = None) -> None:
     """Rewrite ``notebook`` with portable paths (``$ASLNB_DATA``, ``./reports/cpu``:
     :func:`aslnb.provenance.portable`, ``extra`` first), never this machine's: the papermill-injected
-    parameters cell, the papermill metadata and every printed output (log lines, tables, tracebacks)."""
+    parameters cell, the papermill metadata and every printed output (log lines, tables)."""
     import nbformat
 
     from ..provenance import portable
@@ -274,8 +275,6 @@ def portable_paths(notebook: Path, extra: dict[str, str] | None = None) -> None:
             for mime in ("text/plain", "text/html", "text/markdown"):
                 if mime in out.get("data", {}):
                     out["data"][mime] = portable(out["data"][mime], extra)
-            if "traceback" in out:
-                out["traceback"] = portable(out["traceback"], extra)
     if "papermill" in nb.metadata:
         nb.metadata["papermill"] = portable(dict(nb.metadata["papermill"]), extra)
     nbformat.write(nb, notebook)
