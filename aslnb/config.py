@@ -286,7 +286,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # fixed (an earlier comparison on the validation split among 1e-5, 1e-4 and 3e-4, not rerun by the
         # notebooks); notebook 04 checks that the second phase is not worse than the frozen model on validation
         "fine_tune_epochs": 5, "fine_tune_until": "conv4", "fine_tune_lr": 3e-4,
-        "probe_size": 128, "residual_epochs": 8, "residual_depths": [4, 12, 24], "residual_size": 24,
+        "probe_size": 128, "residual_epochs": 8, "residual_depths": [4, 24], "residual_size": 24,
         "residual_width": 16, "residual_per_class": 45, "transfer_scratch_epochs": 10, "transfer_batch_size": 32,
         "transfer_max_iter": 300, "hands_per_class": 60,
     },

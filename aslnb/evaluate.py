@@ -21,8 +21,10 @@ into ``metrics-<folder name>.json``.
 
 All predictions (here and in :mod:`aslnb.predict`) go through
 :func:`run_probabilities`: :func:`class_probabilities` for image runs (it refuses
-non-finite outputs), hand landmarks for ``features='landmarks'`` runs and hand
-crops for ``features='crop'`` runs, where a frame without a hand is predicted
+non-finite outputs; given a feature cache folder, :func:`cached_class_probabilities`
+computes the run's frozen part once per image and stores it, as training does),
+hand landmarks for ``features='landmarks'`` runs and hand crops for
+``features='crop'`` runs, where a frame without a hand is predicted
 ``nothing`` and the share of such frames is written (``no_hand``, per signer on
 an external set). A ``features='fusion'`` run answers by its parts' own
 :func:`run_probabilities`: the landmarks part where a hand is found, the image
@@ -114,7 +116,8 @@ def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labe
 
 def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
                         source: str | os.PathLike = "the model", decoder: str = DECODER) -> np.ndarray:
-    """Class probabilities (N, K) for image ``files``, in order: the one inference path.
+    """Class probabilities (N, K) for image ``files``, in order, decoded and run image by image (the path of
+    ``aslnb predict``; :func:`cached_class_probabilities` gives the same numbers through the feature cache).
 
     Files are decoded with :func:`aslnb.data.pipeline.decode_files` by ``decoder``
     (the run's ``params.decoder``; a bad file raises :class:`DataError` naming it),
@@ -134,27 +137,76 @@ def class_probabilities(model, files, image_size: int, batch_size: int = 32, *,
                 raise DataError("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))) from None
             pending = pool.submit(decode_files, chunks[i + 1], size, decoder) if i + 1 < len(chunks) else None
             out.append(np.asarray(model.predict_on_batch(batch.astype(np.float32)), dtype=np.float64))
-    probs = np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])))
+    return _finite(np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1]))), source)
+
+
+def _finite(probs: np.ndarray, source: str | os.PathLike) -> np.ndarray:
+    """``probs``, refused with :class:`ModelError` naming ``source`` when any is NaN or infinite."""
     if not np.isfinite(probs).all():
         bad = int((~np.isfinite(probs)).any(1).sum())
-        raise ModelError(f"{source}: the model outputs NaN or infinity for {bad} of {len(files)} images (its weights "
+        raise ModelError(f"{source}: the model outputs NaN or infinity for {bad} of {len(probs)} images (its weights "
                          "diverged in training): retrain with a lower learning rate")
     return probs
 
 
+def cached_class_probabilities(model, folder: ImageFolder, cfg: dict, cache_dir: str | os.PathLike,
+                               batch_size: int, *, source: str | os.PathLike = "the model") -> np.ndarray | None:
+    """:func:`class_probabilities` of an image run's ``model`` through the feature cache: the part its last phase
+    kept frozen is computed once per image (:func:`aslnb.features.extract_features`, whose key hashes those very
+    weights, so another run on the same pretrained part reuses them), the rest runs on the stored features.
+    The same layers, so the same outputs; None when the run froze nothing."""
+    from .features import extract_features
+    from .models import classifier_of, split_at_boundary
+
+    p = cfg["params"]
+    until = p.get("fine_tune_until") if p.get("fine_tune_epochs") else p.get("freeze_until")
+    if until in (None, "none"):
+        return None
+    clf = classifier_of(model, p["backbone"], until, p["weights"] != "none")
+    if clf.boundary_layer() is None:
+        return None
+    frozen, top = split_at_boundary(clf)
+    feats = extract_features(frozen, folder, int(p["image_size"]), batch_size=batch_size, cache_dir=cache_dir,
+                             decoder=p["decoder"])
+    out = [np.asarray(top.predict_on_batch(feats[a:a + batch_size]), dtype=np.float64)
+           for a in range(0, len(folder), batch_size)]
+    return _finite(np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1]))), source)
+
+
+def _image_probabilities(model, files, cfg: dict, class_names: list[str], batch_size: int, *,
+                         source: str | os.PathLike, feature_cache_dir: str | os.PathLike | None) -> np.ndarray:
+    """An image model's probabilities for ``files`` (or an :class:`ImageFolder`): through the feature cache when
+    ``feature_cache_dir`` is given and the run froze part of its backbone, else image by image."""
+    params = cfg["params"]
+    if feature_cache_dir is not None:
+        folder = files if isinstance(files, ImageFolder) else ImageFolder(
+            Path("."), list(class_names), np.asarray([str(f) for f in files]), np.zeros(len(files), np.int64))
+        probs = cached_class_probabilities(model, folder, cfg, feature_cache_dir, batch_size, source=source)
+        if probs is not None:
+            return probs
+    files = files.files if isinstance(files, ImageFolder) else files
+    return class_probabilities(model, files, int(params["image_size"]), batch_size, source=source,
+                               decoder=params["decoder"])
+
+
 def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source: str | os.PathLike = "the model",
-                      batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(probs, hand found)`` of ``files`` by the run's recipe (``config.json``): :func:`class_probabilities`
-    for images (found: None), of the hand crops for ``features='crop'``, the landmark head for
-    ``features='landmarks'`` (no hand: ``nothing``), and for ``features='fusion'`` (``model``: the run's
-    :class:`aslnb.runs.FusionParts`) the landmarks part's where a hand is found, the image part's elsewhere."""
+                      batch_size: int | None = None,
+                      feature_cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probs, hand found)`` of ``files`` (paths or an :class:`ImageFolder`) by the run's recipe
+    (``config.json``): :func:`class_probabilities` for images (found: None), of the hand crops for
+    ``features='crop'``, the landmark head for ``features='landmarks'`` (no hand: ``nothing``), and for
+    ``features='fusion'`` (``model``: the run's :class:`aslnb.runs.FusionParts`) the landmarks part's where a hand
+    is found, the image part's elsewhere. ``feature_cache_dir``: image models reuse the frozen part's features
+    stored there (:func:`cached_class_probabilities`)."""
     params = cfg["params"]
     features = params.get("features", "image")
-    size, bs = int(params["image_size"]), int(batch_size or params["batch_size"])
+    bs = int(batch_size or params["batch_size"])
+    images = dict(source=source, feature_cache_dir=feature_cache_dir)
     if features == "fusion":
-        return _fusion_probabilities(model, files, cfg, class_names, source=source, batch_size=batch_size)
+        return _fusion_probabilities(model, files, cfg, class_names, batch_size=batch_size, **images)
     if features == "image":
-        return class_probabilities(model, files, size, bs, source=source, decoder=params["decoder"]), None
+        return _image_probabilities(model, files, cfg, class_names, bs, **images), None
+    files = files.files if isinstance(files, ImageFolder) else files
     if features == "crop":  # the hand's crop through the image model; no hand: 'nothing'
         from .features.crops import MARGIN, hand_crops
         from .features.landmarks import no_hand_probabilities, run_landmarker
@@ -163,8 +215,7 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
                                                                                                   MARGIN))
         probs = no_hand_probabilities(found, class_names)
         if found.any():
-            probs[found] = class_probabilities(model, crops[found], size, bs, source=source,
-                                               decoder=params["decoder"])
+            probs[found] = _image_probabilities(model, crops[found], cfg, class_names, bs, **images)
         return probs, found
     from .features.landmarks import landmark_probabilities
 
@@ -176,16 +227,19 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
 
 
 def _fusion_probabilities(parts, files, cfg: dict, class_names: list[str], *, source: str | os.PathLike,
-                          batch_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+                          batch_size: int | None, feature_cache_dir) -> tuple[np.ndarray, np.ndarray]:
     """A fusion run's ``(probs, hand found)``: its parts' :func:`run_probabilities`, the landmarks part's where a
     hand is found (``fusion.with_hand='average'``: the mean with the image part's), the image part's elsewhere."""
-    files = np.asarray([str(f) for f in files])
+    folder = files if isinstance(files, ImageFolder) else None
+    files = np.asarray([str(f) for f in (files.files if folder is not None else files)])
     (lm_model, _, lm_cfg), (im_model, _, im_cfg) = parts.landmarks, parts.image
     probs, found = run_probabilities(lm_model, files, lm_cfg, class_names, source=source, batch_size=batch_size)
     average = cfg["fusion"]["with_hand"] == "average"
     need = np.ones(len(files), bool) if average else ~found  # the frames the image part is run on
     if need.any():
-        image, _ = run_probabilities(im_model, files[need], im_cfg, class_names, source=source, batch_size=batch_size)
+        image, _ = run_probabilities(im_model, files[need] if folder is None else folder.subset(need), im_cfg,
+                                     class_names, source=source, batch_size=batch_size,
+                                     feature_cache_dir=feature_cache_dir)
         full = np.zeros_like(probs)
         full[need] = image
         probs = np.where(found[:, None], (probs + full) / 2 if average else probs, full)
@@ -304,12 +358,14 @@ def evaluate(
     write: bool = True,
     other_data: bool = False,
     external_limit: int | None = None,
+    feature_cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Score a run on its held-out ``subset`` (and ``external``, at most ``external_limit`` images per class).
 
     Writes ``metrics.json`` (``metrics-<folder>.json`` for other data than the run's training data).
     Data that differs from the run's (its fingerprint) is refused: ``other_data=True`` scores all
-    of its images instead, as another data set (``metrics-<folder>.json``).
+    of its images instead, as another data set (``metrics-<folder>.json``). ``feature_cache_dir``: reuse the
+    frozen part's features stored there (:func:`cached_class_probabilities`; the numbers do not change).
     """
     run_dir = Path(run_dir)
     loaded, class_names, cfg = (load_run(run_dir) if model is None else
@@ -319,7 +375,8 @@ def evaluate(
     folder, notes = _run_data(data_dir, class_names, verbose)
     part, split_info = _scored_part(folder, cfg, data_dir, subset, other_data)
     t0 = time.perf_counter()
-    probs, found = run_probabilities(loaded, part.files, cfg, class_names, source=run_dir)
+    probs, found = run_probabilities(loaded, part, cfg, class_names, source=run_dir,
+                                     feature_cache_dir=feature_cache_dir)
     seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "run": str(run_dir), "data": str(data_dir), "split": split_info, "backbone": params["backbone"],
@@ -340,7 +397,8 @@ def evaluate(
     if ext_dir is not None:
         t0 = time.perf_counter()
         metrics["external"] = score_external(loaded, ext_dir, cfg, class_names, source=run_dir,
-                                             per_class=external_limit, verbose=verbose).metrics
+                                             per_class=external_limit, verbose=verbose,
+                                             feature_cache_dir=feature_cache_dir).metrics
         timing["external_predict_seconds"] = round(time.perf_counter() - t0, 3)
     if verbose:
         _print_summary(metrics, len(part))
@@ -387,7 +445,7 @@ class ExternalScores:
 
 def score_external(model, ext_dir: str | os.PathLike, cfg: dict, class_names: list[str], *,
                    source: str | os.PathLike = "the model", per_class: int | None = None,
-                   verbose: int = 1) -> ExternalScores:
+                   verbose: int = 1, feature_cache_dir: str | os.PathLike | None = None) -> ExternalScores:
     """Score ``model`` (a run's, ``cfg`` its config.json) on an external set: accuracy over the shared classes,
     per signer with intervals, no-hand shares. The one way an external set is scored (evaluate, notebooks 05
     and 06). ``per_class``: at most that many images per class (:func:`aslnb.data.splits.limit_folder`)."""
@@ -396,7 +454,8 @@ def score_external(model, ext_dir: str | os.PathLike, cfg: dict, class_names: li
         _warn(f"{ext_dir}: {len(ext.unmapped)} folder(s) are not classes of the model ({_short(list(ext.unmapped))}"
               f"): ignored ({sum(ext.unmapped.values())} images not scored)")
     folder = limit_folder(drop_bad_images(ext.folder, warn=bool(verbose)), per_class)
-    probs, found = run_probabilities(model, folder.files, cfg, class_names, source=source)
+    probs, found = run_probabilities(model, folder, cfg, class_names, source=source,
+                                     feature_cache_dir=feature_cache_dir)
     shared = [class_names.index(c) for c in ext.shared_classes]
     correct = probs.argmax(1) == folder.labels
     metrics = {**ext.describe(), "shared_classes": ext.shared_classes,

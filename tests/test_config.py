@@ -172,7 +172,7 @@ BEFORE = {
                   residual_depths=[2, 4], residual_size=16),
     "cpu": dict(image_size=128, epochs=20, batch_size=32, limit_per_class=None, freeze_until="all",
                 fine_tune_epochs=5, head_units=[256], external_limit=None, probe_size=128, residual_epochs=8,
-                residual_depths=[4, 12, 24], residual_size=24),
+                residual_depths=[4, 24], residual_size=24),
     "gpu": dict(image_size=224, epochs=20, batch_size=32, limit_per_class=None, weights="imagenet",
                 freeze_until="conv4", fine_tune_epochs=5, head_units=[256], external_limit=None, probe_size=224,
                 residual_epochs=15, residual_depths=[4, 12, 24, 48], residual_size=32),

@@ -393,3 +393,38 @@ def test_check_trained_on_compares_the_recorded_fingerprint(tmp_dataset):
     assert str(err.value).startswith(f"{root}: ") and "\n" not in str(err.value)
     check_trained_on({**cfg, "data": {"root": str(root)}}, changed, root)  # a run from before fingerprints
     check_trained_on({**cfg, "params": {"hand_views": 2}}, changed, root)  # views are in its fingerprint
+
+
+def test_evaluate_through_the_feature_cache_gives_the_same_numbers_and_reuses_them(tiny_run, sample_dir, tmp_path,
+                                                                                   monkeypatch):
+    import aslnb.features as features
+    from aslnb.evaluate import evaluate
+
+    monkeypatch.delenv("ASLNB_EXTERNAL_DATA", raising=False)  # the held-out split only: one feature set
+    plain = evaluate(tiny_run.run_dir, sample_dir, verbose=0, write=False, model=tiny_run.model)
+    cache = tmp_path / "cache"
+    first = evaluate(tiny_run.run_dir, sample_dir, verbose=0, write=False, model=tiny_run.model,
+                     feature_cache_dir=cache)
+    assert [p.name.startswith("features-") for p in cache.iterdir()] == [True]
+    monkeypatch.setattr(features, "_compute", lambda *a, **k: pytest.fail("features computed again"))
+    again = evaluate(tiny_run.run_dir, sample_dir, verbose=0, write=False, model=tiny_run.model,
+                     feature_cache_dir=cache)
+    assert first["held_out"] == plain["held_out"] == again["held_out"]
+
+
+def test_the_cached_path_cuts_a_fine_tuned_run_below_its_second_phase(tiny_run, sample_dir, tmp_path):
+    from aslnb.data import scan_folder
+    from aslnb.evaluate import cached_class_probabilities, class_probabilities
+    from aslnb.io import read_json
+
+    cfg = read_json(tiny_run.run_dir / "config.json")
+    cfg["params"].update(fine_tune_epochs=1, fine_tune_until="conv4")  # as if conv5 had been trained again
+    folder = scan_folder(sample_dir).subset(slice(0, 20))
+    p = cfg["params"]
+    full = class_probabilities(tiny_run.model, folder.files, p["image_size"], 8, decoder=p["decoder"])
+    cut = cached_class_probabilities(tiny_run.model, folder, cfg, tmp_path, 8)
+    stored = next(tmp_path.glob("features-*"))
+    assert len(read_json(stored / "manifest.json")["shape"]) == 4  # (images, h, w, channels): conv4's map, not pooled
+    assert abs(cut - full).max() < 1e-6
+    cfg["params"].update(fine_tune_epochs=0, freeze_until="none")
+    assert cached_class_probabilities(tiny_run.model, folder, cfg, tmp_path, 8) is None  # nothing frozen

@@ -183,6 +183,27 @@ def test_record_writes_metrics(tmp_path, capsys):
     assert data["_produced_by"]["nb01"]["profile"] == "smoke"
 
 
+def test_record_keeps_every_key_when_two_notebooks_write_at_once(tmp_path):
+    """A report runs notebook 02 beside the others: both kernels add to the same metrics.json."""
+    import threading
+
+    from aslnb.course.notebook import record, setup
+
+    runs = [setup(nb, _params(tmp_path)) for nb in ("01", "02")]
+
+    def write(run):
+        for i in range(40):
+            record(run, f"k{i}", i, show=False)
+
+    threads = [threading.Thread(target=write, args=(run,)) for run in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    data = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert data["nb01"] == data["nb02"] == {f"k{i}": i for i in range(40)}
+
+
 # ---------------------------------------------------------------- analysis helpers
 @pytest.fixture
 def small_folder(tmp_dataset):

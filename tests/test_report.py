@@ -456,3 +456,47 @@ def test_the_report_names_no_path_of_this_machine(smoke_report):
             assert path not in shown, (notebook.name, path, shown[max(0, shown.find(path) - 200):][:400])
             assert path not in metrics_text, path
             assert path not in injected and path not in papermill_meta, (notebook.name, path)
+
+
+def _lane_jobs(*names):
+    return [{"name": f"{n}_x.ipynb"} for n in names]
+
+
+def test_run_lanes_runs_02_beside_the_others_and_05_after_both():
+    import threading
+    import time
+
+    from aslnb.course.report import run_lanes
+
+    events, beside_started = [], threading.Event()
+
+    def run_one(job, tag):
+        nb = job["name"][:2]
+        events.append(("start", nb, tag))
+        if nb == "02":
+            beside_started.set()
+            time.sleep(0.5)
+        elif nb == "01":
+            assert beside_started.wait(10), "02 did not start while 01 ran"
+        events.append(("end", nb, tag))
+
+    run_lanes(_lane_jobs("01", "02", "03", "06", "05"), run_one)
+    order = [(kind, nb) for kind, nb, _ in events]
+    assert order.index(("start", "05")) > max(order.index(("end", nb)) for nb in ("01", "02", "03", "06"))
+    assert order.index(("start", "03")) > order.index(("end", "01"))  # the main lane keeps its order
+    assert ("start", "05", "[5/5] 05_x.ipynb") in events
+
+
+def test_run_lanes_raises_the_first_failure_and_runs_nothing_after_it():
+    from aslnb.course.report import run_lanes
+
+    ran = []
+
+    def run_one(job, tag):
+        if job["name"].startswith("02"):
+            raise NotebookFailed("notebook 02_x.ipynb failed in cell [3]")
+        ran.append(job["name"][:2])
+
+    with pytest.raises(NotebookFailed, match="02_x.ipynb failed"):
+        run_lanes(_lane_jobs("01", "02", "05"), run_one)
+    assert "05" not in ran  # 05 (after both lanes) never starts

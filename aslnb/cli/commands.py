@@ -148,7 +148,8 @@ def _cmd_train(args) -> int:
         print(f"worker finished; the chief writes {args.out}")
         return 0
     if not args.no_evaluate:
-        evaluate(res.run_dir, res.config["data"]["root"], external=res.config["external"], model=res.model)
+        evaluate(res.run_dir, res.config["data"]["root"], external=res.config["external"], model=res.model,
+                 feature_cache_dir=args.feature_cache_dir)
     print(f"run written to {res.run_dir}")
     return 0
 

@@ -211,10 +211,12 @@ class RunView:
     :func:`aslnb.evaluate.run_probabilities`, as in :func:`aslnb.evaluate.evaluate`, so the
     numbers equal the run's ``metrics.json``. The external set (when given) is scored by
     :func:`aslnb.evaluate.score_external` (at most ``external_limit`` images per class), so
-    05 can score it both ways and bootstrap it by signer.
+    05 can score it both ways and bootstrap it by signer. ``feature_cache_dir``: the frozen part's features are
+    reused from there (:func:`aslnb.evaluate.cached_class_probabilities`).
     """
 
-    def __init__(self, run_dir, data_dir, external_dir=None, external_limit: int | None = None):
+    def __init__(self, run_dir, data_dir, external_dir=None, external_limit: int | None = None,
+                 feature_cache_dir=None):
         self.run_dir = Path(run_dir)
         self.model, self.class_names, self.config = load_run(self.run_dir)
         p = self.config["params"]
@@ -226,8 +228,8 @@ class RunView:
         self.split = run_split(self.folder, p)
         self.test = self.split.test
         self.decoder = p["decoder"]
-        self.test_probs = run_probabilities(self.model, self.test.files, self.config, self.class_names,
-                                            source=self.run_dir)[0]
+        self.test_probs = run_probabilities(self.model, self.test, self.config, self.class_names,
+                                            source=self.run_dir, feature_cache_dir=feature_cache_dir)[0]
         self.test_scores = score(self.test.labels, self.test_probs, self.class_names)
         self.external_scores: dict | None = None
         self.external: ImageFolder | None = None  # the external images, labelled with training ids
@@ -236,7 +238,7 @@ class RunView:
         self.external_n = 0
         if external_dir is not None:
             ext = score_external(self.model, external_dir, self.config, self.class_names, source=self.run_dir,
-                                 per_class=external_limit, verbose=0)
+                                 per_class=external_limit, verbose=0, feature_cache_dir=feature_cache_dir)
             self.external, self.external_probs, self.external_shared = ext.folder, ext.probs, ext.shared
             self.external_scores = ext.metrics
             self.external_n = len(self.external)

@@ -68,7 +68,8 @@ def score_source(data_dir: Path, external_dir: Path | None, out: Path, params: d
     t0 = time.perf_counter()
     res = train(data_dir, out, overwrite=True, verbose=0, feature_cache_dir=None if params.get("features") ==
                 "landmarks" else feature_cache, **params)
-    m = evaluate(out, data_dir, external=external_dir, model=res.model, verbose=0, external_limit=external_limit)
+    m = evaluate(out, data_dir, external=external_dir, model=res.model, verbose=0, external_limit=external_limit,
+                 feature_cache_dir=feature_cache)
     row = {"features": params.get("features", "image"), "seconds": round(time.perf_counter() - t0, 1),
            "held_out": _acc(m["held_out"], m["held_out"].get("interval", {})),
            "no_hand_held_out": (m["held_out"].get("no_hand") or {}).get("share")}

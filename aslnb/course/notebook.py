@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from .. import __version__
 from ..backend import import_keras
 from ..config import TrainConfig, train_params
@@ -42,6 +44,9 @@ if "ipykernel" in sys.modules:
     # In a notebook, import Keras now, dropping the start-up notices TensorFlow's C++
     # prints regardless of TF_CPP_MIN_LOG_LEVEL (see aslnb.backend).
     import_keras()
+
+#: The lock file beside a report's metrics.json: :func:`record` holds it while it reads, adds and writes.
+METRICS_LOCK = ".metrics.json.lock"
 
 # The parameters every notebook declares (its parameters cell holds exactly these
 # plus the notebook's own, listed in NOTEBOOK_PARAMS). tests/test_notebooks.py checks it.
@@ -202,15 +207,16 @@ def record(run: NotebookRun, key: str, value: Any, *, show: bool = True) -> Any:
     if run.report_dir is None:
         return value
     path = run.report_dir / "metrics.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    section = data.setdefault(f"nb{run.notebook}", {})
-    section[key] = portable(value)  # paths as $ASLNB_DATA, ./reports/cpu ...: never this machine's
-    data.setdefault("_produced_by", {})[f"nb{run.notebook}"] = {
-        "profile": run.params["PROFILE"], "settings": run.settings, "seed": run.params["SEED"],
-        "data": data_label(run.data_dir), "external": data_label(run.external_dir) if run.external_dir else None,
-        "device": device_name(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    write_json(path, data)
+    with FileLock(run.report_dir / METRICS_LOCK):  # a report runs notebooks side by side (course.report.BESIDE)
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        section = data.setdefault(f"nb{run.notebook}", {})
+        section[key] = portable(value)  # paths as $ASLNB_DATA, ./reports/cpu ...: never this machine's
+        data.setdefault("_produced_by", {})[f"nb{run.notebook}"] = {
+            "profile": run.params["PROFILE"], "settings": run.settings, "seed": run.params["SEED"],
+            "data": data_label(run.data_dir), "external": data_label(run.external_dir) if run.external_dir else None,
+            "device": device_name(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_json(path, data)
     return value
 
 
@@ -256,7 +262,8 @@ def train_run(run: NotebookRun, backbone: str, run_dir: str | os.PathLike | None
     with _external_env(external):
         result = train(run.data_dir, out, external=external, overwrite=True, verbose=verbose,
                        feature_cache_dir=feature_cache_dir(), **train_kwargs(run, backbone, seed))
-        result.metrics = evaluate(out, run.data_dir, external=external, verbose=verbose, model=result.model)
+        result.metrics = evaluate(out, run.data_dir, external=external, verbose=verbose, model=result.model,
+                                  feature_cache_dir=feature_cache_dir())
     return result
 
 

@@ -2,7 +2,8 @@
 
 Importing this package registers every backbone (:mod:`.registry`) and the custom layers saved models need.
 """
-from .classifier import Classifier, apply_freeze, build_classifier, frozen_stages, head_layers, split_at_boundary
+from .classifier import (Classifier, apply_freeze, build_classifier, classifier_of, frozen_stages, head_layers,
+                         split_at_boundary)
 from .layers import CaffePreprocess
 from .registry import (
     AUTO_BACKBONE,
@@ -25,5 +26,5 @@ from .registry import (
 __all__ = [
     "AUTO_BACKBONE", "auto_backbone", "resolve_backbone", "BackboneSpec", "CaffePreprocess", "Classifier", "apply_freeze", "backbone_names", "build_backbone", "build_classifier",
     "check_weights", "course_backbones", "default_backbone", "freeze_point", "frozen_stages", "get_backbone", "head_layers",
-    "register", "resolve_weights", "run_weights", "split_at_boundary", "weights_source",
+    "classifier_of", "register", "resolve_weights", "run_weights", "split_at_boundary", "weights_source",
 ]

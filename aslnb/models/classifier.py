@@ -146,6 +146,16 @@ def build_classifier(
     return Classifier(model, base, spec, head, pre, freeze_until, pretrained)
 
 
+def classifier_of(model: keras.Model, backbone: str, freeze_until: str, pretrained: bool) -> Classifier:
+    """The :class:`Classifier` view of a classifier loaded from a run (:func:`aslnb.runs.load_model`), frozen up to
+    ``freeze_until``: the model's own layer objects, so :func:`split_at_boundary` cuts it where training did."""
+    spec = get_backbone(backbone)
+    at, base = next((i, layer) for i, layer in enumerate(model.layers) if isinstance(layer, keras.Model))
+    pre = [layer for layer in model.layers[1:at] if not layer.name.startswith("aug_")]  # augmentation: identity here
+    return Classifier(model, base, spec, list(model.layers[at + 1:]), pre[-1] if pre else None,
+                      spec.freeze_point(freeze_until), pretrained)
+
+
 def split_at_boundary(clf: Classifier) -> tuple[keras.Model, keras.Model]:
     """``(frozen_part, trainable_part)`` sharing the classifier's layers.
 
