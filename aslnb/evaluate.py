@@ -149,12 +149,13 @@ def _finite(probs: np.ndarray, source: str | os.PathLike) -> np.ndarray:
     return probs
 
 
-def cached_class_probabilities(model, folder: ImageFolder, cfg: dict, cache_dir: str | os.PathLike,
-                               batch_size: int, *, source: str | os.PathLike = "the model") -> np.ndarray | None:
-    """:func:`class_probabilities` of an image run's ``model`` through the feature cache: the part its last phase
-    kept frozen is computed once per image (:func:`aslnb.features.extract_features`, whose key hashes those very
-    weights, so another run on the same pretrained part reuses them), the rest runs on the stored features.
-    The same layers, so the same outputs; None when the run froze nothing."""
+def cached_outputs(model, folder: ImageFolder, cfg: dict, cache_dir: str | os.PathLike, batch_size: int, *,
+                   stop_at: str | None = None) -> np.ndarray | None:
+    """Outputs of an image run's ``model`` (``stop_at``: of that head layer) for ``folder`` through the feature
+    cache: the part its last phase kept frozen is computed once per image (:func:`aslnb.features.extract_features`,
+    whose key hashes those very weights, so training and every other run on the same pretrained part share the
+    entry), the layers above run on the stored features. The same layers, so the same outputs; None when the
+    run froze nothing."""
     from .features import extract_features
     from .models import classifier_of, split_at_boundary
 
@@ -165,12 +166,20 @@ def cached_class_probabilities(model, folder: ImageFolder, cfg: dict, cache_dir:
     clf = classifier_of(model, p["backbone"], until, p["weights"] != "none")
     if clf.boundary_layer() is None:
         return None
-    frozen, top = split_at_boundary(clf)
+    frozen, top = split_at_boundary(clf, stop_at=stop_at)
     feats = extract_features(frozen, folder, int(p["image_size"]), batch_size=batch_size, cache_dir=cache_dir,
                              decoder=p["decoder"])
     out = [np.asarray(top.predict_on_batch(feats[a:a + batch_size]), dtype=np.float64)
            for a in range(0, len(folder), batch_size)]
-    return _finite(np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1]))), source)
+    return np.concatenate(out) if out else np.zeros((0, *top.output_shape[1:]))
+
+
+def cached_class_probabilities(model, folder: ImageFolder, cfg: dict, cache_dir: str | os.PathLike,
+                               batch_size: int, *, source: str | os.PathLike = "the model") -> np.ndarray | None:
+    """:func:`class_probabilities` of an image run's ``model`` through the feature cache (:func:`cached_outputs`);
+    None when the run froze nothing."""
+    probs = cached_outputs(model, folder, cfg, cache_dir, batch_size)
+    return None if probs is None else _finite(probs, source)
 
 
 def _image_probabilities(model, files, cfg: dict, class_names: list[str], batch_size: int, *,
@@ -227,7 +236,7 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
 
 
 def _fusion_probabilities(parts, files, cfg: dict, class_names: list[str], *, source: str | os.PathLike,
-                          batch_size: int | None, feature_cache_dir) -> tuple[np.ndarray, np.ndarray]:
+                          batch_size: int | None, feature_cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """A fusion run's ``(probs, hand found)``: its parts' :func:`run_probabilities`, the landmarks part's where a
     hand is found (``fusion.with_hand='average'``: the mean with the image part's), the image part's elsewhere."""
     folder = files if isinstance(files, ImageFolder) else None

@@ -155,3 +155,18 @@ def test_run_view_scores_the_external_set_image_by_image(tiny_run, sample_dir, e
     path = R.save_model_fig(run, view.config, fig, "x")
     assert path.is_file() and any(view.backbone in t.get_text() and "nb05" in t.get_text() for t in fig.texts)
     plt.close(fig)
+
+
+def test_pooled_features_from_the_cache_equal_the_whole_models(tiny_run, sample_dir, tmp_path, monkeypatch):
+    import aslnb.features as features
+    from aslnb.course.analysis import RunView, pooled_features
+
+    view = RunView(tiny_run.run_dir, sample_dir)
+    whole = pooled_features(view)  # every image through the whole model
+    cached = pooled_features(view, cache_dir=tmp_path)
+    assert cached.shape == whole.shape == (len(view.folder), whole.shape[1])
+    np.testing.assert_allclose(cached, whole, rtol=1e-4, atol=1e-5)
+    parts = 3 + (len(view.folder) > sum(len(p) for p in (view.split.train, view.split.val, view.split.test)))
+    assert len(list(tmp_path.glob("features-*"))) == parts  # one entry per part of the split (+ the frames between)
+    monkeypatch.setattr(features, "_compute", lambda *a, **k: pytest.fail("features computed again"))
+    np.testing.assert_array_equal(pooled_features(view, cache_dir=tmp_path), cached)

@@ -14,7 +14,7 @@ import numpy as np
 from ..data.images import frame_number, load_image
 from ..data.scan import ImageFolder, drop_bad_images, scan_folder
 from ..data.splits import Split, limit_folder, split_folder
-from ..evaluate import run_probabilities, score, score_external
+from ..evaluate import cached_outputs, run_probabilities, score, score_external
 from ..features import extract_features
 from ..runs import load_run, run_split
 from .transfer import linear_probe
@@ -171,9 +171,26 @@ def pooled_extractor(model):
     return keras.Model(model.inputs, model.get_layer("head_pool").output, name="pooled_features")
 
 
-def pooled_features(model, folder: ImageFolder, image_size: int, cache_dir=None, batch_size: int = 32) -> np.ndarray:
-    """Pooled backbone features of every file of ``folder`` (cached on disk when ``cache_dir``)."""
-    return extract_features(pooled_extractor(model), folder, image_size, batch_size=batch_size, cache_dir=cache_dir)
+def pooled_features(view: "RunView", cache_dir=None, batch_size: int = 32) -> np.ndarray:
+    """The pooled backbone features (the head's input) of every image of ``view.folder``, in its order.
+
+    With ``cache_dir`` the run's frozen part comes from the feature cache, one entry per part of its split (the
+    entries its training and evaluation wrote; the frames between the parts make one more), and only the layers
+    above it run here (:func:`aslnb.evaluate.cached_outputs`); without, the whole model runs on every image."""
+    if cache_dir is not None:
+        folder, split = view.folder, view.split
+        parts = [split.train, split.val, split.test]
+        parts.append(folder.subset(~np.isin(folder.files, np.concatenate([p.files for p in parts]))))
+        pooled = [cached_outputs(view.model, p, view.config, cache_dir, batch_size, stop_at="head_pool")
+                  for p in parts if len(p)]
+        if all(p is not None for p in pooled):
+            where = {f: i for i, f in enumerate(folder.files)}
+            out = np.zeros((len(folder), pooled[0].shape[1]), np.float32)
+            for part, values in zip([p for p in parts if len(p)], pooled):
+                out[[where[f] for f in part.files]] = values
+            return out
+    return np.asarray(extract_features(pooled_extractor(view.model), view.folder, view.image_size,
+                                       batch_size=batch_size, cache_dir=cache_dir))
 
 
 def random_vs_split(folder: ImageFolder, features: np.ndarray, method: str, *, val_fraction: float = 0.1,

@@ -156,12 +156,12 @@ def classifier_of(model: keras.Model, backbone: str, freeze_until: str, pretrain
                       spec.freeze_point(freeze_until), pretrained)
 
 
-def split_at_boundary(clf: Classifier) -> tuple[keras.Model, keras.Model]:
+def split_at_boundary(clf: Classifier, *, stop_at: str | None = None) -> tuple[keras.Model, keras.Model]:
     """``(frozen_part, trainable_part)`` sharing the classifier's layers.
 
     ``frozen_part``: raw image -> activations at the freeze boundary.
-    ``trainable_part``: those activations -> class probabilities. Training the
-    second trains the full model (same layer objects).
+    ``trainable_part``: those activations -> class probabilities (``stop_at``: the output of that head layer
+    instead, e.g. ``head_pool``). Training the second trains the full model (same layer objects).
 
     When the whole backbone is frozen, the head's global pooling (it has no
     weights) moves into the frozen part: the cache then holds one 2048-vector per
@@ -181,7 +181,9 @@ def split_at_boundary(clf: Classifier) -> tuple[keras.Model, keras.Model]:
     upper = None if name == base.layers[-1].name else keras.Model(cut, base.output)
     if upper is None:
         while head and isinstance(head[0], _WEIGHTLESS_POOLING):
-            feats = head.pop(0)(feats)
+            pooled = head.pop(0)
+            feats = pooled(feats)
+            head = [] if pooled.name == stop_at else head
     frozen = keras.Model(inputs, feats, name="frozen_part")
     feat_in = keras.Input(tuple(feats.shape[1:]), name="features")
     y = feat_in
@@ -189,5 +191,7 @@ def split_at_boundary(clf: Classifier) -> tuple[keras.Model, keras.Model]:
         y = upper(y, training=False) if clf.pretrained else upper(y)
     for layer in head:
         y = layer(y)
+        if layer.name == stop_at:
+            break
     trainable = keras.Model(feat_in, y, name="trainable_part")
     return frozen, trainable
