@@ -58,8 +58,8 @@ from .io import write_json
 from .runs import data_fingerprint, load_config, load_labels, load_run, run_split
 from .settings import resolve_data_dir, resolve_external_dir
 
-# lazy: aslnb.features imports Keras; only crop and landmarks runs need it here (`import aslnb` stays free of
-# TensorFlow).
+# lazy: aslnb.features and aslnb.models import Keras; only crop and landmarks runs and the cached path
+# (cached_outputs) need them here (`import aslnb` stays free of TensorFlow).
 
 
 def score(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], *, labels: list[int] | None = None,
