@@ -39,6 +39,7 @@ warning, zmq runtime warnings) is not shown; the kernel's errors still are.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -334,8 +335,9 @@ def _path_parameters(parameters: dict[str, Any]) -> dict[str, str]:
 
 
 def _say(progress: bool, line: str) -> None:
-    if progress:
-        print(line, flush=True)
+    if progress:  # one write per line: the two lanes of run_lanes print from two threads
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def _code_cells(notebook: Path) -> int:
