@@ -229,10 +229,7 @@ def run_probabilities(model, files, cfg: dict, class_names: list[str], *, source
     from .features.landmarks import landmark_probabilities
 
     probs, found = landmark_probabilities(model, [str(f) for f in files], cfg, class_names, source=source)
-    if not np.isfinite(probs).all():
-        raise ModelError(f"{source}: the model outputs NaN or infinity (its weights diverged in training): retrain "
-                         "with a lower learning rate")
-    return probs, found
+    return _finite(probs, source), found
 
 
 def _fusion_probabilities(parts, files, cfg: dict, class_names: list[str], *, source: str | os.PathLike,

@@ -210,6 +210,7 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
     if notebooks is not None:
         _forget(metrics_path, {f"nb{j['name'][:2]}" for j in jobs})
     timeout = timeout or CELL_TIMEOUT.get(profile, 1800)
+    beside = side_by_side()
     started = time.time()
     seconds: dict[str, float] = {}
     failed = None
@@ -218,7 +219,7 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
         with quiet_kernel():
             run_lanes(jobs, lambda job, tag: _run_notebook(job, tag, report_dir, folder or notebooks_dir(),
                                                            kernel_name, timeout, seconds, progress),
-                      beside=side_by_side())
+                      beside=beside)
         if strict:
             _check_lessons(metrics_path, target.failed)
         ok = True
@@ -227,7 +228,7 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
         raise
     finally:
         try:
-            _write_report_block(metrics_path, profile, jobs, started, seconds, failed, timeout)
+            _write_report_block(metrics_path, profile, jobs, started, seconds, failed, timeout, beside)
         finally:
             after = target.close(ok=ok)
             if after:
@@ -360,7 +361,8 @@ def _forget(metrics_path: Path, sections: set[str]) -> None:
 
 
 def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], started: float,
-                        seconds: dict[str, float], failed: dict | None, timeout: int) -> None:
+                        seconds: dict[str, float], failed: dict | None, timeout: int,
+                        beside: tuple[str, ...] = ()) -> None:
     from ..models.registry import course_backbones, default_backbone, resolve_weights, weights_source
     from ..provenance import device_name, portable, versions
 
@@ -381,7 +383,7 @@ def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], star
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "notebook_seconds": seconds,
         # run in a second kernel beside the others: their seconds overlap the others'
-        "run_beside": [j["name"] for j in jobs if j["name"][:2] in side_by_side()],
+        "run_beside": [j["name"] for j in jobs if j["name"][:2] in beside],
         "cell_timeout_seconds": timeout,
         "status": "failed" if failed else "ok",
     }
