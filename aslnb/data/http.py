@@ -7,15 +7,16 @@ differing one is only replaced by a verified copy, and a failed download leaves 
 pooch calls :class:`Downloader` for the transfer itself, which adds what pooch lacks: a
 total deadline per file (a server sending a byte every few seconds never trips a per-read
 timeout), a cap on the response size, image-only content types, retries of 429 and 5xx
-after the server's ``Retry-After`` (pooch retries every failure after fixed waits and
-ignores it), and :class:`Transfers`, which lets Ctrl-C cut every transfer off at once.
+after the server's ``Retry-After``, capped and within the deadline (pooch retries every
+failure after fixed waits and ignores it; urllib3's ``Retry`` sleeps the whole
+``Retry-After``, past the deadline and deaf to Ctrl-C), and :class:`Transfers`, which lets
+Ctrl-C cut every transfer off at once.
 """
 from __future__ import annotations
 
-import email.utils
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +25,8 @@ import pooch
 import requests
 from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 from ..errors import DownloadError, ParameterError
 from ..settings import DOWNLOAD_DEADLINE
@@ -76,19 +79,12 @@ def make_session(workers: int) -> requests.Session:
 
 
 def retry_delay(retry_after: str | None, attempt: int, opts: HttpOptions) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): ``Retry-After`` if given, capped."""
+    """Seconds to wait before retry ``attempt`` (0-based): ``Retry-After`` (seconds or an HTTP date, read by
+    urllib3) if given and readable, else ``backoff * 2**attempt``; at most ``backoff_cap``."""
     delay = opts.backoff * 2**attempt
     if retry_after:
-        value = retry_after.strip()
-        try:
-            delay = float(value)  # seconds
-        except ValueError:
-            try:  # or an HTTP date
-                when = email.utils.parsedate_to_datetime(value)
-                if when.tzinfo is not None:
-                    delay = max(0.0, when.timestamp() - time.time())
-            except (TypeError, ValueError, IndexError):
-                pass  # unreadable: keep the backoff
+        with suppress(InvalidHeader):  # unreadable: keep the backoff
+            delay = Retry().parse_retry_after(retry_after)
     return min(max(delay, 0.0), opts.backoff_cap)
 
 
@@ -216,6 +212,7 @@ class Downloader:
             if not (expired.is_set() or self.transfers.stopped.is_set()):  # else: said below
                 if not isinstance(err, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
                     raise
+                # also a body shorter than its Content-Length: urllib3 enforces the length (IncompleteRead)
                 want = f" the announced {expected} bytes" if expected else " the end of the body"
                 raise HttpFailure(f"truncated download: connection closed before{want} ({_cause(err)})") from None
         finally:
@@ -224,8 +221,6 @@ class Downloader:
             raise self._stalled()
         if self.transfers.stopped.is_set():
             raise HttpFailure("interrupted")
-        if expected is not None and expected != size:
-            raise HttpFailure(f"truncated download: received {size} of {expected} bytes (Content-Length)")
         if not size:
             raise HttpFailure("empty response body")
 
