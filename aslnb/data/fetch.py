@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
-from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DownloadError, ParameterError
 from ..io import read_json, write_json
 from ..settings import DATA_ENV, default_data_dir
 from .http import Downloader, HttpFailure, HttpOptions, Transfers, make_session, probe, quiet_pooch, retrieve
-from .images import frame_number
+from .images import _check_image_unguarded, frame_number
 from .manifest import CLASSES, SAMPLE_MANIFEST, Manifest, load_manifest, sha256_file
 
 __all__ = ["CLASSES", "DATA_URL_ENV", "DEFAULT_BASE_URL", "FRAMES_PER_CLASS", "MANIFEST_NAME", "FetchResult",
@@ -136,11 +135,9 @@ def plan(manifest: Manifest | None, classes: list[str], per_class: int | None, b
 
 def _decodes(path: Path) -> None:
     """Raise :class:`HttpFailure` unless ``path`` is an image Pillow can fully decode."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
-        raise HttpFailure(f"not a valid image ({type(err).__name__}: {err})") from None
+    reason = _check_image_unguarded(path)  # in a worker thread: the warning filters are left alone
+    if reason is not None:
+        raise HttpFailure(f"not a valid image ({reason})")
 
 
 def _move_aside(target: Path, why: str) -> str:

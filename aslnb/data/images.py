@@ -173,7 +173,7 @@ def _check_image_unguarded(path: str | os.PathLike) -> str | None:
                 return "image has zero size"
     except _BOMB as exc:
         return f"too many pixels, a possible decompression bomb ({exc})"
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, ValueError, EOFError...)
         return f"{exc.__class__.__name__}: {exc}"
     return None
 
