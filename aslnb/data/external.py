@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import DataError, DownloadError
 from ..intervals import bootstrap_accuracy
 from .manifest import MASSEY_MANIFEST, verify_folder
-from .massey import MASSEY_CLASSES, SIGNER_RE, map_class, massey_summary, signers_of
+from .massey import MASSEY_CLASSES, SIGNER_RE, class_mapping, map_class, massey_summary, signers_of
 from .scan import ImageFolder, scan_folder
 
 __all__ = [
@@ -53,28 +53,15 @@ class ExternalSet:
 def load_external(root: str | os.PathLike, train_classes: list[str]) -> ExternalSet:
     """Scan an external class-per-folder set and relabel it with training ids."""
     ext = scan_folder(root, allow_empty_classes=True)
-    mapping: dict[str, str] = {}
-    unmapped: dict[str, int] = {}
-    counts = ext.counts()
-    files: list[str] = []
-    labels: list[int] = []
-    for i, name in enumerate(ext.class_names):
-        target = map_class(name, train_classes)
-        if target is None:
-            unmapped[name] = counts[name]
-            continue
-        mapping[name] = target
-        sel = ext.labels == i
-        files.extend(ext.files[sel].tolist())
-        labels.extend([train_classes.index(target)] * int(sel.sum()))
+    mapping, unmapped, missing = class_mapping(ext, train_classes)
     if not mapping:
         raise DataError(
             f"{Path(root)}: none of its classes ({', '.join(ext.class_names[:8])}...) match the training classes "
             f"({', '.join(train_classes[:8])}...); is this the right folder?"
         )
-    missing = [c for c in train_classes if c not in mapping.values()]
-    folder = ImageFolder(Path(root), list(train_classes), np.array(files), np.array(labels, dtype=np.int64),
-                         ext.problems)
+    ids = np.array([train_classes.index(mapping[n]) if n in mapping else -1 for n in ext.class_names], np.int64)
+    labels = ids[ext.labels]  # -1: a class with no training counterpart
+    folder = ImageFolder(Path(root), list(train_classes), ext.files[labels >= 0], labels[labels >= 0], ext.problems)
     return ExternalSet(folder, mapping, unmapped, missing)
 
 

@@ -32,6 +32,15 @@ def map_class(name: str, train_classes: list[str]) -> str | None:
     return low.get(name.lower())
 
 
+def class_mapping(folder: ImageFolder, train_classes: list[str]) -> tuple[dict[str, str], dict[str, int], list[str]]:
+    """``(mapping, unmapped, missing)`` of an external set: its class -> the training class (:func:`map_class`),
+    its classes without one -> their image counts, and the training classes none of its classes maps onto."""
+    counts = folder.counts()
+    mapping = {n: t for n in folder.class_names if (t := map_class(n, train_classes))}
+    unmapped = {n: counts[n] for n in folder.class_names if n not in mapping}
+    return mapping, unmapped, [c for c in train_classes if c not in mapping.values()]
+
+
 def massey_summary(folder: ImageFolder, train_classes: list[str] = CLASSES) -> dict | None:
     """Per-signer counts and the class mapping of a Massey-layout folder, else None.
 
@@ -45,14 +54,13 @@ def massey_summary(folder: ImageFolder, train_classes: list[str] = CLASSES) -> d
     if sum(s is not None for s in signers) < 0.9 * len(signers):
         return None
     per_signer = Counter(s or "unknown" for s in signers)
-    mapping = {n: t for n in names if (t := map_class(n, train_classes))}
-    counts = folder.counts()
+    mapping, unmapped, missing = class_mapping(folder, train_classes)
     return {
         "layout": "massey",
         "signers": dict(sorted(per_signer.items(), key=lambda kv: (len(kv[0]), kv[0]))),
         "mapping": mapping,
-        "unmapped": {n: counts[n] for n in names if n not in mapping},
-        "missing_training_classes": [c for c in train_classes if c not in mapping.values()],
+        "unmapped": unmapped,
+        "missing_training_classes": missing,
     }
 
 
