@@ -84,14 +84,19 @@ def check_fractions(val_fraction: float, test_fraction: float, *, zero_ok: bool 
                              "images to train on; lower val_fraction or test_fraction")
 
 
+def _held_out(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """``(n_val, n_test)`` of ``n`` items: the fractions of ``n`` rounded, at least 1 where a fraction is above 0."""
+    n_val, n_test = round(val_fraction * n), round(test_fraction * n)
+    return max(n_val, 1 if val_fraction > 0 else 0), max(n_test, 1 if test_fraction > 0 else 0)
+
+
 def _random_assign(n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator) -> np.ndarray:
     """0 = train, 1 = val, 2 = test for ``n`` items, sizes rounded per class."""
     order = rng.permutation(n)
-    n_test = int(round(test_fraction * n))
-    n_val = int(round(val_fraction * n))
     if n >= 3:
-        n_test = max(n_test, 1 if test_fraction > 0 else 0)
-        n_val = max(n_val, 1 if val_fraction > 0 else 0)
+        n_val, n_test = _held_out(n, val_fraction, test_fraction)
+    else:
+        n_val, n_test = round(val_fraction * n), round(test_fraction * n)
     out = np.zeros(n, dtype=np.int8)
     out[order[:n_test]] = 2
     out[order[n_test : n_test + n_val]] = 1
@@ -106,12 +111,7 @@ def _blocked_assign(
     order = np.argsort(frames, kind="stable")
     k = min(n_blocks, n)
     blocks = np.array_split(order, k)
-    n_test = int(round(test_fraction * k))
-    n_val = int(round(val_fraction * k))
-    if test_fraction > 0:
-        n_test = max(n_test, 1)
-    if val_fraction > 0:
-        n_val = max(n_val, 1)
+    n_val, n_test = _held_out(k, val_fraction, test_fraction)
     if n_test + n_val >= k:
         raise _TooFew(n, f"too few to hold out {val_fraction:.0%} + {test_fraction:.0%} in {k} frame blocks")
     chosen = rng.permutation(k)
@@ -136,10 +136,7 @@ def _chunk_assign(frames: np.ndarray, val_fraction: float, test_fraction: float,
     ones below it the validation chunk, and training frames within ``gap`` of them are dropped."""
     n = len(frames)
     order = np.argsort(frames, kind="stable")
-    n_test = int(round(test_fraction * n))
-    n_val = int(round(val_fraction * n))
-    n_test = max(n_test, 1) if test_fraction > 0 else 0
-    n_val = max(n_val, 1) if val_fraction > 0 else 0
+    n_val, n_test = _held_out(n, val_fraction, test_fraction)
     if n_test + n_val >= n:
         raise _TooFew(n, f"too few to hold out {val_fraction:.0%} + {test_fraction:.0%} as chunks")
     out = np.zeros(n, dtype=np.int8)
