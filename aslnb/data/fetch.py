@@ -122,14 +122,12 @@ def plan(manifest: Manifest | None, classes: list[str], per_class: int | None, b
         if n == 0:
             raise ParameterError(f"the manifest lists no file of class {cls}: give --per-class N")
         frames_for(n)  # range check
-        if n <= len(listed):
-            picked = [listed[(2 * i + 1) * len(listed) // (2 * n)] for i in range(n)]
-            tasks += [Task(rel, f"{base}/{rel}", manifest.files[rel]) for rel in picked]
-            continue
-        tasks += [Task(rel, f"{base}/{rel}", manifest.files[rel]) for rel in listed]
-        have = {frame_number(r) for r in listed}
-        extra = [f for f in frames_for(min(FRAMES_PER_CLASS, n + len(listed))) if f not in have][: n - len(listed)]
-        tasks += [Task(f"{cls}/{cls}{f}.jpg", frame_url(base, cls, f), None) for f in extra]
+        picked = listed if n > len(listed) else [listed[(2 * i + 1) * len(listed) // (2 * n)] for i in range(n)]
+        tasks += [Task(rel, f"{base}/{rel}", manifest.files[rel]) for rel in picked]
+        if n > len(listed):  # frames no hash vouches for
+            have = {frame_number(r) for r in listed}
+            extra = [f for f in frames_for(min(FRAMES_PER_CLASS, n + len(listed))) if f not in have][: n - len(listed)]
+            tasks += [Task(f"{cls}/{cls}{f}.jpg", frame_url(base, cls, f), None) for f in extra]
     return tasks
 
 

@@ -105,10 +105,6 @@ def resolve_model(*, url: str = MODEL_URL, sha256: str = MODEL_SHA256, wheel: st
                 shutil.rmtree(got.parent, ignore_errors=True)
         except ModelError as exc:
             reasons.append(str(exc))
-    return _no_route(dest, reasons)
-
-
-def _no_route(dest: Path, reasons: list[str]) -> Path:
     why = "; ".join(reasons) or "no route allowed"
     raise ModelError(f"hand landmarker model file not found ({why}); {manual_steps(dest)}")
 
