@@ -21,7 +21,9 @@ import os
 import re
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -183,15 +185,18 @@ def decode_workers() -> int:
     return min(8, (os.cpu_count() or 2) * 2)
 
 
-def load_images(paths: list[str] | np.ndarray, size: int, workers: int | None = None) -> np.ndarray:
-    """Decode many files in parallel threads into one ``uint8`` array (N, size, size, 3)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+def decode_parallel(n: int, size: int, decode: Callable[[int], np.ndarray], workers: int | None = None) -> np.ndarray:
+    """``decode(i)`` for ``i`` in ``range(n)``, in parallel threads, into one ``uint8`` array (n, size, size, 3)."""
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
 
     def work(i: int) -> None:
-        out[i] = load_image(paths[i], size)
+        out[i] = decode(i)
 
     with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or decode_workers()) as pool:
-        list(pool.map(work, range(len(paths))))
+        list(pool.map(work, range(n)))
     return out
+
+
+def load_images(paths: list[str] | np.ndarray, size: int, workers: int | None = None) -> np.ndarray:
+    """Decode many files (:func:`load_image`) in parallel threads into one ``uint8`` array (N, size, size, 3)."""
+    return decode_parallel(len(paths), size, lambda i: load_image(paths[i], size), workers)

@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import ParameterError
-from .images import bombs_as_errors, decode_workers, load_image, load_images, tf_decodable
+from .images import bombs_as_errors, decode_parallel, decode_workers, load_image, load_images, tf_decodable
 from .scan import ImageFolder
 
 DECODERS = ("pil", "tf")
@@ -133,17 +133,8 @@ def decode_files(files, size: int, decoder: str = DECODER, *, routes: np.ndarray
     if check_decoder(decoder) == "pil":
         return load_images(files, size, workers)
     files = [str(f) for f in files]
-    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    if not files:
-        return out
     use_tf = np.asarray(tf_routes(files, size, workers) if routes is None else routes, dtype=bool)
-
-    def work(i: int) -> None:
-        out[i] = decode_file(files[i], size, bool(use_tf[i]))
-
-    with bombs_as_errors(), ThreadPoolExecutor(max_workers=workers or decode_workers()) as pool:
-        list(pool.map(work, range(len(files))))
-    return out
+    return decode_parallel(len(files), size, lambda i: decode_file(files[i], size, bool(use_tf[i])), workers)
 
 
 def _file_loader(size: int, decoder: str):
