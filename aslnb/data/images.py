@@ -149,8 +149,6 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
             f"{path}: not a readable image ({exc.__class__.__name__}: {exc}); "
             "delete or replace it (`aslnb data verify DIR` lists all such files)"
         ) from None
-    if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - _to_rgb guarantees this
-        raise DataError(f"{path}: decoded to shape {arr.shape}, expected an RGB image")
     return arr
 
 
@@ -161,13 +159,8 @@ def check_image(path: str | os.PathLike) -> str | None:
 
 
 def _check_image_unguarded(path: str | os.PathLike) -> str | None:
-    """:func:`check_image` without touching the warning filters.
-
-    ``warnings.catch_warnings`` swaps process-global state and is not thread-safe:
-    entered from several worker threads at once it can leave every warning
-    ignored afterwards. Worker threads call this; the caller enters
-    :func:`bombs_as_errors` once.
-    """
+    """:func:`check_image` without touching the warning filters, for worker threads: the caller enters
+    :func:`bombs_as_errors` once (it is not thread-safe)."""
     try:
         with Image.open(path) as img:
             img.load()

@@ -82,15 +82,11 @@ def decode_tf(path, size: int):
 
 
 def without_autotune(ds):
-    """``ds`` with tf.data's autotuning thread off; ``AUTOTUNE`` still sizes its parallel maps and prefetch.
+    """``ds`` with tf.data's autotuning thread off (see the module docstring); ``AUTOTUNE`` then means one call
+    per core in a parallel map, and tf.data's own buffer sizing in ``prefetch``.
 
-    The autotuner re-optimises on a period that starts at 10 ms and doubles.
-    Measured here (Keras ``predict``, 256 images at 224 px, 10 alternating
-    rounds in one process): with it, 5 rounds took 5.5-5.8 s instead of 3.5 s,
-    i.e. they ended when the thread's wait ran out (cumulative 5.11 s after the
-    iterator started) rather than when the data did; without it, 3.4-3.8 s every
-    round. With autotuning off, a parallel map's ``AUTOTUNE`` means one call per
-    core and ``prefetch(AUTOTUNE)`` keeps tf.data's own buffer sizing.
+    Measured (Keras ``predict``, 256 images at 224 px, 10 alternating rounds): with the thread, 5 rounds took
+    5.5-5.8 s, ending when its doubling wait ran out (5.11 s), not when the data did; without it, 3.4-3.8 s each.
     """
     import tensorflow as tf
 

@@ -206,11 +206,9 @@ def images_to_verify(root: str | os.PathLike) -> tuple[list[str], list[str]]:
 def find_bad_images(paths, workers: int = 4, progress: bool = False) -> dict[str, str]:
     """Decode every file; return ``{path: reason}`` for the ones that fail."""
     paths = [str(p) for p in paths]  # plain str: np.str_ would show as np.str_('...') in reasons
-    it = paths
-    # Silence Pillow's warnings once, here in the calling thread: catch_warnings is
-    # not thread-safe, so the workers must not enter it (see _check_image_unguarded).
+    # the warning filters are set here, once: they are not thread-safe, so never in the workers
     with bombs_as_errors(ignore_others=True), ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_check_image_unguarded, it)
+        results = pool.map(_check_image_unguarded, paths)
         if progress:
             from tqdm.auto import tqdm
 
