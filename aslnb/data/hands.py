@@ -36,11 +36,14 @@ def chroma(img: np.ndarray) -> np.ndarray:
     return (0.5 * r - 0.4187 * g - 0.0813 * b) - (-0.1687 * r - 0.3313 * g + 0.5 * b)
 
 
-def _work(img: np.ndarray) -> np.ndarray:
-    if img.shape[:2] == (WORK, WORK):
-        return img.astype(np.float32)
-    return np.asarray(Image.fromarray(img.astype(np.uint8)).resize((WORK, WORK), Image.Resampling.BILINEAR),
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    """``img`` (0..255) as uint8, resized bilinearly to ``size`` x ``size``, as float32."""
+    return np.asarray(Image.fromarray(img.astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR),
                       dtype=np.float32)
+
+
+def _work(img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float32) if img.shape[:2] == (WORK, WORK) else _resize(img, WORK)
 
 
 @dataclass
@@ -132,9 +135,8 @@ def compose(img: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Generat
     if crop:
         t, lft, side = hand_box(mask, margin=float(rng.uniform(0.0, 0.2)))
         x, m = x[t:t + side, lft:lft + side], m[t:t + side, lft:lft + side]
-    x = np.asarray(Image.fromarray(x.astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR), np.float32)
-    m = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR),
-                   np.float32)[..., None] / 255.0
+    x = _resize(x, size)
+    m = _resize(m * 255, size)[..., None] / 255.0
     m = ndi.gaussian_filter(m, sigma=(0.8, 0.8, 0))  # soft edge
     out = m * x + (1 - m) * background(kind, size, rng)
     return np.clip(out, 0, 255).astype(np.uint8)

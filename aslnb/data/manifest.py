@@ -24,6 +24,7 @@ from pathlib import Path
 import pooch
 
 from ..errors import DataError, ParameterError
+from ..io import write_text
 from .images import frame_number, is_image_name
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
@@ -70,7 +71,7 @@ def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
     """Write ``manifest`` as JSON with one file a line (small diffs)."""
     lines = [f"  {json.dumps(rel)}: {json.dumps(list(v))}" for rel, v in sorted(manifest.files.items())]
     head = f'{{"name": {json.dumps(manifest.name)}, "source": {json.dumps(manifest.source)}, "files": {{\n'
-    Path(path).write_text(head + ",\n".join(lines) + "\n}}\n", encoding="utf-8")
+    write_text(path, head + ",\n".join(lines) + "\n}}\n")
 
 
 def load_manifest(name_or_path: str | os.PathLike) -> Manifest:
