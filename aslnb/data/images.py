@@ -7,12 +7,9 @@ with bilinear filtering (aspect ratio not kept, as in
 ``keras.utils.image_dataset_from_directory``). The result is ``uint8``, values
 0..255: the model applies its own preprocessing.
 
-:func:`tf_decodable` says from a file's header (Pillow opens lazily: no pixel
-is decoded) whether TensorFlow's own decoders give the same RGB pixels as
-Pillow: a JPEG/PNG/BMP in mode RGB or L, with no EXIF rotation, no
-transparency and no reduce step in Pillow's resize. ``aslnb.data.pipeline``
-sends those files to ``tf.io`` when asked (``decoder='tf'``) and every other
-file to :func:`load_image`.
+:func:`tf_decodable` says from a file's header whether ``tf.io`` gives the same
+pixels; ``aslnb.data.pipeline`` (``decoder='tf'``) sends those files to ``tf.io``,
+every other file to :func:`load_image`.
 """
 from __future__ import annotations
 
