@@ -167,14 +167,10 @@ def split_folder(
     n_blocks: int = 20,
     gap: int = DEFAULT_GAP,
 ) -> Split:
-    """Split ``folder`` into train/val/test per class (see the module docstring).
+    """Split ``folder`` into train/val/test per class by ``method`` (see the module docstring).
 
-    ``chunk``: the highest frames of each class are the test set, the ones below
-    them the validation set, with a guard band of ``gap`` frame numbers before
-    them; the seed plays no part. ``blocked``: whole blocks of consecutive frames are held out, so sizes come
-    in steps of ``1/n_blocks`` of a class; training frames within ``gap`` frame
-    numbers of a held-out frame are dropped. ``random``: stratified random split.
-    The same seed gives the same split; another seed holds out other blocks.
+    ``gap``: the guard band in frame numbers; ``n_blocks``: blocks per class (``blocked``: sizes come in steps
+    of ``1/n_blocks``); ``seed`` picks the blocks or images held out (``chunk`` has no use for it).
     """
     if method not in SPLIT_METHODS:
         raise ParameterError(f"split={method!r}: unknown split, choose one of {', '.join(SPLIT_METHODS)}")
