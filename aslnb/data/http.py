@@ -72,7 +72,7 @@ def make_session(workers: int) -> requests.Session:
     """A session with one connection per worker and no content encoding (exact bytes)."""
     session = requests.Session()
     session.headers.update({"User-Agent": "aslnb-data-fetch", "Accept-Encoding": "identity"})
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(workers, 1))
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=workers)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
