@@ -50,10 +50,10 @@ def massey_summary(folder: ImageFolder, train_classes: list[str] = CLASSES) -> d
     names = folder.class_names
     if len(names) < 10 or not set(names) <= set(MASSEY_CLASSES) or not len(folder):
         return None
-    signers = [m.group(1).lower() if (m := SIGNER_RE.match(os.path.basename(f))) else None for f in folder.files]
-    if sum(s is not None for s in signers) < 0.9 * len(signers):
+    signers = signers_of(folder.files)
+    if (signers != "unknown").sum() < 0.9 * len(signers):
         return None
-    per_signer = Counter(s or "unknown" for s in signers)
+    per_signer = Counter(signers.tolist())
     mapping, unmapped, missing = class_mapping(folder, train_classes)
     return {
         "layout": "massey",
