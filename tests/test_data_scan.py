@@ -234,8 +234,8 @@ def test_drop_bad_images_decodes_each_unchanged_file_once(tmp_dataset, monkeypat
 
     root = tmp_dataset({"A": 3, "B": 3})
     decoded: list[str] = []
-    real = S._check_image_unguarded
-    monkeypatch.setattr(S, "_check_image_unguarded", lambda p: (decoded.append(p), real(p))[1])
+    real = S.check_image_in_thread
+    monkeypatch.setattr(S, "check_image_in_thread", lambda p: (decoded.append(p), real(p))[1])
     monkeypatch.setattr(S, "_CHECKED", {})
     assert len(S.drop_bad_images(S.scan_folder(root))) == 6 and len(decoded) == 6
     assert len(S.drop_bad_images(S.scan_folder(root))) == 6 and len(decoded) == 6

@@ -39,7 +39,7 @@ from ..errors import DownloadError, ParameterError
 from ..io import read_json, write_json
 from ..settings import DATA_ENV, default_data_dir
 from .http import Downloader, HttpFailure, HttpOptions, Transfers, make_session, probe, quiet_pooch, retrieve
-from .images import _check_image_unguarded, frame_number
+from .images import check_image_in_thread, frame_number
 from .manifest import CLASSES, SAMPLE_MANIFEST, Manifest, load_manifest, sha256_file
 
 __all__ = ["CLASSES", "DATA_URL_ENV", "DEFAULT_BASE_URL", "FRAMES_PER_CLASS", "MANIFEST_NAME", "FetchResult",
@@ -133,7 +133,7 @@ def plan(manifest: Manifest | None, classes: list[str], per_class: int | None, b
 
 def _decodes(path: Path) -> None:
     """Raise :class:`HttpFailure` unless ``path`` is an image Pillow can fully decode."""
-    reason = _check_image_unguarded(path)  # in a worker thread: the warning filters are left alone
+    reason = check_image_in_thread(path)  # in a worker thread: the warning filters are left alone
     if reason is not None:
         raise HttpFailure(f"not a valid image ({reason})")
 

@@ -152,10 +152,10 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
 def check_image(path: str | os.PathLike) -> str | None:
     """Fully decode ``path``; return None when fine, else the reason it is bad."""
     with bombs_as_errors(ignore_others=True):
-        return _check_image_unguarded(path)
+        return check_image_in_thread(path)
 
 
-def _check_image_unguarded(path: str | os.PathLike) -> str | None:
+def check_image_in_thread(path: str | os.PathLike) -> str | None:
     """:func:`check_image` without touching the warning filters, for worker threads: the caller enters
     :func:`bombs_as_errors` once (it is not thread-safe)."""
     try:

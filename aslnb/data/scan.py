@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .images import _check_image_unguarded, bombs_as_errors, display_path, frame_number, is_image_name, utf8_name
+from .images import bombs_as_errors, check_image_in_thread, display_path, frame_number, is_image_name, utf8_name
 from .massey import massey_summary
 
 #: Skip notices go here, one line each (Python prints them to stderr when logging is not set up).
@@ -208,7 +208,7 @@ def find_bad_images(paths, workers: int = 4, progress: bool = False) -> dict[str
     paths = [str(p) for p in paths]  # plain str: np.str_ would show as np.str_('...') in reasons
     # the warning filters are set here, once: they are not thread-safe, so never in the workers
     with bombs_as_errors(ignore_others=True), ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_check_image_unguarded, paths)
+        results = pool.map(check_image_in_thread, paths)
         if progress:
             from tqdm.auto import tqdm
 
