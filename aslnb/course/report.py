@@ -156,15 +156,12 @@ def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, externa
     for src in sources:
         # An extra goes to the notebooks that declare it (check_extras refused the others).
         params = {**base, **{k: v for k, v in extras.items() if k in declared[src]}}
-        name = src.name
-        if "BACKBONE" in declared[src] and "BACKBONE" in extras:  # -p BACKBONE=...: one run, named after it
-            name = f"{src.name[:3]}finetune_{extras['BACKBONE']}.ipynb" if src.name.startswith("04_") else name
-        jobs.append({"source": src, "name": name, "parameters": params})
-        if src.name.startswith("04_") and "BACKBONE" in declared[src] and "BACKBONE" not in extras:
-            del jobs[-1]
-            for backbone in report_backbones(profile, weights):
-                jobs.append({"source": src, "name": f"04_finetune_{backbone}.ipynb",
-                             "parameters": {**params, "BACKBONE": backbone}})
+        if src.name.startswith("04_") and "BACKBONE" in declared[src]:  # one run per backbone, named after it
+            backbones = [extras["BACKBONE"]] if "BACKBONE" in extras else report_backbones(profile, weights)
+            jobs += [{"source": src, "name": f"04_finetune_{b}.ipynb", "parameters": {**params, "BACKBONE": b}}
+                     for b in backbones]
+        else:
+            jobs.append({"source": src, "name": src.name, "parameters": params})
     return jobs
 
 
@@ -181,12 +178,20 @@ def to_html(notebook: Path) -> Path:
     return html
 
 
-def _failure_message(name: str, exc: Exception, dest: Path) -> str:
-    cell = getattr(exc, "exec_count", None)
-    ename, evalue = getattr(exc, "ename", exc.__class__.__name__), getattr(exc, "evalue", str(exc))
+def _failure(name: str, exc: Exception, dest: Path) -> NotebookFailed:
+    """:class:`NotebookFailed` naming notebook ``name``, the failing cell (when known), ``exc`` and ``dest`` (where
+    its partial output is kept); its ``record`` holds the same for metrics.json."""
+    from papermill.exceptions import PapermillExecutionError
+
+    in_cell = isinstance(exc, PapermillExecutionError)  # else kernel death, timeout...
+    cell = exc.exec_count if in_cell else None
+    ename, evalue = (exc.ename, exc.evalue) if in_cell else (exc.__class__.__name__, str(exc))
     first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
     where = f"cell [{cell}]" if cell is not None else "a cell"
-    return f"notebook {name} failed in {where}: {ename}: {first[:400]} (partial output kept in {dest})"
+    failure = NotebookFailed(f"notebook {name} failed in {where}: {ename}: {first[:400]} "
+                             f"(partial output kept in {dest})")
+    failure.record = {"notebook": name, "cell": cell, "error": f"{ename}: {evalue}"}
+    return failure
 
 
 def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=None, external=None,
@@ -277,7 +282,6 @@ def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, ke
     """Execute one job of :func:`plan` into ``report_dir`` (with its HTML), recording its time in ``seconds``;
     a failure raises :class:`NotebookFailed` whose ``record`` names the notebook, the cell and the error."""
     import papermill
-    from papermill.exceptions import PapermillExecutionError
 
     name, dest = job["name"], report_dir / job["name"]
     failed_dest = ReportFolder(report_dir).failed / name
@@ -290,12 +294,7 @@ def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, ke
         )
         done = True
     except Exception as exc:  # noqa: BLE001 - a cell's error; kernel death, timeout: name the notebook
-        cell = exc.exec_count if isinstance(exc, PapermillExecutionError) else None
-        error = (f"{exc.ename}: {exc.evalue}" if isinstance(exc, PapermillExecutionError)
-                 else f"{exc.__class__.__name__}: {exc}")
-        failure = NotebookFailed(_failure_message(name, exc, failed_dest))
-        failure.record = {"notebook": name, "cell": cell, "error": error}
-        raise failure from exc
+        raise _failure(name, exc, failed_dest) from exc
     finally:
         seconds[name] = round(time.perf_counter() - t0, 1)
         if dest.is_file():
@@ -376,7 +375,7 @@ def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], star
         "profile": profile,
         "profile_settings": settings,
         f"{study}_weights": weights_source(study, r50_weights),
-        "parameters": {j["name"]: {k: v for k, v in j["parameters"].items()} for j in jobs},
+        "parameters": {j["name"]: dict(j["parameters"]) for j in jobs},
         "versions": versions(),
         "device": device_name(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
