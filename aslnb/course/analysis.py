@@ -17,7 +17,7 @@ from ..data.splits import Split, limit_folder, split_folder
 from ..evaluate import cached_outputs, run_probabilities, score, score_external
 from ..features import extract_features
 from ..runs import load_run, run_split
-from .transfer import linear_probe
+from .transfer import covering_parts, linear_probe
 
 SUBSETS = ("train", "val", "test", "dropped")
 
@@ -178,16 +178,13 @@ def pooled_features(view: "RunView", cache_dir=None, batch_size: int = 32) -> np
     entries its training and evaluation wrote; the frames between the parts make one more), and only the layers
     above it run here (:func:`aslnb.evaluate.cached_outputs`); without, the whole model runs on every image."""
     if cache_dir is not None:
-        folder, split = view.folder, view.split
-        parts = [split.train, split.val, split.test]
-        parts.append(folder.subset(~np.isin(folder.files, np.concatenate([p.files for p in parts]))))
-        pooled = [cached_outputs(view.model, p, view.config, cache_dir, batch_size, stop_at="head_pool")
-                  for p in parts if len(p)]
+        chunks = covering_parts(view.folder, [view.split.train, view.split.val, view.split.test])
+        pooled = [cached_outputs(view.model, part, view.config, cache_dir, batch_size, stop_at="head_pool")
+                  for _, part in chunks]
         if all(p is not None for p in pooled):
-            where = {f: i for i, f in enumerate(folder.files)}
-            out = np.zeros((len(folder), pooled[0].shape[1]), np.float32)
-            for part, values in zip([p for p in parts if len(p)], pooled):
-                out[[where[f] for f in part.files]] = values
+            out = np.zeros((len(view.folder), pooled[0].shape[1]), np.float32)
+            for (pos, _), values in zip(chunks, pooled):
+                out[pos] = values
             return out
     return np.asarray(extract_features(pooled_extractor(view.model), view.folder, view.image_size,
                                        batch_size=batch_size, cache_dir=cache_dir))

@@ -81,6 +81,19 @@ def positions_in(folder: ImageFolder, subset: ImageFolder) -> np.ndarray:
         raise ParameterError(f"{exc.args[0]}: not a file of the folder the features were extracted from") from None
 
 
+def covering_parts(folder: ImageFolder, parts: list[ImageFolder]) -> list[tuple[np.ndarray, ImageFolder]]:
+    """``(positions in folder, part)`` for each non-empty one of ``parts`` (split parts of ``folder``), then for
+    the images in none of them (the blocked split's gaps) when there are any."""
+    chunks = [(positions_in(folder, part), part) for part in parts if len(part)]
+    covered = np.zeros(len(folder), dtype=bool)
+    for pos, _ in chunks:
+        covered[pos] = True
+    if not covered.all():
+        rest = np.flatnonzero(~covered)
+        chunks.append((rest, folder.subset(rest)))
+    return chunks
+
+
 def folder_features(model: keras.Model, folder: ImageFolder, parts: list[ImageFolder], image_size: int, *,
                     batch_size: int = 32, cache_dir=None) -> np.ndarray:
     """Features of every image of ``folder`` (its order), extracted part by part.
@@ -91,14 +104,7 @@ def folder_features(model: keras.Model, folder: ImageFolder, parts: list[ImageFo
     model, finds them in the cache instead of computing them again.
     """
     out: np.ndarray | None = None
-    covered = np.zeros(len(folder), dtype=bool)
-    chunks = [(positions_in(folder, part), part) for part in parts if len(part)]
-    for pos, _ in chunks:
-        covered[pos] = True
-    if not covered.all():
-        rest = np.flatnonzero(~covered)
-        chunks.append((rest, folder.subset(rest)))
-    for pos, part in chunks:
+    for pos, part in covering_parts(folder, parts):
         f = np.asarray(extract_features(model, part, image_size, batch_size=batch_size, cache_dir=cache_dir))
         if out is None:
             out = np.empty((len(folder), *f.shape[1:]), dtype=f.dtype)
