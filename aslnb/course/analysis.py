@@ -76,10 +76,15 @@ def one_per_class(folder: ImageFolder, position: float = 0.5) -> list[tuple[str,
     return out
 
 
+def _by_frame(files) -> list:
+    """``files`` in frame-number order (names without a frame number first)."""
+    return sorted(files, key=lambda f: frame_number(f) or 0)
+
+
 def closest_frames(folder: ImageFolder, class_name: str) -> tuple[str, str]:
     """The two files of ``class_name`` whose frame numbers are closest (neighbouring video frames)."""
     lab = folder.class_names.index(class_name)
-    files = sorted(folder.files[folder.labels == lab], key=lambda f: frame_number(f) or 0)
+    files = _by_frame(folder.files[folder.labels == lab])
     frames = np.array([frame_number(f) or 0 for f in files])
     i = int(np.argmin(np.diff(frames)))
     return str(files[i]), str(files[i + 1])
@@ -100,7 +105,7 @@ def neighbour_vs_random(folder: ImageFolder, size: int = 64, pairs: int = 60, se
             imgs[f] = load_image(f, size)
         return imgs[f]
 
-    by_class = {lab: sorted(folder.files[folder.labels == lab], key=lambda f: frame_number(f) or 0)
+    by_class = {lab: _by_frame(folder.files[folder.labels == lab])
                 for lab in range(len(folder.class_names)) if (folder.labels == lab).sum() >= 2}
     labs = sorted(by_class)
     near, same, other = [], [], []
@@ -209,7 +214,7 @@ def spell_sequence(folder: ImageFolder, labels: list[str]) -> list[str]:
     used: dict[str, int] = {}
     out = []
     for lab in labels:
-        files = sorted(folder.files[folder.labels == folder.class_names.index(lab)], key=lambda f: frame_number(f) or 0)
+        files = _by_frame(folder.files[folder.labels == folder.class_names.index(lab)])
         if not len(files):
             raise ValueError(f"class {lab!r} has no images here")
         i = used.get(lab, 0)

@@ -208,7 +208,7 @@ def record(run: NotebookRun, key: str, value: Any, *, show: bool = True) -> Any:
         return value
     path = run.report_dir / "metrics.json"
     with FileLock(run.report_dir / METRICS_LOCK):  # a report runs notebooks side by side (course.report.BESIDE)
-        data = json.loads(path.read_text()) if path.is_file() else {}
+        data = read_json(path) if path.is_file() else {}
         section = data.setdefault(f"nb{run.notebook}", {})
         section[key] = portable(value)  # paths as $ASLNB_DATA, ./reports/cpu ...: never this machine's
         data.setdefault("_produced_by", {})[f"nb{run.notebook}"] = {
