@@ -166,16 +166,6 @@ def per_class_table(per_class: dict[str, dict]):
     return df
 
 
-def image_losses(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each image's true class."""
-    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))
-
-
-def pooled_extractor(model):
-    """Image -> the classifier's pooled backbone features (the input of its head)."""
-    return keras.Model(model.inputs, model.get_layer("head_pool").output, name="pooled_features")
-
-
 def pooled_features(view: "RunView", cache_dir=None, batch_size: int = 32) -> np.ndarray:
     """The pooled backbone features (the head's input) of every image of ``view.folder``, in its order.
 
@@ -191,8 +181,9 @@ def pooled_features(view: "RunView", cache_dir=None, batch_size: int = 32) -> np
             for (pos, _), values in zip(chunks, pooled):
                 out[pos] = values
             return out
-    return np.asarray(extract_features(pooled_extractor(view.model), view.folder, view.image_size,
-                                       batch_size=batch_size, cache_dir=cache_dir))
+    extractor = keras.Model(view.model.inputs, view.model.get_layer("head_pool").output, name="pooled_features")
+    return np.asarray(extract_features(extractor, view.folder, view.image_size, batch_size=batch_size,
+                                       cache_dir=cache_dir))
 
 
 def random_vs_split(folder: ImageFolder, features: np.ndarray, method: str, *, val_fraction: float = 0.1,
@@ -263,7 +254,8 @@ class RunView:
             self.external_n = len(self.external)
 
     def test_losses(self) -> np.ndarray:
-        return image_losses(self.test_probs, self.test.labels)
+        """Cross-entropy of each test image's true class."""
+        return -np.log(np.clip(self.test_probs[np.arange(len(self.test)), self.test.labels], 1e-7, 1.0))
 
     def label(self, i: int) -> str:
         return self.class_names[int(i)]
