@@ -28,17 +28,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..config import PROFILES, profile_section
+from ..config import profile_section
 from ..errors import ParameterError
-
-#: Per-profile settings of notebook 02: the ``residual_*`` settings of :mod:`aslnb.config`'s profiles,
-#: without the prefix. ``per_class``: training images per class (None = the whole blocked train split).
-RESIDUAL_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "residual_") for name in PROFILES}
 
 
 def residual_defaults(profile: str) -> dict[str, Any]:
-    """A copy of :data:`RESIDUAL_DEFAULTS` for ``profile`` (``cpu`` for unknown names)."""
-    return dict(RESIDUAL_DEFAULTS.get(profile, RESIDUAL_DEFAULTS["cpu"]))
+    """Notebook 02's settings: the ``residual_*`` settings of ``profile`` (``cpu`` for unknown names), without the
+    prefix, a fresh copy. ``per_class``: training images per class (None = the whole blocked train split)."""
+    return profile_section(profile, "residual_")
 
 
 def _conv(width: int, name: str, init: str | keras.initializers.Initializer, *, strides: int = 1,

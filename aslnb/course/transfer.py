@@ -17,21 +17,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..config import PROFILES, profile_section
+from ..config import profile_section
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
 from ..features import extract_features
 from ..models.registry import build_backbone, get_backbone, weights_source
 
-#: Per-profile settings of notebook 03: the ``transfer_*`` settings of :mod:`aslnb.config`'s profiles,
-#: without the prefix. ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter
-#: overrides it); ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added).
-TRANSFER_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "transfer_") for name in PROFILES}
 
 def transfer_defaults(profile: str) -> dict[str, Any]:
-    """A copy of :data:`TRANSFER_DEFAULTS` for ``profile`` (``cpu`` for unknown names)."""
-    d = TRANSFER_DEFAULTS.get(profile, TRANSFER_DEFAULTS["cpu"])
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in d.items()}
+    """Notebook 03's settings: the ``transfer_*`` settings of ``profile`` (``cpu`` for unknown names), without the
+    prefix, a fresh copy. ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter overrides
+    it); ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added)."""
+    return profile_section(profile, "transfer_")
 
 
 def compared_models(backbone: str, pretrained: str | None = None) -> dict[str, tuple[str, str]]:
