@@ -17,7 +17,7 @@ from ..data.splits import Split, limit_folder, split_folder
 from ..evaluate import cached_outputs, run_probabilities, score, score_external
 from ..features import extract_features
 from ..runs import load_run, run_split
-from .transfer import linear_probe
+from .transfer import covering_parts, linear_probe
 
 SUBSETS = ("train", "val", "test", "dropped")
 
@@ -76,10 +76,15 @@ def one_per_class(folder: ImageFolder, position: float = 0.5) -> list[tuple[str,
     return out
 
 
+def _by_frame(files) -> list:
+    """``files`` in frame-number order (names without a frame number first)."""
+    return sorted(files, key=lambda f: frame_number(f) or 0)
+
+
 def closest_frames(folder: ImageFolder, class_name: str) -> tuple[str, str]:
     """The two files of ``class_name`` whose frame numbers are closest (neighbouring video frames)."""
     lab = folder.class_names.index(class_name)
-    files = sorted(folder.files[folder.labels == lab], key=lambda f: frame_number(f) or 0)
+    files = _by_frame(folder.files[folder.labels == lab])
     frames = np.array([frame_number(f) or 0 for f in files])
     i = int(np.argmin(np.diff(frames)))
     return str(files[i]), str(files[i + 1])
@@ -100,7 +105,7 @@ def neighbour_vs_random(folder: ImageFolder, size: int = 64, pairs: int = 60, se
             imgs[f] = load_image(f, size)
         return imgs[f]
 
-    by_class = {lab: sorted(folder.files[folder.labels == lab], key=lambda f: frame_number(f) or 0)
+    by_class = {lab: _by_frame(folder.files[folder.labels == lab])
                 for lab in range(len(folder.class_names)) if (folder.labels == lab).sum() >= 2}
     labs = sorted(by_class)
     near, same, other = [], [], []
@@ -161,16 +166,6 @@ def per_class_table(per_class: dict[str, dict]):
     return df
 
 
-def image_losses(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each image's true class."""
-    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))
-
-
-def pooled_extractor(model):
-    """Image -> the classifier's pooled backbone features (the input of its head)."""
-    return keras.Model(model.inputs, model.get_layer("head_pool").output, name="pooled_features")
-
-
 def pooled_features(view: "RunView", cache_dir=None, batch_size: int = 32) -> np.ndarray:
     """The pooled backbone features (the head's input) of every image of ``view.folder``, in its order.
 
@@ -178,19 +173,17 @@ def pooled_features(view: "RunView", cache_dir=None, batch_size: int = 32) -> np
     entries its training and evaluation wrote; the frames between the parts make one more), and only the layers
     above it run here (:func:`aslnb.evaluate.cached_outputs`); without, the whole model runs on every image."""
     if cache_dir is not None:
-        folder, split = view.folder, view.split
-        parts = [split.train, split.val, split.test]
-        parts.append(folder.subset(~np.isin(folder.files, np.concatenate([p.files for p in parts]))))
-        pooled = [cached_outputs(view.model, p, view.config, cache_dir, batch_size, stop_at="head_pool")
-                  for p in parts if len(p)]
+        chunks = covering_parts(view.folder, [view.split.train, view.split.val, view.split.test])
+        pooled = [cached_outputs(view.model, part, view.config, cache_dir, batch_size, stop_at="head_pool")
+                  for _, part in chunks]
         if all(p is not None for p in pooled):
-            where = {f: i for i, f in enumerate(folder.files)}
-            out = np.zeros((len(folder), pooled[0].shape[1]), np.float32)
-            for part, values in zip([p for p in parts if len(p)], pooled):
-                out[[where[f] for f in part.files]] = values
+            out = np.zeros((len(view.folder), pooled[0].shape[1]), np.float32)
+            for (pos, _), values in zip(chunks, pooled):
+                out[pos] = values
             return out
-    return np.asarray(extract_features(pooled_extractor(view.model), view.folder, view.image_size,
-                                       batch_size=batch_size, cache_dir=cache_dir))
+    extractor = keras.Model(view.model.inputs, view.model.get_layer("head_pool").output, name="pooled_features")
+    return np.asarray(extract_features(extractor, view.folder, view.image_size, batch_size=batch_size,
+                                       cache_dir=cache_dir))
 
 
 def random_vs_split(folder: ImageFolder, features: np.ndarray, method: str, *, val_fraction: float = 0.1,
@@ -212,7 +205,7 @@ def spell_sequence(folder: ImageFolder, labels: list[str]) -> list[str]:
     used: dict[str, int] = {}
     out = []
     for lab in labels:
-        files = sorted(folder.files[folder.labels == folder.class_names.index(lab)], key=lambda f: frame_number(f) or 0)
+        files = _by_frame(folder.files[folder.labels == folder.class_names.index(lab)])
         if not len(files):
             raise ValueError(f"class {lab!r} has no images here")
         i = used.get(lab, 0)
@@ -261,7 +254,8 @@ class RunView:
             self.external_n = len(self.external)
 
     def test_losses(self) -> np.ndarray:
-        return image_losses(self.test_probs, self.test.labels)
+        """Cross-entropy of each test image's true class."""
+        return -np.log(np.clip(self.test_probs[np.arange(len(self.test)), self.test.labels], 1e-7, 1.0))
 
     def label(self, i: int) -> str:
         return self.class_names[int(i)]

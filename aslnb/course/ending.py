@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.pipeline import DECODER, decode_files
+from .seeds import describe
 
 __all__ = ["grey_spread", "what_we_found"]
 
@@ -27,7 +28,7 @@ def grey_spread(files: Sequence[str], size: int = 64, decoder: str = DECODER) ->
 def _num(value: Any) -> str:
     """A recorded number as text: a seed summary as ``mean ± sd (n seeds)``, a float as 3 decimals."""
     if isinstance(value, dict) and "mean" in value:
-        return f"{value['mean']:.3f} ± {value['sd']:.3f} (sd over {value['n_seeds']} seeds)"
+        return describe(value)
     if isinstance(value, (int, float)):
         return f"{value:.3f}"
     return "not recorded"

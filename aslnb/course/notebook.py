@@ -111,12 +111,11 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
     if missing:
         raise ParameterError(f"parameter(s) {', '.join(missing)} not defined: run the parameters cell first")
     _check_types(given, spec)
-    if "BACKBONE" in given:
-        from ..models.registry import AUTO_BACKBONE, backbone_names
+    from ..models.registry import AUTO_BACKBONE, backbone_names, resolve_backbone
 
-        if given["BACKBONE"] not in (AUTO_BACKBONE, *backbone_names()):
-            raise ParameterError(f"parameter BACKBONE={given['BACKBONE']!r}: choose one of "
-                                 f"{', '.join((AUTO_BACKBONE, *backbone_names()))}")
+    if "BACKBONE" in given and given["BACKBONE"] not in (AUTO_BACKBONE, *backbone_names()):
+        raise ParameterError(f"parameter BACKBONE={given['BACKBONE']!r}: choose one of "
+                             f"{', '.join((AUTO_BACKBONE, *backbone_names()))}")
     given["PROFILE"], note = resolve_profile(given["PROFILE"])
     if note:
         print(note)
@@ -125,9 +124,8 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
                        ("fine_tune_epochs", "FINE_TUNE_EPOCHS")):
         if given.get(pname) is not None:
             settings[key] = given[pname]
+    why = ""
     if "BACKBONE" in given:  # 'auto': ResNet50 where its ImageNet weights are at hand, else EfficientNet-Lite0
-        from ..models.registry import resolve_backbone
-
         given["BACKBONE"], why = resolve_backbone(given["BACKBONE"], settings["weights"])
     data_dir = ensure_data(given["DATA_DIR"]) or resolve_data_dir(given["DATA_DIR"])
     external_dir = resolve_external_dir(given["EXTERNAL_DIR"], required=need_external)
@@ -138,7 +136,7 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
     keras.utils.set_random_seed(given["SEED"])
     _display_options()
     run = NotebookRun(notebook, given, settings, data_dir, external_dir, report_dir, fig_dir,
-                      backbone_why=why if "BACKBONE" in given else "")
+                      backbone_why=why)
     print(banner(run))
     if run.backbone_why:
         print(run.backbone_why)
@@ -208,7 +206,7 @@ def record(run: NotebookRun, key: str, value: Any, *, show: bool = True) -> Any:
         return value
     path = run.report_dir / "metrics.json"
     with FileLock(run.report_dir / METRICS_LOCK):  # a report runs notebooks side by side (course.report.BESIDE)
-        data = json.loads(path.read_text()) if path.is_file() else {}
+        data = read_json(path) if path.is_file() else {}
         section = data.setdefault(f"nb{run.notebook}", {})
         section[key] = portable(value)  # paths as $ASLNB_DATA, ./reports/cpu ...: never this machine's
         data.setdefault("_produced_by", {})[f"nb{run.notebook}"] = {

@@ -21,6 +21,25 @@ def _plt():
     return plt
 
 
+def finish(fig, title: str, **kw):
+    """Give ``fig`` its overall ``title`` (``kw``: :meth:`~matplotlib.figure.Figure.suptitle`'s), lay it out, return it."""
+    fig.suptitle(title, **kw)
+    fig.tight_layout()
+    return fig
+
+
+def _tiles(n: int, ncols: int, width: float, height: float):
+    """``(fig, axes)``: ``n`` axes (one at least) in rows of at most ``ncols``, each ``width`` x ``height`` inches
+    (0.6 more for the title), every axis off."""
+    n = max(1, n)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = _plt().subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig, axes.flat
+
+
 def stamp(fig, text: str, *, fontsize: float = 6, pad_points: float = 3):
     """Write ``text`` (what produced the figure) in one line below everything already drawn in ``fig``.
 
@@ -105,9 +124,7 @@ def histograms(df, columns: Sequence[str], *, title: str, xlabels: Sequence[str]
         ax.set_xlabel(xl)
         ax.set_ylabel("number of images")
         ax.set_title(col)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title)
 
 
 def light_by_split(stats, where: np.ndarray, *, title: str):
@@ -125,9 +142,7 @@ def light_by_split(stats, where: np.ndarray, *, title: str):
         ax.set_ylabel("share of the subset's images")
         ax.set_title(col)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title)
 
 
 def frame_pair(a: np.ndarray, b: np.ndarray, titles: tuple[str, str], *, title: str):
@@ -143,9 +158,7 @@ def frame_pair(a: np.ndarray, b: np.ndarray, titles: tuple[str, str], *, title: 
     axes[2].set_title(f"|difference| (mean {diff.mean():.1f} grey levels)", fontsize=9)
     axes[2].axis("off")
     fig.colorbar(im, ax=axes[2], fraction=0.046, label="grey levels")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title)
 
 
 def split_map(folder, assignments: dict[str, np.ndarray], *, title: str):
@@ -166,9 +179,7 @@ def split_map(folder, assignments: dict[str, np.ndarray], *, title: str):
     axes.flat[0].invert_yaxis()  # shared y axis: invert once, A at the top
     axes.flat[0].set_ylabel("class")
     axes.flat[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, markerscale=2)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title)
 
 
 def integer_epochs(ax) -> None:
@@ -196,9 +207,7 @@ def training_curves(epochs: list[dict], *, title: str, switch_label: str = "fine
         ax.set_ylabel(name)
         ax.set_title(name)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title)
 
 
 def confusion_heatmap(matrix, labels: Sequence[str], *, title: str, annot: bool | None = None):
@@ -246,20 +255,12 @@ def bars(values: dict[str, float], *, title: str, ylabel: str, colors: Sequence[
 def heatmap_overlays(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray], titles: Sequence[str],
                      colors: Sequence[str], *, title: str, ncols: int = 4):
     """Images with a Grad-CAM heat map on top (jet colours, semi-transparent)."""
-    plt = _plt()
-    n = max(1, len(images))
-    ncols = min(ncols, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.5 * nrows + 0.6), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, hm, t, c in zip(axes.flat, images, heatmaps, titles, colors):
+    fig, axes = _tiles(len(images), ncols, 2.4, 2.5)
+    for ax, img, hm, t, c in zip(axes, images, heatmaps, titles, colors):
         ax.imshow(img)
         ax.imshow(hm, cmap="jet", alpha=0.4, vmin=0, vmax=1, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
         ax.set_title(t, fontsize=8, color=c)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title)
 
 
 #: MediaPipe's 21 hand points joined as bones: wrist to each finger's tip, and across the palm.
@@ -270,14 +271,8 @@ HAND_BONES = ([(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (
 def landmark_grid(images: Sequence[np.ndarray], points: Sequence[np.ndarray | None], titles: Sequence[str], *,
                   title: str, ncols: int = 7, size: float = 1.6):
     """Images with their hand points (x, y in the image's pixels; None or NaN: no hand, titled so) drawn on them."""
-    plt = _plt()
-    n = max(1, len(images))
-    ncols = min(ncols, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.6), squeeze=False)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for ax, img, pts, t in zip(axes.ravel(), images, points, titles):
+    fig, axes = _tiles(len(images), ncols, size, size)
+    for ax, img, pts, t in zip(axes, images, points, titles):
         ax.imshow(img)
         found = pts is not None and np.isfinite(pts).all()
         if found:
@@ -285,6 +280,4 @@ def landmark_grid(images: Sequence[np.ndarray], points: Sequence[np.ndarray | No
                 ax.plot(pts[[a, b], 0], pts[[a, b], 1], color="lime", lw=0.8)
             ax.scatter(pts[:, 0], pts[:, 1], s=3, color="red", zorder=3)
         ax.set_title(t if found else f"{t} (no hand)", fontsize=7, color="black" if found else "red")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title, fontsize=9)

@@ -1,40 +1,19 @@
 """``aslnb report``: run every notebook with papermill into ``<out>/<profile>/``.
 
-What a report folder holds:
+A report folder holds the executed notebooks (notebook 04 once per backbone of :func:`report_backbones`, named
+after it: ``04_finetune_efficientnet_lite0.ipynb``), an HTML rendering of each (images embedded), ``figures/``
+(every figure as PNG, from the notebooks' ``save_fig``), ``runs/`` (the trained models: large, keep them out of
+git) and ``metrics.json``: the numbers the notebooks recorded (``nb01`` ...) plus a ``_report`` block (profile,
+parameters, versions, device, start/end time, seconds per notebook). Timings live only there and in fields named
+``*seconds*`` / ``*per_second*``; every other number depends only on data, parameters and seed.
 
-* the executed notebooks (``01_dataset.ipynb`` ...; notebook 04 once per backbone of
-  :func:`report_backbones`, named after it: ``04_finetune_efficientnet_lite0.ipynb`` offline
-  on ``cpu``, ``04_finetune_resnet50.ipynb`` where ResNet50's ImageNet weights are at hand;
-  the ``gpu`` profile runs both),
-* an HTML rendering of each (images embedded),
-* ``figures/``: every figure as PNG (written by the notebooks' ``save_fig``),
-* ``runs/``: the trained models (large: keep them out of git),
-* ``metrics.json``: the numbers the notebooks recorded (``nb01`` ... ``nb05``)
-  plus a ``_report`` block: profile, parameters, versions, device, start/end
-  time and seconds per notebook. Timings live only there and in fields named
-  ``*seconds*`` / ``*per_second*``; every other number depends only on data,
-  parameters and seed.
-
-Every ``-p NAME=VALUE`` is checked against the parameters the notebooks
-declare (names and types, :data:`aslnb.course.notebook.COMMON_PARAMS` and
-``NOTEBOOK_PARAMS``) before anything runs or is touched.
-
-The previous report is kept until the new one is complete (see
-:mod:`aslnb.course.report_folder`). A notebook that fails stops the report:
-the new, partial report folder (the failed notebook's executed copy and HTML
-included) is moved to ``<out>/<profile>.failed`` for debugging, the previous
-report is put back, and the error names the notebook and the failing cell.
-A strict report (``run_report(strict=True)``: the CLI sets it for the committed
-``cpu`` report, without ``-p``/``--weights`` overrides) fails the same way when a
-lesson check recorded in metrics.json (:mod:`aslnb.course.checks`) does not hold.
-(The notebooks run in the final folder rather than a temporary one so that the
-paths printed in them and recorded in the runs are the report's own.)
-
-The notebooks run in order, except 02 and 06 (:data:`BESIDE`), which run in a second
-kernel beside the others on a machine without a GPU, and 05 (:data:`RUNS_LAST`), which
-runs after all others. One progress line is printed as each notebook starts and ends. The kernel's
-transport chatter (the unencrypted-TCP warning, the debugger's frozen-modules
-warning, zmq runtime warnings) is not shown; the kernel's errors still are.
+Every ``-p NAME=VALUE`` is checked (:mod:`.report_params`) before anything runs or is touched. The previous report
+is kept until the new one is complete (:mod:`.report_folder`). A notebook that fails stops the report, and the
+error names the notebook and the failing cell; a strict report (the committed ``cpu`` one: no ``-p``/``--weights``)
+fails the same way when a lesson check recorded in metrics.json (:mod:`.checks`) does not hold. The notebooks run
+in the final folder, so the paths printed in them and recorded in the runs are the report's own; in the order of
+:func:`run_lanes`, with one progress line as each starts and ends. The kernel's transport chatter is dropped
+(:mod:`.report_kernel`), its errors are not.
 """
 from __future__ import annotations
 
@@ -59,16 +38,10 @@ CELL_TIMEOUT = {"smoke": 300, "cpu": 1800, "gpu": 3600}
 
 
 def report_backbones(profile: str, weights: str | None = None) -> list[str]:
-    """The backbones notebook 04 runs with in a report of ``profile``, one run each.
-
-    First ``BACKBONE="auto"`` resolved (:func:`aslnb.models.registry.auto_backbone`: the
-    study's ResNet50 where its ImageNet weights are at hand, else EfficientNet-Lite0); the
-    ``gpu`` profile adds the other course backbones (there both have ImageNet weights), and
-    so does ``smoke`` (seconds each; the tests see every course backbone through 04 and 05).
-    The ``cpu`` profile runs one backbone only: offline that is EfficientNet-Lite0 with
-    ImageNet weights; a random-weight ResNet50 run teaches nothing notebook 03 does not show
-    and costs minutes.
-    """
+    """The backbones notebook 04 runs with in a report of ``profile``, one run each: ``BACKBONE="auto"`` resolved
+    (:func:`aslnb.models.registry.auto_backbone`), then, except under ``cpu``, the other course backbones (``smoke``:
+    the tests see every one through 04 and 05). Offline, ``cpu`` runs EfficientNet-Lite0 alone: a random-weight
+    ResNet50 run teaches nothing notebook 03 does not show and costs minutes."""
     from ..models.registry import course_backbones, resolve_backbone
 
     first = resolve_backbone("auto", weights or get_profile(profile)["weights"])[0]
@@ -156,15 +129,12 @@ def plan(profile: str, *, out: str | os.PathLike = "reports", data=None, externa
     for src in sources:
         # An extra goes to the notebooks that declare it (check_extras refused the others).
         params = {**base, **{k: v for k, v in extras.items() if k in declared[src]}}
-        name = src.name
-        if "BACKBONE" in declared[src] and "BACKBONE" in extras:  # -p BACKBONE=...: one run, named after it
-            name = f"{src.name[:3]}finetune_{extras['BACKBONE']}.ipynb" if src.name.startswith("04_") else name
-        jobs.append({"source": src, "name": name, "parameters": params})
-        if src.name.startswith("04_") and "BACKBONE" in declared[src] and "BACKBONE" not in extras:
-            del jobs[-1]
-            for backbone in report_backbones(profile, weights):
-                jobs.append({"source": src, "name": f"04_finetune_{backbone}.ipynb",
-                             "parameters": {**params, "BACKBONE": backbone}})
+        if src.name.startswith("04_") and "BACKBONE" in declared[src]:  # one run per backbone, named after it
+            backbones = [extras["BACKBONE"]] if "BACKBONE" in extras else report_backbones(profile, weights)
+            jobs += [{"source": src, "name": f"04_finetune_{b}.ipynb", "parameters": {**params, "BACKBONE": b}}
+                     for b in backbones]
+        else:
+            jobs.append({"source": src, "name": src.name, "parameters": params})
     return jobs
 
 
@@ -181,12 +151,20 @@ def to_html(notebook: Path) -> Path:
     return html
 
 
-def _failure_message(name: str, exc: Exception, dest: Path) -> str:
-    cell = getattr(exc, "exec_count", None)
-    ename, evalue = getattr(exc, "ename", exc.__class__.__name__), getattr(exc, "evalue", str(exc))
+def _failure(name: str, exc: Exception, dest: Path) -> NotebookFailed:
+    """:class:`NotebookFailed` naming notebook ``name``, the failing cell (when known), ``exc`` and ``dest`` (where
+    its partial output is kept); its ``record`` holds the same for metrics.json."""
+    from papermill.exceptions import PapermillExecutionError
+
+    in_cell = isinstance(exc, PapermillExecutionError)  # else kernel death, timeout...
+    cell = exc.exec_count if in_cell else None
+    ename, evalue = (exc.ename, exc.evalue) if in_cell else (exc.__class__.__name__, str(exc))
     first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
     where = f"cell [{cell}]" if cell is not None else "a cell"
-    return f"notebook {name} failed in {where}: {ename}: {first[:400]} (partial output kept in {dest})"
+    failure = NotebookFailed(f"notebook {name} failed in {where}: {ename}: {first[:400]} "
+                             f"(partial output kept in {dest})")
+    failure.record = {"notebook": name, "cell": cell, "error": f"{ename}: {evalue}"}
+    return failure
 
 
 def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=None, external=None,
@@ -217,7 +195,7 @@ def run_report(profile: str = "cpu", out: str | os.PathLike = "reports", data=No
     ok = False
     try:
         with quiet_kernel():
-            run_lanes(jobs, lambda job, tag: _run_notebook(job, tag, report_dir, folder or notebooks_dir(),
+            run_lanes(jobs, lambda job, tag: _run_notebook(job, tag, target, folder or notebooks_dir(),
                                                            kernel_name, timeout, seconds, progress),
                       beside=beside)
         if strict:
@@ -272,15 +250,13 @@ def run_lanes(jobs: list[dict[str, Any]], run_one: Callable[[dict[str, Any], str
         raise errors[0]
 
 
-def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, kernel_name: str, timeout: int,
+def _run_notebook(job: dict[str, Any], tag: str, target: ReportFolder, cwd: Path, kernel_name: str, timeout: int,
                   seconds: dict[str, float], progress: bool) -> None:
-    """Execute one job of :func:`plan` into ``report_dir`` (with its HTML), recording its time in ``seconds``;
+    """Execute one job of :func:`plan` into ``target`` (with its HTML), recording its time in ``seconds``;
     a failure raises :class:`NotebookFailed` whose ``record`` names the notebook, the cell and the error."""
     import papermill
-    from papermill.exceptions import PapermillExecutionError
 
-    name, dest = job["name"], report_dir / job["name"]
-    failed_dest = ReportFolder(report_dir).failed / name
+    name, dest = job["name"], target.path / job["name"]
     _say(progress, f"{tag}: running")
     t0, done = time.perf_counter(), False
     try:
@@ -290,12 +266,7 @@ def _run_notebook(job: dict[str, Any], tag: str, report_dir: Path, cwd: Path, ke
         )
         done = True
     except Exception as exc:  # noqa: BLE001 - a cell's error; kernel death, timeout: name the notebook
-        cell = exc.exec_count if isinstance(exc, PapermillExecutionError) else None
-        error = (f"{exc.ename}: {exc.evalue}" if isinstance(exc, PapermillExecutionError)
-                 else f"{exc.__class__.__name__}: {exc}")
-        failure = NotebookFailed(_failure_message(name, exc, failed_dest))
-        failure.record = {"notebook": name, "cell": cell, "error": error}
-        raise failure from exc
+        raise _failure(name, exc, target.failed / name) from exc
     finally:
         seconds[name] = round(time.perf_counter() - t0, 1)
         if dest.is_file():
@@ -376,7 +347,7 @@ def _write_report_block(metrics_path: Path, profile: str, jobs: list[dict], star
         "profile": profile,
         "profile_settings": settings,
         f"{study}_weights": weights_source(study, r50_weights),
-        "parameters": {j["name"]: {k: v for k, v in j["parameters"].items()} for j in jobs},
+        "parameters": {j["name"]: dict(j["parameters"]) for j in jobs},
         "versions": versions(),
         "device": device_name(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

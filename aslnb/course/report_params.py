@@ -56,9 +56,8 @@ def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: lis
     except ParameterError as exc:
         raise ParameterError(f"-p {exc}".replace("-p parameter ", "-p ")) from None
     _check_used_and_range(extras, notebook_names)
-    if "BACKBONE" in extras:
-        if extras["BACKBONE"] not in backbone_names():
-            raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(backbone_names())}")
+    if "BACKBONE" in extras and extras["BACKBONE"] not in backbone_names():
+        raise ParameterError(f"-p BACKBONE={extras['BACKBONE']!r}: choose one of {', '.join(backbone_names())}")
 
 
 def _check_used_and_range(extras: dict[str, Any], notebook_names: list[str]) -> None:

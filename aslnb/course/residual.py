@@ -1,24 +1,13 @@
 """Residual learning at CPU size: plain vs residual conv nets, gradient norms, ResNet50 stages.
 
-Notebook 02 uses this module to show the *degradation problem* (He et al.,
-2016): stacking more plain conv layers makes a network harder to train, so the
-deeper plain net ends with a *higher training loss* than a shallower one,
-while the same depth built from residual blocks ``y = relu(x + F(x))`` trains
-fine (the figures: :mod:`aslnb.course.residual_figures`). The nets here are
-deliberately small (16 channels, a stride-2 stem, tiny images) so that depths
-4..24 train in seconds on two CPU cores.
-
-:func:`build_conv_net` defaults to Keras's default initialisation (Glorot
-uniform) without normalisation: the gradient-norm picture of notebook 02 uses it
-to show signals and gradients fading through a deep plain chain.
-:func:`train_depth_study` trains both families the same way, with He
-initialisation and BatchNormalization (``he_normal``, ``batch_norm=True``), so
-the plain nets are trainable and the shortcut is the only difference; the
-residual branches start at zero (``zero_init``: the last BN gamma, or the last
-conv kernel without BN, as in "Fixup" and the zero-gamma trick of Goyal et
-al.), so a deep residual net starts as the same function as a shallow one.
-Only ``keras`` APIs are used, except :func:`gradient_norms`, which takes
-gradients with ``tf.GradientTape`` (the project runs Keras on TensorFlow).
+Notebook 02 shows the *degradation problem* (He et al., 2016): a deeper plain conv net ends with a *higher
+training loss* than a shallower one, while the same depth built from residual blocks ``y = relu(x + F(x))`` trains
+fine (the figures: :mod:`aslnb.course.residual_figures`). The nets are small (16 channels, a stride-2 stem, tiny
+images), so depths 4..24 train in seconds on two CPU cores. :func:`build_conv_net` defaults to Keras's Glorot
+initialisation without normalisation: the gradient-norm picture uses it to show signals and gradients fading
+through a deep plain chain. :func:`train_depth_study` trains both families with He initialisation and
+BatchNormalization, residual branches starting at zero, so the shortcut is the only difference. Only ``keras``
+APIs are used, except :func:`gradient_norms` (``tf.GradientTape``: the project runs Keras on TensorFlow).
 """
 from __future__ import annotations
 
@@ -28,17 +17,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..config import PROFILES, profile_section
+from ..config import profile_section
 from ..errors import ParameterError
-
-#: Per-profile settings of notebook 02: the ``residual_*`` settings of :mod:`aslnb.config`'s profiles,
-#: without the prefix. ``per_class``: training images per class (None = the whole blocked train split).
-RESIDUAL_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "residual_") for name in PROFILES}
 
 
 def residual_defaults(profile: str) -> dict[str, Any]:
-    """A copy of :data:`RESIDUAL_DEFAULTS` for ``profile`` (``cpu`` for unknown names)."""
-    return dict(RESIDUAL_DEFAULTS.get(profile, RESIDUAL_DEFAULTS["cpu"]))
+    """Notebook 02's settings: the ``residual_*`` settings of ``profile`` (``cpu`` for unknown names), without the
+    prefix, a fresh copy. ``per_class``: training images per class (None = the whole blocked train split)."""
+    return profile_section(profile, "residual_")
 
 
 def _conv(width: int, name: str, init: str | keras.initializers.Initializer, *, strides: int = 1,

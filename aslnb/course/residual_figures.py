@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .plots import integer_epochs
+from .plots import finish, integer_epochs
 
 if TYPE_CHECKING:
     from .residual import DepthRun
@@ -39,19 +39,14 @@ def plot_training_curves(runs: list[DepthRun], *, chance: float | None = None, t
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("training loss (cross-entropy)")
-    fig.suptitle(title or "Training loss of plain and residual nets of the same depths and sizes")
-    fig.tight_layout()
-    return fig
+    return finish(fig, title or "Training loss of plain and residual nets of the same depths and sizes")
 
 
 def plot_gradient_norms(norms: dict[str, dict[str, float]], ax=None):
     """Gradient norm per weighted layer (log scale), one line per net, input layer on the left."""
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-    else:
-        fig = ax.figure
+    fig, ax = plt.subplots(figsize=(7, 4.2)) if ax is None else (ax.figure, ax)
     for name, per_layer in norms.items():
         vals = np.maximum(np.array(list(per_layer.values())), 1e-12)
         ax.semilogy(range(1, len(vals) + 1), vals, marker="o", ms=3, label=name,
@@ -71,10 +66,7 @@ def draw_residual_block(ax=None):
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.2, 6.2))
-    else:
-        fig = ax.figure
+    fig, ax = plt.subplots(figsize=(5.2, 6.2)) if ax is None else (ax.figure, ax)
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 12)
     ax.axis("off")

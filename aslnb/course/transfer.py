@@ -17,21 +17,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..config import PROFILES, profile_section
+from ..config import profile_section
 from ..data.scan import ImageFolder
 from ..errors import ParameterError
 from ..features import extract_features
 from ..models.registry import build_backbone, get_backbone, weights_source
 
-#: Per-profile settings of notebook 03: the ``transfer_*`` settings of :mod:`aslnb.config`'s profiles,
-#: without the prefix. ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter
-#: overrides it); ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added).
-TRANSFER_DEFAULTS: dict[str, dict[str, Any]] = {name: profile_section(name, "transfer_") for name in PROFILES}
 
 def transfer_defaults(profile: str) -> dict[str, Any]:
-    """A copy of :data:`TRANSFER_DEFAULTS` for ``profile`` (``cpu`` for unknown names)."""
-    d = TRANSFER_DEFAULTS.get(profile, TRANSFER_DEFAULTS["cpu"])
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in d.items()}
+    """Notebook 03's settings: the ``transfer_*`` settings of ``profile`` (``cpu`` for unknown names), without the
+    prefix, a fresh copy. ``scratch_epochs``: epochs of the small from-scratch CNN (the EPOCHS parameter overrides
+    it); ``efficiency_sizes``: images per class for the data-efficiency curve ("all" is added)."""
+    return profile_section(profile, "transfer_")
 
 
 def compared_models(backbone: str, pretrained: str | None = None) -> dict[str, tuple[str, str]]:
@@ -81,6 +78,19 @@ def positions_in(folder: ImageFolder, subset: ImageFolder) -> np.ndarray:
         raise ParameterError(f"{exc.args[0]}: not a file of the folder the features were extracted from") from None
 
 
+def covering_parts(folder: ImageFolder, parts: list[ImageFolder]) -> list[tuple[np.ndarray, ImageFolder]]:
+    """``(positions in folder, part)`` for each non-empty one of ``parts`` (split parts of ``folder``), then for
+    the images in none of them (the blocked split's gaps) when there are any."""
+    chunks = [(positions_in(folder, part), part) for part in parts if len(part)]
+    covered = np.zeros(len(folder), dtype=bool)
+    for pos, _ in chunks:
+        covered[pos] = True
+    if not covered.all():
+        rest = np.flatnonzero(~covered)
+        chunks.append((rest, folder.subset(rest)))
+    return chunks
+
+
 def folder_features(model: keras.Model, folder: ImageFolder, parts: list[ImageFolder], image_size: int, *,
                     batch_size: int = 32, cache_dir=None) -> np.ndarray:
     """Features of every image of ``folder`` (its order), extracted part by part.
@@ -91,14 +101,7 @@ def folder_features(model: keras.Model, folder: ImageFolder, parts: list[ImageFo
     model, finds them in the cache instead of computing them again.
     """
     out: np.ndarray | None = None
-    covered = np.zeros(len(folder), dtype=bool)
-    chunks = [(positions_in(folder, part), part) for part in parts if len(part)]
-    for pos, _ in chunks:
-        covered[pos] = True
-    if not covered.all():
-        rest = np.flatnonzero(~covered)
-        chunks.append((rest, folder.subset(rest)))
-    for pos, part in chunks:
+    for pos, part in covering_parts(folder, parts):
         f = np.asarray(extract_features(model, part, image_size, batch_size=batch_size, cache_dir=cache_dir))
         if out is None:
             out = np.empty((len(folder), *f.shape[1:]), dtype=f.dtype)
