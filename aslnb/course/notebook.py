@@ -90,7 +90,8 @@ class NotebookRun:
         return f"aslnb nb{self.notebook} · profile {self.params['PROFILE']} · {what} · seed {self.params['SEED']}"
 
 
-def _check_types(values: dict[str, Any], spec: dict[str, tuple[type, ...]]) -> None:
+def check_types(values: dict[str, Any], spec: dict[str, tuple[type, ...]]) -> None:
+    """Raise :class:`ParameterError` naming the first parameter whose value is not of its ``spec`` types."""
     for name, value in values.items():
         types = spec[name]
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
@@ -110,7 +111,7 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
     missing = sorted(set(spec) - set(given))
     if missing:
         raise ParameterError(f"parameter(s) {', '.join(missing)} not defined: run the parameters cell first")
-    _check_types(given, spec)
+    check_types(given, spec)
     from ..models.registry import AUTO_BACKBONE, backbone_names, resolve_backbone
 
     if "BACKBONE" in given and given["BACKBONE"] not in (AUTO_BACKBONE, *backbone_names()):

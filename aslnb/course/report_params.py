@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from ..errors import ParameterError
 from ..models.registry import backbone_names
-from .notebook import COMMON_PARAMS, NOTEBOOK_PARAMS, _check_types
+from .notebook import COMMON_PARAMS, NOTEBOOK_PARAMS, check_types
 
 # Set by `aslnb report` itself: -p may not override them.
 OWN_PARAMS = {"PROFILE": "--profile", "REPORT_DIR": "--out"}
@@ -52,7 +52,7 @@ def check_extras(extras: dict[str, Any], declared: set[str], notebook_names: lis
     for own in NOTEBOOK_PARAMS.values():
         spec.update(own)
     try:
-        _check_types({k: v for k, v in extras.items() if k in spec}, spec)
+        check_types({k: v for k, v in extras.items() if k in spec}, spec)
     except ParameterError as exc:
         raise ParameterError(f"-p {exc}".replace("-p parameter ", "-p ")) from None
     _check_used_and_range(extras, notebook_names)
