@@ -2,6 +2,7 @@
 (check, start, resume or replace, finish)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,67 +24,61 @@ from .provenance import FORMAT_VERSION, device_name, versions
 from .io import atomic_path, make_work_dir, os_reason, read_json, stale_parts, write_json
 
 
+_FIX = "restore the file from the run or retrain"
+
+
+def _read_run_json(path: Path, what: str, invalid: str) -> Any:
+    """The JSON of run file ``path``; missing (its folder is not ``what``), unreadable or ``invalid`` JSON: one
+    :class:`RunDirError` line."""
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing; {path.parent} is not {what} (train one with `aslnb train`)")
+    try:
+        return read_json(path)
+    except OSError as exc:
+        if isinstance(exc, PermissionError):
+            raise RunDirError(f"{path}: cannot be read (permission denied); ask its owner to make it readable "
+                              f"(e.g. `chmod a+r {path}`) or run as the user who owns it") from None
+        raise RunDirError(f"{path}: cannot be read ({os_reason(exc)}); {_FIX}") from None
+    except ValueError as exc:
+        raise RunDirError(f"{path}: {invalid} ({exc}); {_FIX}") from None
+
+
 def load_labels(run_dir: str | os.PathLike) -> list[str]:
     """The run's class names from ``labels.json``: a list of distinct, non-empty strings."""
-    run_dir = Path(run_dir)
-    path = run_dir / "labels.json"
-    if not path.is_file():
-        raise RunDirError(f"{path}: missing; {run_dir} is not a finished run directory (train one with `aslnb train`)")
-    fix = "restore the file from the run or retrain"
-    try:
-        data = read_json(path)
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    except ValueError as exc:
-        raise RunDirError(f"{path}: unreadable label map ({exc}); {fix}") from None
+    path = Path(run_dir) / "labels.json"
+    data = _read_run_json(path, "a finished run directory", "unreadable label map")
     names = data.get("class_names") if isinstance(data, dict) else None
     if not isinstance(names, list) or not names:
         raise RunDirError(f"{path}: \"class_names\" must be a non-empty list of class names, e.g. "
-                          f"[\"A\", \"B\"] (found {type(names).__name__}); {fix}")
+                          f"[\"A\", \"B\"] (found {type(names).__name__}); {_FIX}")
     bad = [n for n in names if not isinstance(n, str) or not n.strip()]
     if bad:
         raise RunDirError(f"{path}: \"class_names\" holds {bad[0]!r}, not a class name (every entry must be a "
-                          f"non-empty string); {fix}")
+                          f"non-empty string); {_FIX}")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise RunDirError(f"{path}: \"class_names\" lists {', '.join(map(repr, dupes))} more than once; {fix}")
+        raise RunDirError(f"{path}: \"class_names\" lists {', '.join(map(repr, dupes))} more than once; {_FIX}")
     return list(names)
 
 
-def _unreadable(path: Path, exc: OSError) -> RunDirError:
-    """The one-line error for a run file that exists but cannot be read (permissions, I/O)."""
-    if isinstance(exc, PermissionError):
-        return RunDirError(f"{path}: cannot be read (permission denied); ask its owner to make it readable "
-                           f"(e.g. `chmod a+r {path}`) or run as the user who owns it")
-    return RunDirError(f"{path}: cannot be read ({os_reason(exc)}); restore the file from the run or retrain")
-
-
 def load_config(run_dir: str | os.PathLike) -> dict:
-    run_dir = Path(run_dir)
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise RunDirError(f"{path}: missing; {run_dir} is not a run directory (train one with `aslnb train`)")
-    try:
-        cfg = read_json(path)
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    except ValueError as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc}); restore the file from the run or retrain") from None
+    path = Path(run_dir) / "config.json"
+    cfg = _read_run_json(path, "a run directory", "not valid JSON")
     if not isinstance(cfg, dict):
-        raise RunDirError(f"{path}: expected a JSON object; restore the file from the run or retrain")
+        raise RunDirError(f"{path}: expected a JSON object; {_FIX}")
     if cfg.get("format_version") != FORMAT_VERSION:
         raise RunDirError(
             f"{path}: run format {cfg.get('format_version')!r}, this aslnb reads {FORMAT_VERSION}; retrain with this version"
         )
-    size = (cfg.get("params") or {}).get("image_size") if isinstance(cfg.get("params"), dict) else None
+    params = cfg.get("params")
+    size = params.get("image_size") if isinstance(params, dict) else None
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise RunDirError(f"{path}: params.image_size is {'missing' if size is None else repr(size)}, expected the "
-                          "model's input size in pixels (e.g. 128); restore the file from the run or retrain")
-    decoder = cfg["params"].get("decoder")
+                          f"model's input size in pixels (e.g. 128); {_FIX}")
+    decoder = params.get("decoder")
     if decoder not in DECODERS:
         raise RunDirError(f"{path}: params.decoder is {'missing' if decoder is None else repr(decoder)}, expected the "
-                          f"image decoder the run was trained with ({' or '.join(DECODERS)}); restore the file from "
-                          "the run or retrain")
+                          f"image decoder the run was trained with ({' or '.join(DECODERS)}); {_FIX}")
     return cfg
 
 
@@ -228,7 +223,7 @@ def _load_fusion(run_dir: Path, cfg: dict, names: list[str]) -> FusionParts:
 def _check_class_order(run_dir: Path, cfg: dict, names: list[str]) -> None:
     """Refuse a ``labels.json`` whose classes differ from ``config.json``'s ``data.class_names``."""
     config, labels = run_dir / "config.json", run_dir / "labels.json"
-    recorded = (cfg.get("data") or {}).get("class_names") if isinstance(cfg.get("data"), dict) else None
+    recorded = cfg["data"].get("class_names") if isinstance(cfg.get("data"), dict) else None
     if isinstance(recorded, list) and recorded != names:
         i = next((i for i, (a, b) in enumerate(zip(names, recorded)) if a != b), min(len(names), len(recorded)))
         got = repr(names[i]) if i < len(names) else "nothing"
@@ -277,15 +272,13 @@ def run_config(cfg: TrainConfig, split: Split, data_dir: Path, ext_dir: Path | N
                  "class_names": split.train.class_names, "problems": split.train.problems[:50]},
         "external": str(ext_dir) if ext_dir else None, "split": split.describe(),
         **fields,
-        "device": device_name(), "versions": versions(), "notes": notes if notes is not None else [],
+        "device": device_name(), "versions": versions(), "notes": notes or [],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
 def data_fingerprint(split: Split) -> str:
     """16 hex digits identifying the split's files (stored in config.json, compared on resume)."""
-    import hashlib
-
     h = hashlib.sha256()
     for part in (split.train, split.val, split.test):
         h.update(part.fingerprint().encode())
