@@ -55,7 +55,7 @@ from .data.splits import Split, limit_folder
 from .errors import DataError, ModelError
 from .intervals import bootstrap_accuracy, frame_runs
 from .io import write_json
-from .runs import data_fingerprint, load_config, load_labels, load_run, run_split
+from .runs import data_fingerprint, load_run, run_split
 from .settings import resolve_data_dir, resolve_external_dir
 
 # lazy: aslnb.features and aslnb.models import Keras; only crop and landmarks runs and the cached path
@@ -374,8 +374,7 @@ def evaluate(
     frozen part's features stored there (:func:`cached_class_probabilities`; the numbers do not change).
     """
     run_dir = Path(run_dir)
-    loaded, class_names, cfg = (load_run(run_dir) if model is None else
-                                (model, load_labels(run_dir), load_config(run_dir)))
+    loaded, class_names, cfg = load_run(run_dir, model)
     params = cfg["params"]
     data_dir = resolve_data_dir(data)
     folder, notes = _run_data(data_dir, class_names, verbose)

@@ -169,13 +169,16 @@ def _holds_code(path: Path) -> bool:
     return walk(config)
 
 
-def load_run(run_dir: str | os.PathLike):
-    """``(model, class_names, config)`` of a finished run directory (a fusion run's model: :class:`FusionParts`)."""
+def load_run(run_dir: str | os.PathLike, model=None):
+    """``(model, class_names, config)`` of a finished run directory (a fusion run's model: :class:`FusionParts`);
+    ``model`` given (the one training returned): that one, not loaded again."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory; train one with `aslnb train --out {run_dir}`")
     cfg = load_config(run_dir)
     names = load_labels(run_dir)
+    if model is not None:
+        return model, names, cfg
     if cfg["params"].get("features") == "fusion":
         return _load_fusion(run_dir, cfg, names), names, cfg
     _check_model_digest(run_dir, cfg)
