@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .data.external import load_external
 from .data.manifest import sha256_file
 from .data.pipeline import DECODERS
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
@@ -250,9 +251,13 @@ def _check_model_digest(run_dir: Path, cfg: dict) -> None:
                               f"{digest[:12]}... that {config} records); restore this run's model.keras or retrain")
 
 
-def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
-    """Scan, drop undecodable files (with a warning each), then :func:`run_split`."""
-    return run_split(drop_bad_images(scan_folder(data_dir)), asdict(cfg))
+def prepare_split(data_dir: Path, cfg: TrainConfig, ext_dir: Path | None = None) -> Split:
+    """Scan, drop undecodable files (with a warning each), then :func:`run_split`; an external set ``ext_dir``
+    sharing no class with the data is refused now, not after training."""
+    split = run_split(drop_bad_images(scan_folder(data_dir)), asdict(cfg))
+    if ext_dir is not None:
+        load_external(ext_dir, split.train.class_names)
+    return split
 
 
 def run_split(folder: ImageFolder, params: Mapping[str, Any]) -> Split:
@@ -265,12 +270,13 @@ def run_split(folder: ImageFolder, params: Mapping[str, Any]) -> Split:
 
 
 def run_config(cfg: TrainConfig, split: Split, data_dir: Path, ext_dir: Path | None, *,
-               fingerprint: str | None = None, notes: list | None = None, **fields: Any) -> dict[str, Any]:
-    """``config.json`` of a run as it starts, for every recipe: parameters, data (``fingerprint``: the split's
-    files by default), external set, split, the recipe's own ``fields``, device, versions, ``notes``, start."""
+               notes: list | None = None, **fields: Any) -> dict[str, Any]:
+    """``config.json`` of a run as it starts, for every recipe: parameters, data (with the split's
+    :func:`data_fingerprint`), external set, split, the recipe's own ``fields``, device, versions, ``notes``,
+    start."""
     return {
         "format_version": FORMAT_VERSION, "params": asdict(cfg),
-        "data": {"root": str(data_dir), "fingerprint": fingerprint or data_fingerprint(split),
+        "data": {"root": str(data_dir), "fingerprint": data_fingerprint(split),
                  "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")),
                  "class_names": split.train.class_names, "problems": split.train.problems[:50]},
         "external": str(ext_dir) if ext_dir else None, "split": split.describe(),
@@ -385,11 +391,13 @@ class RunDir:
                                                "label_ids": {c: i for i, c in enumerate(class_names)}})
 
     def complete(self, model, config: dict, history: dict) -> None:
-        """Write ``history.json`` and ``model.keras``, then ``config.json`` with the model's sha256
-        (``model_sha256``: :func:`load_run` refuses another run's model) and ``finished`` (last); :meth:`finish`."""
+        """Write ``history.json`` and ``model.keras`` (``model`` None: a fusion run, whose parts hold the models),
+        then ``config.json`` with the model's sha256 (``model_sha256``: :func:`load_run` refuses another run's
+        model) and ``finished`` (last); :meth:`finish`."""
         write_json(self.work / "history.json", history)
-        save_model_atomic(model, self.work / "model.keras")
-        config["model_sha256"] = sha256_file(self.work / "model.keras")
+        if model is not None:
+            save_model_atomic(model, self.work / "model.keras")
+            config["model_sha256"] = sha256_file(self.work / "model.keras")
         config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(self.work / "config.json", config)
         self.finish()
