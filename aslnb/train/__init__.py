@@ -22,23 +22,16 @@ with ``--overwrite``). A finished run is never overwritten without
 complete (see :func:`aslnb.runs.start_run`). An interrupted run is resumed only
 by the same parameters and the same data (its fingerprint).
 
-Each phase is one ``model.fit`` call (see :mod:`aslnb.train.fit`) with
-``TerminateOnNaN`` (a non-finite loss stops with a ParameterError: lower the
-learning rate), optional early stopping (``early_stopping_patience``: best
-epoch's weights restored), the caller's ``callbacks`` and a
-backup (``RunBackup``, :mod:`aslnb.train.fit`) in ``checkpoints/<phase>/`` (weights, optimizer state,
-epoch records; ``epochs.json`` is a readable copy). The data order of epoch
-``e`` depends only on ``(seed, phase, e)``. A run that was killed continues
-from its last finished epoch when the same command is run again, and ends with
-the same numbers as an uninterrupted run (tested: history and metrics equal,
-except the timing fields). Not covered by that guarantee: the state of the
-caller's callbacks and of early stopping (its patience counter and best
-weights start afresh on resume). A killed ``--overwrite`` leaves its hidden
-``.<out>.partial-<pid>-XXXX`` folder behind (the old run is untouched): the same
-command resumes it, another one removes it, and says which
-(:func:`aslnb.runs.start_run`). Temporary files a killed save left are removed
-when a run is resumed. ``config.json`` records the sha256 of ``model.keras``
-(``model_sha256``), so a model file from another run is refused on loading.
+Each phase is one ``model.fit`` call (:mod:`aslnb.train.fit`: a non-finite loss stops
+with a ParameterError, optional early stopping restores the best epoch, the caller's
+``callbacks``, a backup in ``checkpoints/<phase>/``). The data order of epoch ``e``
+depends only on ``(seed, phase, e)``. A killed run continues from its last finished
+epoch when the same command is run again, and ends with the same numbers as an
+uninterrupted run (tested: history and metrics equal, except the timing fields); not
+covered: the state of the caller's callbacks and of early stopping. A killed
+``--overwrite`` is resumed or removed by :func:`aslnb.runs.start_run`. ``config.json``
+records the sha256 of ``model.keras`` (``model_sha256``), so a model file from another
+run is refused on loading.
 
 Features too large for memory without ``feature_cache_dir`` are cached in the
 run's own partial state, ``checkpoints/features/``: a stopped run (Ctrl-C,
