@@ -125,7 +125,7 @@ class TrainConfig:
                 f"unknown training parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
             )
         # None means "the default" for a parameter whose default is not None itself.
-        cfg = cls(**{k: v for k, v in params.items() if v is not None or _default(names[k]) is None})
+        cfg = cls(**{k: v for k, v in params.items() if v is not None or field_default(names[k]) is None})
         cfg.validate()
         return cfg
 
@@ -226,12 +226,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
+    """The default of dataclass field ``f`` (a fresh copy of a list)."""
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _default_of(name: str) -> Any:
-    return _default(next(f for f in dataclasses.fields(TrainConfig) if f.name == name))
+    return field_default(next(f for f in dataclasses.fields(TrainConfig) if f.name == name))
 
 
 def _choices(name: str) -> tuple[str, ...]:
@@ -311,8 +312,9 @@ HANDS_RECIPE: dict[str, Any] = {
     "backbone": "efficientnet_lite0",
     "image_size": 128, "freeze_until": "all", "early_stopping_patience": 3,  # the rest: TrainConfig's
 }
-_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-PROFILES["hands"] = {**{k: v for k, v in PROFILES["cpu"].items() if k not in _TRAIN_FIELDS}, **HANDS_RECIPE}
+#: The names of the :class:`TrainConfig` fields (a profile's other settings are the notebooks').
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+PROFILES["hands"] = {**{k: v for k, v in PROFILES["cpu"].items() if k not in TRAIN_FIELDS}, **HANDS_RECIPE}
 
 
 def defaults() -> dict[str, Any]:
