@@ -25,14 +25,10 @@ START_UP_NOTICES = (
 )
 
 
-def _is_notice(line: str) -> bool:
-    return any(n in line for n in START_UP_NOTICES)
-
-
 def filter_notices(text: str) -> str:
     """``text`` without TensorFlow's start-up notice lines."""
-    kept = [line for line in text.splitlines(keepends=True) if not _is_notice(line)]
-    return "".join(kept)
+    lines = text.splitlines(keepends=True)
+    return "".join(line for line in lines if not any(n in line for n in START_UP_NOTICES))
 
 
 def import_keras() -> ModuleType:

@@ -118,14 +118,13 @@ class TrainConfig:
     @classmethod
     def from_params(cls, **params: Any) -> "TrainConfig":
         """Build from keyword parameters, refusing unknown names and wrong types or values."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - set(names))
+        unknown = sorted(set(params) - set(TRAIN_FIELDS))
         if unknown:
             raise ParameterError(
-                f"unknown training parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+                f"unknown training parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(TRAIN_FIELDS))}"
             )
         # None means "the default" for a parameter whose default is not None itself.
-        cfg = cls(**{k: v for k, v in params.items() if v is not None or _default(names[k]) is None})
+        cfg = cls(**{k: v for k, v in params.items() if v is not None or field_default(TRAIN_FIELDS[k]) is None})
         cfg.validate()
         return cfg
 
@@ -222,21 +221,26 @@ class TrainConfig:
         return self.weights not in ("none", "")
 
 
+#: The :class:`TrainConfig` fields by name, in order (a profile's other settings are the notebooks').
+TRAIN_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
+    """The default of dataclass field ``f`` (a fresh copy of a list)."""
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _default_of(name: str) -> Any:
-    return _default(next(f for f in dataclasses.fields(TrainConfig) if f.name == name))
+    return field_default(TRAIN_FIELDS[name])
 
 
 def _choices(name: str) -> tuple[str, ...]:
     """The allowed values of TrainConfig field ``name`` (none: any)."""
-    c = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata.get("choices")
+    c = TRAIN_FIELDS[name].metadata.get("choices")
     return c() if callable(c) else tuple(c or ())
 
 
@@ -311,8 +315,7 @@ HANDS_RECIPE: dict[str, Any] = {
     "backbone": "efficientnet_lite0",
     "image_size": 128, "freeze_until": "all", "early_stopping_patience": 3,  # the rest: TrainConfig's
 }
-_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-PROFILES["hands"] = {**{k: v for k, v in PROFILES["cpu"].items() if k not in _TRAIN_FIELDS}, **HANDS_RECIPE}
+PROFILES["hands"] = {**{k: v for k, v in PROFILES["cpu"].items() if k not in TRAIN_FIELDS}, **HANDS_RECIPE}
 
 
 def defaults() -> dict[str, Any]:

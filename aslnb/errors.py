@@ -2,25 +2,8 @@
 
 Every error the package raises on purpose is an :class:`AslnbError`: its message is
 one line saying what went wrong, which file, and what to do. The CLI prints that
-line and exits non-zero; a traceback is shown only with ``--debug``.
-
-Exit codes (:data:`EXIT_CODES`; ``aslnb --help`` prints the same table):
-
-===  ==========================================================
-0    success
-1    unexpected error (a bug: rerun with ``--debug``)
-2    usage error: unknown option or bad option syntax (argparse)
-3    :class:`DataError`: image data missing, empty or unreadable
-4    :class:`DownloadError`: a download failed
-5    :class:`ModelError`: a model or weights file cannot be built or loaded
-6    :class:`RunDirError`: a run directory is missing files or would be overwritten
-7    :class:`ParameterError`: a parameter has a wrong name, type or value
-8    ``aslnb data fetch``: some files could not be downloaded
-9    ``aslnb report``: a notebook failed
-10   ``aslnb data verify``: unreadable images found
-11   ``aslnb report``: a lesson check does not hold in the report
-130  interrupted (Ctrl-C)
-===  ==========================================================
+line and exits with the class's ``exit_code`` (the table: :data:`EXIT_CODES`, which
+``aslnb --help`` prints); a traceback is shown only with ``--debug``.
 """
 from __future__ import annotations
 

@@ -11,24 +11,12 @@ run's own ``metrics.json`` is never replaced by numbers of other data; one line
 says which file was written. Classes of the model that the data lacks are
 named in a warning line (and in ``missing_classes``), and so are folders that
 are not classes of the model (of ``--data`` and of ``--external``); data sharing
-none of the model's classes is refused.
+none of the model's classes is refused. Data that is not the run's (its fingerprint,
+:func:`check_trained_on`) is refused: ``other_data=True`` (``--other-data``) scores
+every image of such a folder as another data set.
 
-The rebuilt split is the run's only when the files are: data whose fingerprint
-differs from the one training recorded (frames added, removed or changed) is
-refused, since its "test" split would hold training frames. ``other_data=True``
-(``--other-data``) scores every image of such a folder as another data set,
-into ``metrics-<folder name>.json``.
-
-All predictions (here and in :mod:`aslnb.predict`) go through
-:func:`run_probabilities`: :func:`class_probabilities` for image runs (it refuses
-non-finite outputs; given a feature cache folder, :func:`cached_class_probabilities`
-computes the run's frozen part once per image and stores it, as training does),
-hand landmarks for ``features='landmarks'`` runs and hand crops for
-``features='crop'`` runs, where a frame without a hand is predicted
-``nothing`` and the share of such frames is written (``no_hand``, per signer on
-an external set). A ``features='fusion'`` run answers by its parts' own
-:func:`run_probabilities`: the landmarks part where a hand is found, the image
-part where none is (:func:`answered_by` says which).
+All predictions (here and in :mod:`aslnb.predict`) go through :func:`run_probabilities`,
+by the run's recipe (image, crop, landmarks or fusion).
 
 ``metrics.json`` holds only results that are a function of the model and the
 data (no timings, no timestamps), so two runs of the same command can be
@@ -55,7 +43,7 @@ from .data.splits import Split, limit_folder
 from .errors import DataError, ModelError
 from .intervals import bootstrap_accuracy, frame_runs
 from .io import write_json
-from .runs import data_fingerprint, load_config, load_labels, load_run, run_split
+from .runs import data_fingerprint, load_run, run_split
 from .settings import resolve_data_dir, resolve_external_dir
 
 # lazy: aslnb.features and aslnb.models import Keras; only crop and landmarks runs and the cached path
@@ -374,8 +362,7 @@ def evaluate(
     frozen part's features stored there (:func:`cached_class_probabilities`; the numbers do not change).
     """
     run_dir = Path(run_dir)
-    loaded, class_names, cfg = (load_run(run_dir) if model is None else
-                                (model, load_labels(run_dir), load_config(run_dir)))
+    loaded, class_names, cfg = load_run(run_dir, model)
     params = cfg["params"]
     data_dir = resolve_data_dir(data)
     folder, notes = _run_data(data_dir, class_names, verbose)

@@ -27,7 +27,7 @@ from .data.images import display_path, is_image_name, utf8_name
 from .data.scan import LOG, find_bad_images, nested_images, skipped_notice
 from .errors import DataError, ParameterError
 from .evaluate import answered_by, run_probabilities
-from .runs import load_config, load_labels, load_run
+from .runs import load_run
 
 
 def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
@@ -77,11 +77,8 @@ def predict(run_dir: str | os.PathLike, paths: list[str | os.PathLike] | str, *,
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = collect_images(list(paths))  # a wrong path fails before the model is loaded
-    if model is None:
-        model, names, cfg = load_run(run_dir)
-    else:
-        names, cfg = load_labels(run_dir), load_config(run_dir)
-    top_k = max(1, min(int(top_k), len(names)))
+    model, names, cfg = load_run(run_dir, model)
+    top_k = min(int(top_k), len(names))
     probs, found = run_probabilities(model, files, cfg, names, source=run_dir, batch_size=batch_size)
     parts = answered_by(cfg, found) if found is not None else None
     results: list[dict[str, Any]] = []

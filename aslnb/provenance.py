@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata
 import os
 import platform
+import tempfile
 from pathlib import Path
 
 FORMAT_VERSION = 1
@@ -102,8 +104,6 @@ def repo_root() -> Path | None:
 
 def _path_names(extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """``(absolute prefix, portable name)`` pairs, longest prefix first."""
-    import tempfile
-
     names = {str(Path(p).expanduser().resolve()): name for p, name in (extra or {}).items() if p}
     for env in _PATH_ENVS:
         if os.environ.get(env):
@@ -147,8 +147,6 @@ def folder_fingerprint(folder: os.PathLike | str) -> str:
 @functools.lru_cache(maxsize=8)
 def _fingerprint(folder: str) -> str:
     """:func:`folder_fingerprint` of a resolved folder, once per process (a notebook records many times)."""
-    import hashlib
-
     root = Path(folder)
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):

@@ -2,6 +2,7 @@
 (check, start, resume or replace, finish)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .data.external import load_external
 from .data.manifest import sha256_file
 from .data.pipeline import DECODERS
 from .data.scan import ImageFolder, drop_bad_images, scan_folder
@@ -23,67 +25,61 @@ from .provenance import FORMAT_VERSION, device_name, versions
 from .io import atomic_path, make_work_dir, os_reason, read_json, stale_parts, write_json
 
 
+_FIX = "restore the file from the run or retrain"
+
+
+def _read_run_json(path: Path, what: str, invalid: str) -> Any:
+    """The JSON of run file ``path``; missing (its folder is not ``what``), unreadable or ``invalid`` JSON: one
+    :class:`RunDirError` line."""
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing; {path.parent} is not {what} (train one with `aslnb train`)")
+    try:
+        return read_json(path)
+    except OSError as exc:
+        if isinstance(exc, PermissionError):
+            raise RunDirError(f"{path}: cannot be read (permission denied); ask its owner to make it readable "
+                              f"(e.g. `chmod a+r {path}`) or run as the user who owns it") from None
+        raise RunDirError(f"{path}: cannot be read ({os_reason(exc)}); {_FIX}") from None
+    except ValueError as exc:
+        raise RunDirError(f"{path}: {invalid} ({exc}); {_FIX}") from None
+
+
 def load_labels(run_dir: str | os.PathLike) -> list[str]:
     """The run's class names from ``labels.json``: a list of distinct, non-empty strings."""
-    run_dir = Path(run_dir)
-    path = run_dir / "labels.json"
-    if not path.is_file():
-        raise RunDirError(f"{path}: missing; {run_dir} is not a finished run directory (train one with `aslnb train`)")
-    fix = "restore the file from the run or retrain"
-    try:
-        data = read_json(path)
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    except ValueError as exc:
-        raise RunDirError(f"{path}: unreadable label map ({exc}); {fix}") from None
+    path = Path(run_dir) / "labels.json"
+    data = _read_run_json(path, "a finished run directory", "unreadable label map")
     names = data.get("class_names") if isinstance(data, dict) else None
     if not isinstance(names, list) or not names:
         raise RunDirError(f"{path}: \"class_names\" must be a non-empty list of class names, e.g. "
-                          f"[\"A\", \"B\"] (found {type(names).__name__}); {fix}")
+                          f"[\"A\", \"B\"] (found {type(names).__name__}); {_FIX}")
     bad = [n for n in names if not isinstance(n, str) or not n.strip()]
     if bad:
         raise RunDirError(f"{path}: \"class_names\" holds {bad[0]!r}, not a class name (every entry must be a "
-                          f"non-empty string); {fix}")
+                          f"non-empty string); {_FIX}")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise RunDirError(f"{path}: \"class_names\" lists {', '.join(map(repr, dupes))} more than once; {fix}")
+        raise RunDirError(f"{path}: \"class_names\" lists {', '.join(map(repr, dupes))} more than once; {_FIX}")
     return list(names)
 
 
-def _unreadable(path: Path, exc: OSError) -> RunDirError:
-    """The one-line error for a run file that exists but cannot be read (permissions, I/O)."""
-    if isinstance(exc, PermissionError):
-        return RunDirError(f"{path}: cannot be read (permission denied); ask its owner to make it readable "
-                           f"(e.g. `chmod a+r {path}`) or run as the user who owns it")
-    return RunDirError(f"{path}: cannot be read ({os_reason(exc)}); restore the file from the run or retrain")
-
-
 def load_config(run_dir: str | os.PathLike) -> dict:
-    run_dir = Path(run_dir)
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise RunDirError(f"{path}: missing; {run_dir} is not a run directory (train one with `aslnb train`)")
-    try:
-        cfg = read_json(path)
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    except ValueError as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc}); restore the file from the run or retrain") from None
+    path = Path(run_dir) / "config.json"
+    cfg = _read_run_json(path, "a run directory", "not valid JSON")
     if not isinstance(cfg, dict):
-        raise RunDirError(f"{path}: expected a JSON object; restore the file from the run or retrain")
+        raise RunDirError(f"{path}: expected a JSON object; {_FIX}")
     if cfg.get("format_version") != FORMAT_VERSION:
         raise RunDirError(
             f"{path}: run format {cfg.get('format_version')!r}, this aslnb reads {FORMAT_VERSION}; retrain with this version"
         )
-    size = (cfg.get("params") or {}).get("image_size") if isinstance(cfg.get("params"), dict) else None
+    params = cfg.get("params")
+    size = params.get("image_size") if isinstance(params, dict) else None
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise RunDirError(f"{path}: params.image_size is {'missing' if size is None else repr(size)}, expected the "
-                          "model's input size in pixels (e.g. 128); restore the file from the run or retrain")
-    decoder = cfg["params"].get("decoder")
+                          f"model's input size in pixels (e.g. 128); {_FIX}")
+    decoder = params.get("decoder")
     if decoder not in DECODERS:
         raise RunDirError(f"{path}: params.decoder is {'missing' if decoder is None else repr(decoder)}, expected the "
-                          f"image decoder the run was trained with ({' or '.join(DECODERS)}); restore the file from "
-                          "the run or retrain")
+                          f"image decoder the run was trained with ({' or '.join(DECODERS)}); {_FIX}")
     return cfg
 
 
@@ -174,13 +170,16 @@ def _holds_code(path: Path) -> bool:
     return walk(config)
 
 
-def load_run(run_dir: str | os.PathLike):
-    """``(model, class_names, config)`` of a finished run directory (a fusion run's model: :class:`FusionParts`)."""
+def load_run(run_dir: str | os.PathLike, model=None):
+    """``(model, class_names, config)`` of a finished run directory (a fusion run's model: :class:`FusionParts`);
+    ``model`` given (the one training returned): that one, not loaded again."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory; train one with `aslnb train --out {run_dir}`")
     cfg = load_config(run_dir)
     names = load_labels(run_dir)
+    if model is not None:
+        return model, names, cfg
     if cfg["params"].get("features") == "fusion":
         return _load_fusion(run_dir, cfg, names), names, cfg
     _check_model_digest(run_dir, cfg)
@@ -228,7 +227,7 @@ def _load_fusion(run_dir: Path, cfg: dict, names: list[str]) -> FusionParts:
 def _check_class_order(run_dir: Path, cfg: dict, names: list[str]) -> None:
     """Refuse a ``labels.json`` whose classes differ from ``config.json``'s ``data.class_names``."""
     config, labels = run_dir / "config.json", run_dir / "labels.json"
-    recorded = (cfg.get("data") or {}).get("class_names") if isinstance(cfg.get("data"), dict) else None
+    recorded = cfg["data"].get("class_names") if isinstance(cfg.get("data"), dict) else None
     if isinstance(recorded, list) and recorded != names:
         i = next((i for i, (a, b) in enumerate(zip(names, recorded)) if a != b), min(len(names), len(recorded)))
         got = repr(names[i]) if i < len(names) else "nothing"
@@ -252,9 +251,13 @@ def _check_model_digest(run_dir: Path, cfg: dict) -> None:
                               f"{digest[:12]}... that {config} records); restore this run's model.keras or retrain")
 
 
-def prepare_split(data_dir: Path, cfg: TrainConfig) -> Split:
-    """Scan, drop undecodable files (with a warning each), then :func:`run_split`."""
-    return run_split(drop_bad_images(scan_folder(data_dir)), asdict(cfg))
+def prepare_split(data_dir: Path, cfg: TrainConfig, ext_dir: Path | None = None) -> Split:
+    """Scan, drop undecodable files (with a warning each), then :func:`run_split`; an external set ``ext_dir``
+    sharing no class with the data is refused now, not after training."""
+    split = run_split(drop_bad_images(scan_folder(data_dir)), asdict(cfg))
+    if ext_dir is not None:
+        load_external(ext_dir, split.train.class_names)
+    return split
 
 
 def run_split(folder: ImageFolder, params: Mapping[str, Any]) -> Split:
@@ -267,25 +270,24 @@ def run_split(folder: ImageFolder, params: Mapping[str, Any]) -> Split:
 
 
 def run_config(cfg: TrainConfig, split: Split, data_dir: Path, ext_dir: Path | None, *,
-               fingerprint: str | None = None, notes: list | None = None, **fields: Any) -> dict[str, Any]:
-    """``config.json`` of a run as it starts, for every recipe: parameters, data (``fingerprint``: the split's
-    files by default), external set, split, the recipe's own ``fields``, device, versions, ``notes``, start."""
+               notes: list | None = None, **fields: Any) -> dict[str, Any]:
+    """``config.json`` of a run as it starts, for every recipe: parameters, data (with the split's
+    :func:`data_fingerprint`), external set, split, the recipe's own ``fields``, device, versions, ``notes``,
+    start."""
     return {
         "format_version": FORMAT_VERSION, "params": asdict(cfg),
-        "data": {"root": str(data_dir), "fingerprint": fingerprint or data_fingerprint(split),
+        "data": {"root": str(data_dir), "fingerprint": data_fingerprint(split),
                  "n_images": sum(split.sizes()[s] for s in ("train", "val", "test")),
                  "class_names": split.train.class_names, "problems": split.train.problems[:50]},
         "external": str(ext_dir) if ext_dir else None, "split": split.describe(),
         **fields,
-        "device": device_name(), "versions": versions(), "notes": notes if notes is not None else [],
+        "device": device_name(), "versions": versions(), "notes": notes or [],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
 def data_fingerprint(split: Split) -> str:
     """16 hex digits identifying the split's files (stored in config.json, compared on resume)."""
-    import hashlib
-
     h = hashlib.sha256()
     for part in (split.train, split.val, split.test):
         h.update(part.fingerprint().encode())
@@ -389,11 +391,13 @@ class RunDir:
                                                "label_ids": {c: i for i, c in enumerate(class_names)}})
 
     def complete(self, model, config: dict, history: dict) -> None:
-        """Write ``history.json`` and ``model.keras``, then ``config.json`` with the model's sha256
-        (``model_sha256``: :func:`load_run` refuses another run's model) and ``finished`` (last); :meth:`finish`."""
+        """Write ``history.json`` and ``model.keras`` (``model`` None: a fusion run, whose parts hold the models),
+        then ``config.json`` with the model's sha256 (``model_sha256``: :func:`load_run` refuses another run's
+        model) and ``finished`` (last); :meth:`finish`."""
         write_json(self.work / "history.json", history)
-        save_model_atomic(model, self.work / "model.keras")
-        config["model_sha256"] = sha256_file(self.work / "model.keras")
+        if model is not None:
+            save_model_atomic(model, self.work / "model.keras")
+            config["model_sha256"] = sha256_file(self.work / "model.keras")
         config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(self.work / "config.json", config)
         self.finish()

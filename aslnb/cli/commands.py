@@ -1,7 +1,6 @@
 """What each ``aslnb`` subcommand does (the parser is in :mod:`aslnb.cli.parser`)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -9,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, freeze_for
+from ..config import TRAIN_FIELDS, freeze_for
 from ..config import profile as get_profile
 from ..data.external import check_external
 from ..data.manifest import verify_folder
@@ -139,7 +138,7 @@ def _profile_backbone(args, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_train(args) -> int:
-    params = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    params = {name: getattr(args, name) for name in TRAIN_FIELDS}
     params = _profile_backbone(args, params)
     res = train(args.data, args.out, external=args.external, overwrite=args.overwrite,
                 feature_cache_dir=args.feature_cache_dir,

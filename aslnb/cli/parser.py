@@ -8,7 +8,7 @@ import typing
 from typing import Any, Callable, Sequence
 
 from .. import __version__
-from ..config import PROFILES, TrainConfig, profile
+from ..config import PROFILES, TRAIN_FIELDS, TrainConfig, field_default, profile
 from ..errors import EXIT_CODES
 from ..settings import DOWNLOAD_DEADLINE
 
@@ -51,8 +51,7 @@ def _add_config_options(p: argparse.ArgumentParser, defaults: dict[str, Any] | N
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        default = (defaults or {}).get(f.name, default)
+        default = (defaults or {}).get(f.name, field_default(f))
         kind = hints[f.name]
         if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
@@ -88,10 +87,7 @@ def profile_in(argv: Sequence[str]) -> str | None:
 
 def _profile_training(name: str | None) -> dict[str, Any]:
     """The :class:`TrainConfig` settings of profile ``name`` (none: {})."""
-    if not name:
-        return {}
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in profile(name).items() if k in fields}
+    return {k: v for k, v in profile(name).items() if k in TRAIN_FIELDS} if name else {}
 
 
 def _add_data(p: argparse.ArgumentParser, external: bool = False) -> None:

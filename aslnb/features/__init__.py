@@ -244,8 +244,7 @@ def extract_features(
     array is computed in memory. ``decoder``: how image files are decoded
     (:mod:`aslnb.data.pipeline`); part of the cache key.
     """
-    precision = resolve_precision(precision)
-    check_decoder(decoder)
+    precision = resolve_precision(precision)  # the decoder is checked by cache_key or make_dataset
     if cache_dir is None:
         return _compute(with_precision(frozen, precision), folder, image_size, batch_size, verbose, decoder)
     path = check_cache_dir(cache_dir) / f"features-{cache_key(folder, image_size, frozen, precision, decoder)}"

@@ -60,12 +60,12 @@ def hand_views(train: ImageFolder, cache_dir: str | os.PathLike, *, n_views: int
     labels = np.tile(train.labels, n_views)
     if not (final.is_dir() and all((final / r).is_file() for r in rel)):
         _make(train, final, rel, n_views=n_views, backgrounds=backgrounds, size=size, seed=seed, verbose=verbose,
-              pipeline=augmenter(strength, seed=seed), augment=augment_batch)
+              pipeline=augmenter(strength, seed=seed))
     return ImageFolder(final, list(names), np.array([str(final / r) for r in rel]), labels.astype(np.int64), [])
 
 
 def _make(train: ImageFolder, final: Path, rel: list[str], *, n_views: int, backgrounds, size: int, seed: int,
-          verbose: int, pipeline, augment) -> None:
+          verbose: int, pipeline) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     stale = stale_parts(final.parent, ".views-*.part")
     for old in stale:
@@ -86,7 +86,7 @@ def _make(train: ImageFolder, final: Path, rel: list[str], *, n_views: int, back
             for v in range(n_views):
                 batch = np.stack([_one(raw[j], masks[j], train.files[i], v, backgrounds, size, seed)
                                   for j, i in enumerate(idx)])
-                batch = augment(pipeline, batch)
+                batch = augment_batch(pipeline, batch)
                 for j, i in enumerate(idx):
                     out = tmp / rel[v * n + i]
                     out.parent.mkdir(exist_ok=True)

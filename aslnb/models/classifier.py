@@ -34,7 +34,9 @@ class Classifier:
 
     def boundary_layer(self) -> str | None:
         """Name of the last frozen backbone layer (the feature-cache point), or None."""
-        return boundary_layer(self.backbone, self.spec, self.freeze_until)
+        stages = frozen_stages(self.spec, self.freeze_until)
+        return next((layer.name for layer in reversed(self.backbone.layers)
+                     if self.spec.stage_of(layer.name) in stages), None)
 
     def param_counts(self) -> dict[str, int]:
         trainable = sum(int(keras.ops.size(w)) for w in self.model.trainable_weights)
@@ -50,17 +52,6 @@ def frozen_stages(spec: BackboneSpec, freeze_until: str) -> tuple[str, ...]:
     if point == "all":
         return spec.stages
     return spec.stages[: spec.stages.index(point) + 1]
-
-
-def boundary_layer(backbone: keras.Model, spec: BackboneSpec, freeze_until: str) -> str | None:
-    stages = frozen_stages(spec, freeze_until)
-    if not stages:
-        return None
-    last = None
-    for layer in backbone.layers:
-        if spec.stage_of(layer.name) in stages:
-            last = layer.name
-    return last
 
 
 def apply_freeze(backbone: keras.Model, spec: BackboneSpec, freeze_until: str, *, freeze_bn: bool) -> None:

@@ -22,23 +22,16 @@ with ``--overwrite``). A finished run is never overwritten without
 complete (see :func:`aslnb.runs.start_run`). An interrupted run is resumed only
 by the same parameters and the same data (its fingerprint).
 
-Each phase is one ``model.fit`` call (see :mod:`aslnb.train.fit`) with
-``TerminateOnNaN`` (a non-finite loss stops with a ParameterError: lower the
-learning rate), optional early stopping (``early_stopping_patience``: best
-epoch's weights restored), the caller's ``callbacks`` and a
-backup (``RunBackup``, :mod:`aslnb.train.fit`) in ``checkpoints/<phase>/`` (weights, optimizer state,
-epoch records; ``epochs.json`` is a readable copy). The data order of epoch
-``e`` depends only on ``(seed, phase, e)``. A run that was killed continues
-from its last finished epoch when the same command is run again, and ends with
-the same numbers as an uninterrupted run (tested: history and metrics equal,
-except the timing fields). Not covered by that guarantee: the state of the
-caller's callbacks and of early stopping (its patience counter and best
-weights start afresh on resume). A killed ``--overwrite`` leaves its hidden
-``.<out>.partial-<pid>-XXXX`` folder behind (the old run is untouched): the same
-command resumes it, another one removes it, and says which
-(:func:`aslnb.runs.start_run`). Temporary files a killed save left are removed
-when a run is resumed. ``config.json`` records the sha256 of ``model.keras``
-(``model_sha256``), so a model file from another run is refused on loading.
+Each phase is one ``model.fit`` call (:mod:`aslnb.train.fit`: a non-finite loss stops
+with a ParameterError, optional early stopping restores the best epoch, the caller's
+``callbacks``, a backup in ``checkpoints/<phase>/``). The data order of epoch ``e``
+depends only on ``(seed, phase, e)``. A killed run continues from its last finished
+epoch when the same command is run again, and ends with the same numbers as an
+uninterrupted run (tested: history and metrics equal, except the timing fields); not
+covered: the state of the caller's callbacks and of early stopping. A killed
+``--overwrite`` is resumed or removed by :func:`aslnb.runs.start_run`. ``config.json``
+records the sha256 of ``model.keras`` (``model_sha256``), so a model file from another
+run is refused on loading.
 
 Features too large for memory without ``feature_cache_dir`` are cached in the
 run's own partial state, ``checkpoints/features/``: a stopped run (Ctrl-C,
@@ -78,24 +71,22 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import TrainConfig
-from ..data.external import load_external
 from ..data.pipeline import decode_files, make_dataset, tf_routes
 from ..errors import ParameterError
 from ..provenance import memory_bytes
-from ..runs import check_out_dir, data_fingerprint, prepare_split, run_config, save_model_atomic, start_run
+from ..runs import check_out_dir, prepare_split, run_config, save_model_atomic
 from ..settings import resolve_data_dir, resolve_external_dir
 from .distribute import placement
 from .fusion import train_fusion
 from .landmarks import train_landmarks
 from .notes import run_notes
-from .result import RunResult, log
+from .result import RunResult, log, open_run
 
 # lazy: aslnb.features, aslnb.models and .fit import Keras, so they are imported inside the functions that use
 # them (`import aslnb` and `aslnb --help` stay free of TensorFlow).
@@ -131,7 +122,7 @@ def train(
     ext_dir = resolve_external_dir(external)
     out = Path(out)
     from ..features import check_cache_dir, in_memory_limit
-    from ..models import check_weights, frozen_stages, get_backbone
+    from ..models import check_weights
 
     if cfg.features == "fusion":  # both recipes, each a complete run in out/parts (aslnb.train.fusion)
         return train_fusion(cfg, data_dir, ext_dir, out, overwrite, verbose, train,
@@ -140,8 +131,7 @@ def train(
     if cfg.features == "landmarks":  # an MLP on hand points: no backbone, no weights (aslnb.train.landmarks)
         check_out_dir(out, data_dir, overwrite)
         return train_landmarks(cfg, data_dir, ext_dir, out, overwrite, verbose, callbacks)
-    # Fail fast, before the data is scanned or anything is written:
-    frozen_stages(get_backbone(cfg.backbone), cfg.freeze_until)  # a typo in the stage name
+    # Fail fast, before the data is scanned or anything is written (the stage names: TrainConfig.validate):
     check_weights(cfg.backbone, cfg.weights)  # offline without cached ImageNet weights, a missing file
     check_out_dir(out, data_dir, overwrite)
     in_memory_limit(features_in_memory_max_bytes)  # a negative limit
@@ -185,11 +175,8 @@ def _train(cfg: TrainConfig, place, data_dir: Path, ext_dir: Path | None, out: P
     split, crop_record = _prepare_data(cfg, data_dir, ext_dir, feature_cache_dir, verbose)
     class_names = split.train.class_names
     clf, plan = _build(cfg, place, len(class_names), verbose)
-    fingerprint = data_fingerprint(split)
-    run = start_run(out, asdict(cfg), fingerprint, overwrite)  # the first write
-    for note in run.notes:
-        log(note, verbose)
-    config = _run_config(cfg, place, split, data_dir, ext_dir, clf, plan, fingerprint, crop_record)
+    config = _run_config(cfg, place, split, data_dir, ext_dir, clf, plan, crop_record)
+    run = open_run(out, config, overwrite, verbose)  # the first write
     with run.guard():
         run.begin(config, class_names)
         log(f"data {data_dir}: split {split.describe()}; backbone {cfg.backbone}, weights {config['weights_source']}"
@@ -215,9 +202,8 @@ def _seed(cfg: TrainConfig) -> None:
 
 def _prepare_data(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, feature_cache_dir,
                   verbose: int) -> tuple[Any, dict | None]:
-    """The run's split (hand crops or views applied) and the crop recipe's landmarker record (else None);
-    an external set without a class in common is refused here, before training."""
-    split = prepare_split(data_dir, cfg)
+    """The run's split (hand crops or views applied) and the crop recipe's landmarker record (else None)."""
+    split = prepare_split(data_dir, cfg, ext_dir)
     crop_record = None
     if cfg.features == "crop":  # the hand cut out by its landmarks' box (aslnb.features.crops)
         from ..features.crops import MARGIN, with_hand_crops
@@ -231,8 +217,6 @@ def _prepare_data(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, featur
         from ..features.views import with_hand_views
 
         split = with_hand_views(split, cfg, feature_cache_dir, verbose)
-    if ext_dir is not None:
-        load_external(ext_dir, split.train.class_names)  # no shared class: refused now, not after training
     return split, crop_record
 
 
@@ -262,19 +246,18 @@ def _build(cfg: TrainConfig, place, k: int, verbose: int):
 
 
 def _run_config(cfg: TrainConfig, place, split, data_dir: Path, ext_dir: Path | None, clf, plan: _Plan,
-                fingerprint: str, crop_record: dict | None) -> dict:
+                crop_record: dict | None) -> dict:
     """``config.json`` of an image run as it starts (:meth:`aslnb.runs.RunDir.complete` adds the rest)."""
     from ..models import weights_source
 
-    lrs = [cfg.learning_rate] + ([cfg.fine_tune_lr] if cfg.fine_tune_epochs else [])
     config = run_config(
-        cfg, split, data_dir, ext_dir, fingerprint=fingerprint, notes=plan.notes,
+        cfg, split, data_dir, ext_dir, notes=plan.notes,
         weights_source=weights_source(cfg.backbone, cfg.weights),
         pretrained=clf.pretrained,
         freeze={"until": cfg.freeze_until, "boundary_layer": plan.boundary, "fine_tune_until": plan.ft_until},
         feature_cache={"used": plan.use_cache, "boundary": plan.boundary if plan.use_cache else None},
         precision={"requested": cfg.precision, "features": plan.feature_precision, "training": place.policy},
-        distribution=place.describe(cfg.batch_size, lrs),
+        distribution=place.describe(cfg.batch_size, [lr for *_, lr in plan.phases(cfg)]),
         param_counts=clf.param_counts(),
     )
     if crop_record is not None:

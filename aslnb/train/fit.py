@@ -154,7 +154,7 @@ class RunBackup(keras.callbacks.Callback):
             with atomic_path(target) as tmp:  # no partial file on any error
                 self.model.save_weights(str(tmp), overwrite=True)
             target = self.state
-            write_json(self.state, {"epoch": epoch, "weights": name, "done": done, "records": self.records.records})
+            self._write_state(name, done)
         except OSError as exc:
             if target == self.state:
                 (self.folder / name).unlink(missing_ok=True)
@@ -167,13 +167,17 @@ class RunBackup(keras.callbacks.Callback):
                 old.unlink()
         write_json(self.folder / "epochs.json", self.records.records)  # a readable copy
 
+    def _write_state(self, weights: str, done: bool) -> None:
+        """Replace ``state.json`` (atomically): the epochs done, their weights file, ``done``, the records."""
+        write_json(self.state, {"epoch": len(self.records.records), "weights": weights, "done": done,
+                                "records": self.records.records})
+
     def on_train_end(self, logs=None):
         if not self._done:
             if self.weights_change_at_end or self._weights is None:
                 self._commit(done=True)
             else:  # the last epoch's weights are the final ones: mark the phase done without writing them again
-                write_json(self.state, {"epoch": len(self.records.records), "weights": self._weights, "done": True,
-                                        "records": self.records.records})
+                self._write_state(self._weights, True)
             self._done = True
 
 

@@ -14,16 +14,15 @@ parts' probabilities); not found, the image part answers. :data:`WITH_HAND` was 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from ..config import LANDMARKS_RECIPE, TrainConfig
 from ..data.manifest import sha256_file
-from ..io import read_json, write_json
-from ..runs import FUSION_PARTS, check_out_dir, is_finished, load_run, prepare_split, run_config, start_run
-from .result import RunResult, log
+from ..io import read_json
+from ..runs import FUSION_PARTS, check_out_dir, is_finished, load_run, prepare_split, run_config
+from .result import RunResult, log, open_run
 
 # lazy: aslnb.models imports Keras (aslnb.train imports this module: `import aslnb` stays free of TensorFlow).
 
@@ -72,13 +71,11 @@ def train_fusion(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out: Pa
         TrainConfig.from_params(**p)  # a bad parameter of either part fails before anything is written
     check_weights(cfg.backbone, cfg.weights)  # offline without cached ImageNet weights: before the landmarks part
     check_out_dir(out, data_dir, overwrite)
-    split = prepare_split(data_dir, cfg)
+    split = prepare_split(data_dir, cfg, ext_dir)
     config = run_config(cfg, split, data_dir, ext_dir, fusion={
         "with_hand": WITH_HAND, "no_hand": "image", "parts": {n: f"parts/{n}" for n in FUSION_PARTS},
         "part_params": params})
-    run = start_run(out, asdict(cfg), config["data"]["fingerprint"], overwrite)
-    for note in run.notes:
-        log(note, verbose)
+    run = open_run(out, config, overwrite, verbose)
     names = config["data"]["class_names"]
     with run.guard():
         run.begin(config, names)
@@ -87,11 +84,8 @@ def train_fusion(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out: Pa
                         train_kwargs)
         parts = {n: run.work / "parts" / n for n in FUSION_PARTS}
         history = {"parts": {n: read_json(p / "history.json") for n, p in parts.items()}}
-        write_json(run.work / "history.json", history)
         config["landmarks"] = read_json(parts["landmarks"] / "config.json")["landmarks"]
         config["fusion"]["model_sha256"] = {n: sha256_file(p / "model.keras") for n, p in parts.items()}
-        config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json(run.work / "config.json", config)
-        run.finish()
+        run.complete(None, config, history)
     model, _, config = load_run(out)
     return RunResult(out, config, history, {}, model=model)

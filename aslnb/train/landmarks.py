@@ -13,16 +13,14 @@ checks.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..config import TrainConfig
-from ..data.external import load_external
 from ..errors import DataError
-from ..runs import prepare_split, run_config, start_run
-from .result import RunResult, log
+from ..runs import prepare_split, run_config
+from .result import RunResult, log, open_run
 
 # lazy: aslnb.features, aslnb.models and .fit import Keras (aslnb.train imports this module: `import aslnb` stays
 # free of TensorFlow).
@@ -61,10 +59,8 @@ def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out:
     from .fit import fit_phase, history_of
 
     keras.utils.set_random_seed(cfg.seed)
-    split = prepare_split(data_dir, cfg)
+    split = prepare_split(data_dir, cfg, ext_dir)
     names = split.train.class_names
-    if ext_dir is not None:
-        load_external(ext_dir, names)  # no shared class: refused now, not after training
     lm = Landmarker.resolve()
     t0 = time.perf_counter()
     htr, hva = (hand_landmarks(part.files, lm) for part in (split.train, split.val))
@@ -79,9 +75,7 @@ def train_landmarks(cfg: TrainConfig, data_dir: Path, ext_dir: Path | None, out:
     model = build_landmark_head(xtr, len(names), cfg.head_units, cfg.dropout, cfg.seed)
     config = run_config(cfg, split, data_dir, ext_dir, pretrained=False,
                         param_counts={"total": int(model.count_params())})
-    run = start_run(out, asdict(cfg), config["data"]["fingerprint"], overwrite)
-    for note in run.notes:
-        log(note, verbose)
+    run = open_run(out, config, overwrite, verbose)
     config["landmarks"] = {**lm.describe(), "no_hand": {"train": htr.no_hand(), "val": hva.no_hand()},
                            "features": int(xtr.shape[1])}
     eye = np.eye(len(names), dtype=np.float32)

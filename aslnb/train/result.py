@@ -1,9 +1,11 @@
-"""What a training returns (:class:`RunResult`), and its progress lines."""
+"""What a training returns (:class:`RunResult`), its progress lines, and its run directory opened."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..runs import RunDir, start_run
 
 
 @dataclass
@@ -22,3 +24,11 @@ def log(msg: str, verbose: int) -> None:
     """Print one progress line when ``verbose``."""
     if verbose:
         print(msg, flush=True)
+
+
+def open_run(out: Path, config: dict, overwrite: bool, verbose: int) -> RunDir:
+    """:func:`aslnb.runs.start_run` of ``out`` for ``config`` (its params and data fingerprint); prints its notes."""
+    run = start_run(out, config["params"], config["data"]["fingerprint"], overwrite)
+    for note in run.notes:
+        log(note, verbose)
+    return run

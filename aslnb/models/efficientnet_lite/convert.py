@@ -7,15 +7,15 @@ runs load that file and do not import torch.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ...data.manifest import sha256_file
 from ...errors import ModelError
+from ...io import atomic_path
 from ...settings import keras_home
 from .architecture import VARIANTS, block_table, build_model
 
@@ -51,9 +51,7 @@ def _packaged_pth(variant: str = "lite0") -> Path | None:
 
 def _converted_path(pth: Path, cache: Path, variant: str) -> Path:
     """Where the conversion of ``pth`` lives: named by the first 12 hex digits of its sha256."""
-    with open(pth, "rb") as f:
-        sha = hashlib.file_digest(f, "sha256").hexdigest()
-    return cache / f"{_cache_prefix(variant)}{sha[:12]}.weights.h5"
+    return cache / f"{_cache_prefix(variant)}{sha256_file(pth)[:12]}.weights.h5"
 
 
 def _torch_to_keras_weights(state: dict, variant: str) -> dict[str, list[np.ndarray]]:
@@ -141,12 +139,8 @@ def convert_pth_to_keras(pth_path: str | os.PathLike | None = None,
     if missing:  # pragma: no cover - guards the mapping above
         raise ModelError(f"no PyTorch weights for layers {missing}")
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=cache)
-        os.close(fd)
-        os.unlink(tmp)  # keras refuses to overwrite silently in some versions
-        model.save_weights(tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            model.save_weights(tmp)
     except OSError as err:
         raise ModelError(f"cannot write converted weights to {target}: {err}") from None
     return target
