@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..backend import import_keras
 from ..errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, AslnbError
-from .commands import _cmd_bench, _cmd_data, _cmd_evaluate, _cmd_predict, _cmd_report, _cmd_train
+from .commands import HANDLERS
 from .parser import build_parser, profile_in
 
 __all__ = ["build_parser", "main"]
@@ -35,12 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(profile_in(argv))  # train --profile NAME: its settings are the defaults (and --help's)
     args = parser.parse_args(argv)
     args.given = frozenset(tok.split("=", 1)[0] for tok in argv if tok.startswith("--"))  # options typed
-    handlers = {"data": _cmd_data, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-                "report": _cmd_report, "bench": _cmd_bench}
     try:
         if args.command in NEEDS_KERAS:
             import_keras()
-        return handlers[args.command](args)
+        return HANDLERS[args.command](args)
     except AslnbError as exc:
         if args.debug:
             raise

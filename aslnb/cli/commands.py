@@ -202,3 +202,8 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+
+
+#: The function that runs each subcommand (``aslnb COMMAND``).
+HANDLERS = {"data": _cmd_data, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+            "report": _cmd_report, "bench": _cmd_bench}
