@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,13 @@ from ..train import train
 from .colab import ensure_data, on_colab, resolve_profile
 from .plots import stamp as add_stamp
 
-# lazy: aslnb.models.registry imports Keras; it must come after setup()'s import_keras(), which hides
+# lazy: aslnb.models.registry imports Keras; in a notebook it must come after import_keras() below, which hides
 # TensorFlow's start-up notices.
+
+if "ipykernel" in sys.modules:
+    # In a notebook, import Keras now, dropping the start-up notices TensorFlow's C++
+    # prints regardless of TF_CPP_MIN_LOG_LEVEL (see aslnb.backend).
+    import_keras()
 
 #: The lock file beside a report's metrics.json: :func:`record` holds it while it reads, adds and writes.
 METRICS_LOCK = ".metrics.json.lock"
@@ -106,7 +112,6 @@ def setup(notebook: str, namespace: dict[str, Any], *, need_external: bool = Fal
     if missing:
         raise ParameterError(f"parameter(s) {', '.join(missing)} not defined: run the parameters cell first")
     check_types(given, spec)
-    import_keras()  # Keras now, without the start-up notices TensorFlow's C++ prints (see aslnb.backend)
     from ..models.registry import AUTO_BACKBONE, backbone_names, resolve_backbone
 
     if "BACKBONE" in given and given["BACKBONE"] not in (AUTO_BACKBONE, *backbone_names()):
