@@ -422,12 +422,26 @@ def test_the_committed_cpu_report_has_lesson_checks_and_all_hold():
 
 
 def test_the_report_shows_no_library_noise(smoke_report):
-    """No TqdmWarning ("IProgress not found": ipywidgets is a dependency) and no TensorFlow retracing warning in
-    any output of the report's notebooks."""
+    """No TqdmWarning ("IProgress not found": ipywidgets is a dependency), no TensorFlow retracing warning and
+    none of TensorFlow's start-up notices (a course module that imports Keras before aslnb.course.notebook
+    has hidden them) in any output of the report's notebooks."""
+    from aslnb.backend import START_UP_NOTICES
+
     for notebook in sorted(smoke_report.glob("[0-9][0-9]_*.ipynb")):
         shown = _outputs(notebook)
-        for noise in ("TqdmWarning", "IProgress not found", "triggered tf.function retracing"):
+        for noise in ("TqdmWarning", "IProgress not found", "triggered tf.function retracing", *START_UP_NOTICES):
             assert noise not in shown, (notebook.name, noise)
+
+
+def test_the_committed_cpu_report_shows_no_start_up_notices():
+    """The committed report's notebooks hold none of TensorFlow's start-up notices either (notebooks 02 and 03
+    import Keras-importing course modules in their first import cell)."""
+    from aslnb.backend import START_UP_NOTICES
+
+    report = course_notebooks()[0].parents[1] / "reports" / "cpu"
+    for notebook in sorted(report.glob("[0-9][0-9]_*.ipynb")):
+        shown = _outputs(notebook)
+        assert not [n for n in START_UP_NOTICES if n in shown], notebook.name
 
 
 def test_the_report_names_no_path_of_this_machine(smoke_report):
