@@ -10,7 +10,7 @@ Profiles (:data:`PROFILES`, overrides of those defaults; :func:`profile` merges 
 
 ``smoke``: a few images per class, tiny images, 1 epoch (the test suite).
 ``cpu``: the whole 5,800-image sample, the study's 20 epochs, sizes chosen so
-the whole report runs within 20 minutes on 2 CPU cores from an empty cache: the head is
+the whole report runs in about 20 minutes on 2 CPU cores from an empty cache: the head is
 trained on cached features of the frozen backbone (early stopping; dropout 0, as
 notebook 04's validation comparison picked), then a second phase trains the top stage
 (``fine_tune_until`` ``conv4``: ResNet50's conv5, Lite0's block7 and head conv) at a
